@@ -1,0 +1,54 @@
+# Self-documenting Makefile: `make help` lists the targets.
+# The workflows in .github/workflows call these targets, so everything CI does runs locally.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export UV_PYTHON_DOWNLOADS ?= never
+
+# Use uv from PATH; otherwise install it with pip into .tools/ (needs only python3).
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+RUN := $(UV) run --frozen
+PYTEST_ARGS ?=
+
+.PHONY: help install repro test test-fast lint format typecheck bench clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
+	$(UV) sync --frozen
+	@touch $@
+
+install: $(VENV)/.synced ## Create .venv with the locked dependencies (installs uv if needed)
+
+repro: install ## Run the whole pipeline: dvc repro
+	$(RUN) dvc repro
+
+test: install ## Run the test suite (unit, data, model, integration)
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-fast: install ## Run only the fast tests (no integration)
+	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+
+lint: install ## Lint and check formatting with ruff
+	$(RUN) ruff check src tests bench
+	$(RUN) ruff format --check src tests bench
+
+format: install ## Format the code with ruff
+	$(RUN) ruff check --fix src tests bench
+	$(RUN) ruff format src tests bench
+
+typecheck: install ## Type-check the package with mypy
+	$(RUN) mypy
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .mypy_cache

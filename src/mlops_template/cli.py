@@ -1,0 +1,99 @@
+"""The `mlops` command: pipeline stages (called by dvc.yaml) and user-facing commands.
+
+Every :class:`~mlops_template.errors.MlopsError` becomes one readable message on stderr
+and the error's exit code (2 config, 3 data, 4 tracking, 5 gate); see README "Exit codes".
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from mlops_template.config import load_params
+from mlops_template.errors import MlopsError
+
+log = logging.getLogger("mlops_template")
+
+# Stage name (as in dvc.yaml) -> module whose run(params) is the stage's entry point.
+STAGES = {
+    "data": "mlops_template.data",
+    "features": "mlops_template.features",
+    "train": "mlops_template.train",
+    "evaluate": "mlops_template.evaluate",
+}
+
+
+def configure_logging(verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    log.setLevel(level)
+
+
+def _stage(args: argparse.Namespace) -> None:
+    params = load_params(args.params)
+    module = importlib.import_module(STAGES[args.name])
+    module.run(params)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Check a CSV/Parquet file against the data contract without running the pipeline."""
+    from mlops_template.contract import load_contract, validate
+    from mlops_template.data import read_table
+
+    params = load_params(args.params)
+    contract = load_contract(args.contract or params.data.contract)
+    fmt = "parquet" if args.file.endswith((".parquet", ".pq")) else "csv"
+    frame = validate(read_table(args.file, fmt), contract, source=args.file)
+    print(f"OK: {args.file} ({len(frame)} rows) satisfies the contract {contract.name!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--params", default="params.yaml", help="params file (default: %(default)s)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stage = sub.add_parser("stage", help="run one pipeline stage (dvc.yaml calls this)")
+    stage.add_argument("name", choices=sorted(STAGES))
+    stage.set_defaults(func=_stage)
+
+    check = sub.add_parser("validate", help="check a CSV/Parquet file against the data contract")
+    check.add_argument("file")
+    check.add_argument("--contract", help="contract YAML (default: data.contract in params)")
+    check.set_defaults(func=_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    try:
+        args.func(args)
+    except MlopsError as err:
+        log.error("%s", err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

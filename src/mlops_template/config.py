@@ -1,0 +1,224 @@
+"""The one typed loader for params.yaml: a pydantic model per section.
+
+Every stage reads its knobs through :func:`load_params`. An unknown key, a wrong type or an
+impossible value fails here, before any work, with a :class:`ConfigError` naming the key
+(``train.hist_gradient_boosting.learning_rate: Input should be greater than 0``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops_template import paths
+from mlops_template.errors import ConfigError
+
+Task = Literal["binary", "multiclass", "regression"]
+ModelName = Literal["linear", "random_forest", "hist_gradient_boosting"]
+Probability = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Section(BaseModel):
+    """Strict base: unknown keys are errors, values are validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class SyntheticParams(Section):
+    n_rows: int = Field(100_000, ge=100)
+    fraud_rate: Probability = 0.015
+    seed: int = 42
+    drift: Literal["none", "shifted"] = "none"
+
+
+class SqlParams(Section):
+    url: str = ""
+    query: str = ""
+
+
+class SplitParams(Section):
+    method: Literal["stratified", "random", "time"] = "stratified"
+    test_size: Probability = 0.2
+    seed: int = 42
+
+
+class DataParams(Section):
+    task: Task = "binary"
+    contract: str = str(paths.CONTRACT)
+    source: Literal["synthetic", "csv", "parquet", "sql"] = "synthetic"
+    path: str = ""
+    synthetic: SyntheticParams = SyntheticParams()
+    sql: SqlParams = SqlParams()
+    split: SplitParams = SplitParams()
+
+    @model_validator(mode="after")
+    def _source_needs_location(self) -> DataParams:
+        if self.source in ("csv", "parquet") and not self.path:
+            raise ValueError(f"data.path is required when data.source is {self.source!r}")
+        if self.source == "sql" and not (self.sql.url and self.sql.query):
+            raise ValueError(
+                "data.sql.url and data.sql.query are required when data.source is 'sql'"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------- features
+
+
+class DatetimeFeature(Section):
+    column: str
+    parts: list[Literal["hour", "weekday", "day", "month", "is_weekend", "is_night"]] = Field(
+        min_length=1
+    )
+
+
+class PowerFeature(Section):
+    column: str
+    exponent: float
+
+
+class BinFeature(Section):
+    column: str
+    edges: list[float] = Field(min_length=2)
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _increasing(self) -> BinFeature:
+        if any(b <= a for a, b in zip(self.edges, self.edges[1:], strict=False)):
+            raise ValueError(f"bin edges for {self.column!r} must be strictly increasing")
+        return self
+
+
+class RatioFeature(Section):
+    name: str
+    numerator: str
+    denominator: str
+
+
+class AggregateFeature(Section):
+    name: str
+    columns: list[str] = Field(min_length=2)
+    func: Literal["sum", "mean", "min", "max", "std"]
+
+
+class FeaturesParams(Section):
+    datetime: list[DatetimeFeature] = []
+    log: list[str] = []
+    power: list[PowerFeature] = []
+    bins: list[BinFeature] = []
+    ratios: list[RatioFeature] = []
+    aggregates: list[AggregateFeature] = []
+    drop: list[str] = []
+
+
+# --------------------------------------------------------------------------- train
+
+
+class LinearParams(Section):
+    """LogisticRegression for classification, Ridge for regression."""
+
+    C: float = Field(1.0, gt=0)
+    alpha: float = Field(1.0, ge=0)
+    max_iter: int = Field(1000, ge=1)
+    class_weight: Literal["balanced"] | None = None
+
+
+class RandomForestParams(Section):
+    n_estimators: int = Field(200, ge=1)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(1, ge=1)
+    max_features: float | Literal["sqrt", "log2"] | None = "sqrt"
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
+    n_jobs: int = -1
+
+
+class HistGradientBoostingParams(Section):
+    learning_rate: float = Field(0.1, gt=0)
+    max_iter: int = Field(200, ge=1)
+    max_leaf_nodes: int | None = Field(31, ge=2)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(20, ge=1)
+    l2_regularization: float = Field(0.0, ge=0)
+    class_weight: Literal["balanced"] | None = None
+    early_stopping: bool | Literal["auto"] = "auto"
+
+
+class CVParams(Section):
+    folds: int = Field(5, ge=2)
+    max_rows: int = Field(200_000, ge=100)
+
+
+class TrainParams(Section):
+    model: ModelName = "hist_gradient_boosting"
+    seed: int = 42
+    cv: CVParams = CVParams()
+    linear: LinearParams = LinearParams()
+    random_forest: RandomForestParams = RandomForestParams()
+    hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+
+    def estimator_params(self) -> dict[str, Any]:
+        """The chosen model's hyper-parameters as plain keyword arguments."""
+        section: BaseModel = getattr(self, self.model)
+        return section.model_dump()
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+class EvaluateParams(Section):
+    threshold: Probability = 0.5
+    slice_column: str | None = None
+    importance_rows: int = Field(5_000, ge=100)
+    importance_repeats: int = Field(3, ge=1)
+
+
+class TrackingParams(Section):
+    experiment: str = Field("mlops-template", min_length=1)
+    registered_model: str = Field("mlops-template-model", min_length=1)
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    features: FeaturesParams = FeaturesParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    tracking: TrackingParams = TrackingParams()
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate an already-loaded params mapping (tests build one by shrinking params.yaml)."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{source}: {_format_errors(err)}") from None
+
+
+def load_params(path: str | Path = paths.PARAMS) -> Params:
+    """Read and validate params.yaml; raise ConfigError naming the bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found (run from the project root)") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw, source=str(path))

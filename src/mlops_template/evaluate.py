@@ -1,0 +1,216 @@
+"""The `evaluate` stage: held-out metrics, DVC plots, per-slice error analysis, predictions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+from sklearn.inspection import permutation_importance
+
+from mlops_template import io, metrics, paths, tracking
+from mlops_template.config import EvaluateParams, Params, Task
+from mlops_template.train import model_output
+
+log = logging.getLogger(__name__)
+
+CURVE_POINTS = 200  # ROC / PR curves are thinned to about this many points
+CONFUSION_ROWS = 50_000  # the per-row confusion plot file is sampled above this
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, float]
+    plots: dict[str, pd.DataFrame]
+    slices: dict[str, Any]
+    predictions: pd.DataFrame
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _thin(frame: pd.DataFrame) -> pd.DataFrame:
+    if len(frame) <= CURVE_POINTS:
+        return frame.reset_index(drop=True)
+    idx = np.unique(np.linspace(0, len(frame) - 1, CURVE_POINTS).round().astype(int))
+    return frame.iloc[idx].reset_index(drop=True)
+
+
+def _labels(output: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
+    if output.ndim == 1:
+        return np.where(output >= threshold, classes[1], classes[0])
+    return classes[np.argmax(output, axis=1)]
+
+
+def classification_plots(
+    y: np.ndarray, output: np.ndarray, classes: np.ndarray, threshold: float, seed: int = 0
+) -> dict[str, pd.DataFrame]:
+    plots: dict[str, pd.DataFrame] = {}
+    if output.ndim == 1 and len(np.unique(y)) == 2:
+        positive = y == classes[1]
+        fpr, tpr, _ = skm.roc_curve(positive, output)
+        plots["roc"] = _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr}).round(6))
+        precision, recall, _ = skm.precision_recall_curve(positive, output)
+        pr = pd.DataFrame({"recall": recall, "precision": precision}).iloc[::-1]
+        plots["precision_recall"] = _thin(pr.round(6))
+    confusion = pd.DataFrame(
+        {"actual": y.astype(str), "predicted": _labels(output, classes, threshold).astype(str)}
+    )
+    if len(confusion) > CONFUSION_ROWS:
+        confusion = confusion.sample(n=CONFUSION_ROWS, random_state=seed)
+    plots["confusion"] = confusion.reset_index(drop=True)
+    return plots
+
+
+def slice_metrics(
+    inputs: pd.DataFrame,
+    y: np.ndarray,
+    output: np.ndarray,
+    task: Task,
+    classes: np.ndarray | None,
+    column: str,
+    threshold: float,
+) -> dict[str, Any]:
+    """Metrics per value of one categorical column: where does the model do worst?"""
+    slices: dict[str, Any] = {}
+    values = inputs[column].astype("string").fillna("<missing>").to_numpy()
+    for value in sorted(set(values)):
+        mask = values == value
+        entry: dict[str, Any] = {"rows": int(mask.sum())}
+        entry.update(metrics.score(task, y[mask], output[mask], classes, threshold))
+        slices[str(value)] = entry
+    return {"column": column, "slices": slices}
+
+
+def importance(
+    model: Any,
+    inputs: pd.DataFrame,
+    y: np.ndarray,
+    task: Task,
+    params: EvaluateParams,
+    seed: int,
+    skip: list[str],
+) -> pd.DataFrame:
+    """Permutation importance of each raw input column on a seeded sample of the test split."""
+    sample = inputs.sample(n=min(len(inputs), params.importance_rows), random_state=seed)
+    y_sample = pd.Series(y, index=inputs.index).loc[sample.index]
+    scoring = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "r2"}[task]
+    if task == "binary" and y_sample.nunique() < 2:
+        scoring = "accuracy"
+    result = permutation_importance(
+        model, sample, y_sample, scoring=scoring, n_repeats=params.importance_repeats,
+        random_state=seed, n_jobs=1,
+    )  # fmt: skip
+    frame = pd.DataFrame({"feature": sample.columns, "importance": result.importances_mean})
+    frame = frame[~frame["feature"].isin(skip)]
+    return frame.sort_values("importance", ascending=False).round(6).reset_index(drop=True)
+
+
+def evaluate(
+    model: Any,
+    test: pd.DataFrame,
+    *,
+    target: str,
+    task: Task,
+    classes: list[Any] | None,
+    params: EvaluateParams,
+    id_column: str | None = None,
+    seed: int = 42,
+) -> Evaluation:
+    """Score the inference pipeline on the raw held-out split."""
+    inputs = test.drop(columns=[target])
+    y = test[target].to_numpy()
+    output = model_output(model, inputs, task)
+    cls = np.asarray(classes) if classes is not None else None
+    scores = metrics.score(task, y, output, cls, params.threshold)
+
+    if task == "regression":
+        plots = {"predicted_vs_actual": pd.DataFrame({"actual": y, "predicted": output}).round(6)}
+        if len(plots["predicted_vs_actual"]) > CONFUSION_ROWS:
+            plots["predicted_vs_actual"] = plots["predicted_vs_actual"].sample(
+                n=CONFUSION_ROWS, random_state=seed
+            )
+    else:
+        assert cls is not None
+        plots = classification_plots(y, output, cls, params.threshold, seed)
+    skip = [id_column] if id_column else []
+    plots["importance"] = importance(model, inputs, y, task, params, seed, skip)
+
+    slices: dict[str, Any] = {}
+    if params.slice_column:
+        slices = slice_metrics(inputs, y, output, task, cls, params.slice_column, params.threshold)
+
+    predictions = pd.DataFrame(index=test.index)
+    if id_column:
+        predictions[id_column] = test[id_column]
+    predictions[target] = y
+    if task == "regression":
+        predictions["prediction"] = output
+    else:
+        assert cls is not None
+        predictions["prediction"] = _labels(output, cls, params.threshold)
+        if output.ndim == 1:
+            predictions[f"proba_{cls[1]}"] = output
+        else:
+            for i, c in enumerate(cls):
+                predictions[f"proba_{c}"] = output[:, i]
+    extra: dict[str, Any] = {}
+    if task != "regression":
+        assert cls is not None
+        matrix = skm.confusion_matrix(y, _labels(output, cls, params.threshold), labels=cls)
+        extra["confusion_matrix"] = {"labels": [str(c) for c in cls], "matrix": matrix.tolist()}
+    return Evaluation(scores, plots, slices, predictions.reset_index(drop=True), extra)
+
+
+def load_model(
+    model_path: Path = paths.MODEL, meta_path: Path = paths.MODEL_META
+) -> tuple[Any, dict[str, Any]]:
+    """The trained inference pipeline and its metadata (models/model.joblib, models/model.json)."""
+    import joblib
+
+    return joblib.load(model_path), json.loads(Path(meta_path).read_text())
+
+
+def write(result: Evaluation) -> None:
+    io.write_json(result.metrics, paths.METRICS)
+    io.write_json(result.slices | result.extra, paths.SLICES)
+    for name, frame in result.plots.items():
+        io.write_csv(frame, paths.PLOTS_DIR / f"{name}.csv")
+    io.write_parquet(result.predictions, paths.PREDICTIONS)
+
+
+def log_to_mlflow(result: Evaluation, params: Params, meta: dict[str, Any]) -> str:
+    """Add test metrics and plots to the training run (or a new run if the store lacks it)."""
+    mlflow = tracking.connect(params.tracking.experiment)
+    run_id = meta.get("mlflow", {}).get("run_id")
+    with tracking.guarded("log the evaluation"):
+        try:
+            mlflow.get_run(run_id) if run_id else None
+        except Exception:
+            log.warning("training run %s is not in this store: logging to a new run", run_id)
+            run_id = None
+        with mlflow.start_run(run_id=run_id) as active:
+            mlflow.log_metrics(
+                {f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)}
+            )
+            mlflow.set_tags(tracking.run_tags() | {"evaluated": "true"})
+            mlflow.log_artifacts(str(paths.PLOTS_DIR), artifact_path="plots")
+            mlflow.log_artifact(str(paths.SLICES))
+            return str(active.info.run_id)
+
+
+def run(params: Params) -> None:
+    """Entry point of the `evaluate` stage (``mlops stage evaluate``)."""
+    model, meta = load_model()
+    test = pd.read_parquet(paths.TEST_SPLIT)
+    result = evaluate(
+        model, test, target=meta["target"], task=meta["task"], classes=meta["classes"],
+        params=params.evaluate, id_column=meta.get("id_column"), seed=params.train.seed,
+    )  # fmt: skip
+    write(result)
+    run_id = log_to_mlflow(result, params, meta)
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
+    log.info("evaluate: %s (MLflow run %s)", shown, run_id)

@@ -1,0 +1,43 @@
+"""Every file the pipeline reads or writes, relative to the project root.
+
+dvc.yaml repeats these strings (DVC cannot import Python); ``tests/unit/test_paths.py``
+checks that the two agree, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PARAMS = Path("params.yaml")
+CONTRACT = Path("contract.yaml")
+DVC_LOCK = Path("dvc.lock")
+
+SPLIT_DIR = Path("data/split")
+TRAIN_SPLIT = SPLIT_DIR / "train.parquet"
+TEST_SPLIT = SPLIT_DIR / "test.parquet"
+
+FEATURES_DIR = Path("data/features")
+TRAIN_FEATURES = FEATURES_DIR / "train.parquet"
+TEST_FEATURES = FEATURES_DIR / "test.parquet"
+
+MODELS_DIR = Path("models")
+MODEL = MODELS_DIR / "model.joblib"
+MODEL_META = MODELS_DIR / "model.json"
+
+REPORTS_DIR = Path("reports")
+METRICS = REPORTS_DIR / "metrics.json"
+CV_METRICS = REPORTS_DIR / "cv_metrics.json"
+SLICES = REPORTS_DIR / "slices.json"
+PLOTS_DIR = REPORTS_DIR / "plots"
+PREDICTIONS = Path("data/predictions/test.parquet")
+VALIDATION_DIR = REPORTS_DIR / "data_validation"
+VALIDATION_FAILURES = VALIDATION_DIR / "failures.csv"
+VALIDATION_SUMMARY = VALIDATION_DIR / "summary.txt"
+
+
+def tracking_root() -> Path:
+    """Where the default MLflow store lives: DVC_ROOT when DVC runs us (inside
+    `dvc exp run --temp` copies it names the real repository, so runs are not written into a
+    folder that is deleted afterwards), else the current folder."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()

@@ -1,0 +1,90 @@
+"""MLflow tracking: where the store is, and what every run is tagged with.
+
+Default store: ``sqlite:///<repo>/mlflow.db`` (gitignored, never a DVC output).
+``MLFLOW_TRACKING_URI`` points it at a shared server instead. A store that cannot be
+written fails the stage with :class:`TrackingError`: a run is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlops_template import paths
+from mlops_template.errors import TrackingError
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri() -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{paths.tracking_root() / 'mlflow.db'}"
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def data_hash(lock_path: Path = paths.DVC_LOCK, stage: str = "data") -> str:
+    """One hash of the `data` stage's outputs as recorded in dvc.lock ("unknown" before)."""
+    try:
+        lock = yaml.safe_load(lock_path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return "unknown"
+    outs = lock.get("stages", {}).get(stage, {}).get("outs", [])
+    parts = [f"{o.get('path')}:{o.get('md5')}" for o in outs if o.get("md5")]
+    if not parts:
+        return "unknown"
+    return hashlib.md5("\n".join(sorted(parts)).encode()).hexdigest()
+
+
+def connect(experiment: str) -> Any:
+    """Point MLflow at the store and experiment; fail clearly if it cannot be written."""
+    import mlflow
+
+    uri = tracking_uri()
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(experiment)
+    except Exception as err:
+        raise TrackingError(
+            f"MLflow store {uri!r} cannot be used ({type(err).__name__}: {err}); "
+            "fix the path or server, or set MLFLOW_TRACKING_URI"
+        ) from None
+    return mlflow
+
+
+def run_tags() -> dict[str, str]:
+    return {"git_commit": git_commit(), "data_hash": data_hash()}
+
+
+def guarded(action: str) -> Any:
+    """Context manager turning any MLflow failure into a TrackingError naming ``action``."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def _guard() -> Any:
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as err:
+            raise TrackingError(
+                f"MLflow could not {action} at {tracking_uri()!r}: {type(err).__name__}: {err}"
+            ) from None
+
+    return _guard()

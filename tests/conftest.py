@@ -1,0 +1,52 @@
+"""Shared fixtures: shrink the real params.yaml and contract, never invent fake ones."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+for key, value in {
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}.items():
+    os.environ.setdefault(key, value)
+
+
+@pytest.fixture
+def raw_params() -> dict[str, Any]:
+    """params.yaml as a plain mapping, for tests to shrink and override."""
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.fixture
+def params(raw_params: dict[str, Any]):
+    from mlops_template.config import parse_params
+
+    raw_params["data"]["synthetic"]["n_rows"] = 3000
+    raw_params["train"]["cv"]["folds"] = 2
+    raw_params["train"]["hist_gradient_boosting"]["max_iter"] = 30
+    return parse_params(raw_params)
+
+
+@pytest.fixture
+def contract():
+    from mlops_template.contract import load_contract
+
+    return load_contract(ROOT / "contract.yaml")
+
+
+@pytest.fixture
+def transactions(contract):
+    """A small, contract-valid synthetic batch."""
+    from mlops_template.contract import validate
+    from mlops_template.synthetic import generate_transactions
+
+    return validate(generate_transactions(3000, seed=7), contract)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+
+from mlops_template.config import load_params, parse_params
+from mlops_template.errors import ConfigError
+
+
+def test_committed_params_are_valid():
+    params = load_params("params.yaml")
+    assert params.data.source == "synthetic"
+    assert params.train.model == "hist_gradient_boosting"
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "named"),
+    [
+        ("train", "model", "xgboost_deluxe", "train.model"),
+        ("train", "learning_rat", 0.1, "train.learning_rat: unknown key"),
+        ("data", "source", "ftp", "data.source"),
+        ("data", "task", "ranking", "data.task"),
+        ("train", "seed", "forty-two", "train.seed"),
+    ],
+)
+def test_bad_values_name_the_key(raw_params, section, key, value, named):
+    raw_params[section][key] = value
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        parse_params(raw_params)
+
+
+@pytest.mark.parametrize("test_size", [0, 1, 1.5, -0.2])
+def test_test_size_must_be_inside_zero_one(raw_params, test_size):
+    raw_params["data"]["split"]["test_size"] = test_size
+    with pytest.raises(ConfigError, match=r"data\.split\.test_size"):
+        parse_params(raw_params)
+
+
+def test_nested_model_knob_is_checked(raw_params):
+    raw_params["train"]["hist_gradient_boosting"]["learning_rate"] = -1
+    with pytest.raises(ConfigError, match=r"train\.hist_gradient_boosting\.learning_rate"):
+        parse_params(raw_params)
+
+
+def test_file_source_needs_a_path(raw_params):
+    raw_params["data"]["source"] = "csv"
+    with pytest.raises(ConfigError, match=r"data\.path is required"):
+        parse_params(raw_params)
+
+
+def test_unknown_section_is_rejected(raw_params):
+    raw_params["trian"] = {}
+    with pytest.raises(ConfigError, match="trian: unknown key"):
+        parse_params(raw_params)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "params.yaml")
