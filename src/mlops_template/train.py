@@ -258,7 +258,6 @@ def log_to_mlflow(
             "model_uri": info.model_uri,
             "registered_model": params.tracking.registered_model,
             "version": None if version is None else str(version),
-            "tracking_uri": tracking.tracking_uri(),
         }
 
 
