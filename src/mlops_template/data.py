@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from mlops_template import io, paths
 from mlops_template.config import DataParams, Params, SplitParams, Task
@@ -69,6 +68,8 @@ def split(
     df: pd.DataFrame, contract: Contract, task: Task, params: SplitParams
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deterministic train/test split: stratified, random or by time (latest rows are test)."""
+    from sklearn.model_selection import train_test_split
+
     if params.method == "time":
         if not contract.timestamp:
             raise ConfigError(

@@ -9,15 +9,17 @@ fitted on the training split only.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import FunctionTransformer
 
 from mlops_template import io, paths
 from mlops_template.config import FeaturesParams, Params
 from mlops_template.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from sklearn.preprocessing import FunctionTransformer
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,8 @@ def build_features(df: pd.DataFrame, spec: FeaturesParams | dict[str, Any]) -> p
 
 def feature_transformer(spec: FeaturesParams) -> FunctionTransformer:
     """The feature function as the first step of the saved inference pipeline."""
+    from sklearn.preprocessing import FunctionTransformer
+
     return FunctionTransformer(
         build_features, kw_args={"spec": spec.model_dump(mode="json")}, validate=False
     )

@@ -1,0 +1,140 @@
+"""End to end: real git repo, real `dvc repro`, real MLflow SQLite store, real DVC remote."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.repo import make_repo, run
+
+pytestmark = pytest.mark.integration
+
+STAGES = ["data", "features", "train", "evaluate"]
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One reproduced template copy shared by the read-only checks of this module."""
+    path = make_repo(tmp_path_factory.mktemp("pipeline"))
+    out = run(path, "dvc", "repro")
+    assert ran_stages(out.stdout) == STAGES
+    return path
+
+
+def test_repro_writes_every_declared_output(repo: Path):
+    for rel in [
+        "data/split/train.parquet", "data/split/test.parquet",
+        "data/features/train.parquet", "models/model.joblib", "models/model.json",
+        "reports/metrics.json", "reports/cv_metrics.json", "reports/slices.json",
+        "reports/plots/roc.csv", "reports/plots/importance.csv", "data/predictions/test.parquet",
+    ]:  # fmt: skip
+        assert (repo / rel).stat().st_size > 0, rel
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics) == {
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+        "roc_auc",
+        "pr_auc",
+        "log_loss",
+    }
+    assert 0.5 < metrics["roc_auc"] <= 1
+
+
+def test_second_repro_runs_nothing(repo: Path):
+    out = run(repo, "dvc", "repro")
+    assert ran_stages(out.stdout) == []
+    assert "didn't change" in out.stdout or "up to date" in out.stdout
+
+
+def test_run_is_tracked_in_mlflow_and_registered(repo: Path):
+    meta = json.loads((repo / "models/model.json").read_text())
+    db = sqlite3.connect(repo / "mlflow.db")
+    run_id = meta["mlflow"]["run_id"]
+    metric_keys = {k for (k,) in db.execute("select key from metrics where run_uuid=?", (run_id,))}
+    assert {"cv_roc_auc_mean", "test_roc_auc", "test_log_loss"} <= metric_keys
+    tags = dict(db.execute("select key, value from tags where run_uuid=?", (run_id,)).fetchall())
+    assert re.fullmatch(r"[0-9a-f]{40}", tags["git_commit"])
+    assert re.fullmatch(r"[0-9a-f]{32}", tags["data_hash"])
+    params = dict(db.execute("select key, value from params where run_uuid=?", (run_id,)))
+    assert params["train.model"] == "hist_gradient_boosting"
+    versions = db.execute(
+        "select version from model_versions where name=? and run_id=?",
+        (meta["mlflow"]["registered_model"], run_id),
+    ).fetchall()
+    assert versions == [(int(meta["mlflow"]["version"]),)]
+
+
+def test_force_repro_is_byte_identical(repo: Path, tmp_path: Path):
+    before = (repo / "reports/metrics.json").read_bytes()
+    predictions = pd.read_parquet(repo / "data/predictions/test.parquet")
+    run(repo, "dvc", "repro", "--force")
+    assert (repo / "reports/metrics.json").read_bytes() == before
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(repo / "data/predictions/test.parquet"), predictions
+    )
+
+
+def test_push_to_remote_then_clone_and_pull_reproduces_nothing(repo: Path, tmp_path: Path):
+    remote = tmp_path / "remote"
+    run(repo, "dvc", "remote", "add", "-d", "--local", "storage", str(remote))
+    run(repo, "dvc", "push")
+    assert any(remote.rglob("*")), "nothing was pushed to the remote"
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "reproduced")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    run(clone, "dvc", "remote", "add", "-d", "--local", "storage", str(remote))
+    run(clone, "dvc", "pull")
+    assert (clone / "models/model.joblib").read_bytes() == (
+        repo / "models/model.joblib"
+    ).read_bytes()
+    status = run(clone, "dvc", "status", "--json")
+    assert json.loads(status.stdout) == {}
+    assert ran_stages(run(clone, "dvc", "repro").stdout) == []
+
+
+def test_exp_run_with_train_param_reruns_only_train_and_evaluate(tmp_path: Path, repo: Path):
+    work = tmp_path / "work"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(work))
+    run(work, "dvc", "cache", "dir", "--local", str(repo / ".dvc" / "cache"))  # data from cache
+    run(work, "dvc", "checkout")
+    out = run(
+        work, "dvc", "exp", "run", "-n", "lr-fast",
+        "-S", "train.hist_gradient_boosting.learning_rate=0.3",
+    )  # fmt: skip
+    assert ran_stages(out.stdout) == ["train", "evaluate"]
+    shown = json.loads(run(work, "dvc", "exp", "show", "--json").stdout)
+    experiments = [exp for rev in shown for exp in rev.get("experiments") or []]
+    assert "lr-fast" in {exp.get("name") for exp in experiments}, shown
+    diff = json.loads(run(work, "dvc", "metrics", "diff", "--json").stdout)
+    assert diff["reports/metrics.json"]["roc_auc"]["diff"] != 0
+
+
+def test_bad_raw_data_stops_at_data_stage_with_report(tmp_path: Path):
+    from mlops_template.synthetic import generate_transactions
+
+    raw = generate_transactions(500, seed=3)
+    raw["channel"] = raw["channel"].astype(str)
+    raw.loc[5, "channel"] = "carrier_pigeon"
+    raw.loc[9, "amount"] = -10.0
+    path = make_repo(tmp_path / "bad", {"data": {"source": "csv", "path": "raw.csv"}})
+    raw.to_csv(path / "raw.csv", index=False)
+    out = run(path, "dvc", "repro", check=False)
+    assert out.returncode != 0
+    assert ran_stages(out.stdout) == ["data"]
+    assert "channel" in out.stderr and "carrier_pigeon" in out.stderr
+    failures = pd.read_csv(path / "reports/data_validation/failures.csv")
+    assert {"channel", "amount"} <= set(failures["column"])
+    assert not (path / "data/split/train.parquet").exists()
+    assert not (path / "models/model.joblib").exists()
