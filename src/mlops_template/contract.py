@@ -166,6 +166,14 @@ class ValidationReport:
 FAILURE_COLUMNS = ["column", "check", "failure_case", "index"]
 
 
+def _show(value: Any) -> str:
+    try:
+        missing = bool(pd.isna(value))
+    except (TypeError, ValueError):
+        missing = False
+    return "null" if missing else str(value)
+
+
 def _failure_table(err: SchemaErrors | SchemaError) -> pd.DataFrame:
     cases = err.failure_cases
     if not isinstance(cases, pd.DataFrame):
@@ -178,7 +186,7 @@ def _failure_table(err: SchemaErrors | SchemaError) -> pd.DataFrame:
     table.loc[missing, "column"] = table.loc[missing, "failure_case"]
     table["column"] = table["column"].fillna("<frame>").astype(str)
     table["check"] = table["check"].astype(str)
-    table["failure_case"] = table["failure_case"].astype(str)
+    table["failure_case"] = [_show(v) for v in table["failure_case"]]
     return table.reset_index(drop=True)
 
 
