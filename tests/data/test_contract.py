@@ -116,19 +116,19 @@ def test_undeclared_columns_are_filtered_out(transactions, contract):
 def test_empty_file_is_a_clear_data_error(tmp_path: Path):
     path = tmp_path / "empty.csv"
     path.write_text("")
-    with pytest.raises(DataError, match="empty.csv.*empty"):
+    with pytest.raises(DataError, match=r"empty\.csv.*empty"):
         read_table(str(path), "csv")
 
 
 def test_unreadable_file_is_a_clear_data_error(tmp_path: Path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"this is not parquet")
-    with pytest.raises(DataError, match="cannot read .*broken.parquet"):
+    with pytest.raises(DataError, match=r"cannot read .*broken\.parquet"):
         read_table(str(path), "parquet")
 
 
 def test_missing_file_is_named(tmp_path: Path):
-    with pytest.raises(DataError, match="nope.csv.*does not exist"):
+    with pytest.raises(DataError, match=r"nope\.csv.*does not exist"):
         ingest(DataParams(source="csv", path=str(tmp_path / "nope.csv")))
 
 

@@ -38,5 +38,5 @@ def test_bins_keep_missing_values_missing():
 
 def test_missing_input_column_is_named():
     spec = FeaturesParams(log=["amount"])
-    with pytest.raises(DataError, match="features.log: input column 'amount' is missing"):
+    with pytest.raises(DataError, match=r"features\.log: input column 'amount' is missing"):
         build_features(pd.DataFrame({"x": [1]}), spec)
