@@ -29,6 +29,14 @@ def tracking_uri() -> str:
     return f"sqlite:///{paths.tracking_root() / 'mlflow.db'}"
 
 
+def default_artifact_location() -> str | None:
+    """Artifacts of the default SQLite store go to <repo>/mlartifacts (not the working
+    directory, which is a temporary copy under `dvc exp run --temp`); a server decides itself."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    return (paths.tracking_root() / "mlartifacts").as_uri()
+
+
 def git_commit(cwd: Path | None = None) -> str:
     try:
         out = subprocess.run(
@@ -59,6 +67,8 @@ def connect(experiment: str) -> Any:
     uri = tracking_uri()
     try:
         mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=default_artifact_location())
         mlflow.set_experiment(experiment)
     except Exception as err:
         raise TrackingError(

@@ -289,6 +289,7 @@ def run(params: Params) -> None:
         "classes": result.classes,
         "contract": {"name": contract.name, "version": contract.version},
         "mlflow": run_info,
+        "timings": {k: round(v, 2) for k, v in result.timings.items()},
     }
     io.write_json(result.cv_metrics, paths.CV_METRICS)
     io.write_json(meta, paths.MODEL_META)

@@ -73,6 +73,9 @@ def test_run_is_tracked_in_mlflow_and_registered(repo: Path):
         (meta["mlflow"]["registered_model"], run_id),
     ).fetchall()
     assert versions == [(int(meta["mlflow"]["version"]),)]
+    # artifacts live beside the store, not in the stage's working directory
+    assert any((repo / "mlartifacts").rglob("MLmodel"))
+    assert not (repo / "mlruns").exists()
 
 
 def test_force_repro_is_byte_identical(repo: Path, tmp_path: Path):
