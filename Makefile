@@ -15,7 +15,7 @@ export UV_COMPILE_BYTECODE ?= 1
 # Use uv from PATH; otherwise install it with pip into .tools/ (needs only python3).
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
-RUN := $(UV) run --frozen
+RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
 
 .PHONY: help install repro test test-fast lint format typecheck bench clean

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe  # noqa: E402
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["data", "features", "train", "evaluate"]
@@ -36,11 +36,11 @@ def run_stage(cwd: Path, stage: str) -> tuple[float, float]:
     env = dict(os.environ, DO_NOT_TRACK="1", MLFLOW_DISABLE_TELEMETRY="true")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        ["mlops", "stage", stage], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-        stderr=open(cwd / f"{stage}.log", "w"),
-    )  # fmt: skip
-    _, status, usage = os.wait4(proc.pid, 0)
+    with open(cwd / f"{stage}.log", "w") as log:
+        proc = subprocess.Popen(
+            ["mlops", "stage", stage], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"stage {stage} failed:\n{(cwd / f'{stage}.log').read_text()[-3000:]}")
@@ -77,7 +77,8 @@ def render(results: list[dict]) -> str:
         "features, evaluation, tracking, process start-up).",
         "",
         describe(),
-        "| rows | " + " | ".join(f"{s} (s)" for s in STAGES)
+        "| rows | "
+        + " | ".join(f"{s} (s)" for s in STAGES)
         + " | total (s) | rows/s | µs/row | peak RSS (GiB) | fitting share | other share |",
         "| ---: " * (len(STAGES) + 7) + "|",
     ]
