@@ -1,6 +1,6 @@
 """The `tune` stage: hyper-parameter search with k-fold CV on the training split only.
 
-grid / random (scikit-learn samplers), bayesian (Optuna TPE) and evolutionary (Optuna CMA-ES)
+grid / random (scikit-learn samplers), bayesian (Optuna TPE) and evolutionary (Optuna NSGA-II)
 all reduce to the same thing: propose a batch of candidate params, cross-validate each one
 (locally with joblib, or on a Dask cluster), keep the best. The result goes to
 models/best_params.json, which `train` reads.
@@ -227,7 +227,9 @@ def _optuna(tune: TuneParams, space: dict[str, Any], higher: bool, evaluate: Any
     sampler = (
         optuna.samplers.TPESampler(seed=tune.seed)
         if tune.method == "bayesian"
-        else optuna.samplers.CmaEsSampler(seed=tune.seed, warn_independent_sampling=False)
+        else optuna.samplers.NSGAIISampler(  # genetic; pure Optuna, no extra dependency
+            population_size=max(2, min(tune.n_trials // 2, 50)), seed=tune.seed
+        )
     )
     study = optuna.create_study(direction="maximize" if higher else "minimize", sampler=sampler)
     done = 0
