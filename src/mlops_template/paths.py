@@ -42,5 +42,9 @@ def tracking_root() -> Path:
     folder that is deleted afterwards), else the current folder."""
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
+
 BEST_PARAMS = MODELS_DIR / "best_params.json"
-TUNE_TRIALS = REPORTS_DIR / "tuning" / "trials.csv"
+TUNE_DIR = REPORTS_DIR / "tuning"
+TUNE_TRIALS = TUNE_DIR / "trials.csv"
+TUNE_HISTORY = TUNE_DIR / "history.csv"
+TUNE_IMPORTANCE = TUNE_DIR / "importance.csv"

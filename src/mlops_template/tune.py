@@ -252,6 +252,42 @@ def _optuna(tune: TuneParams, space: dict[str, Any], higher: bool, evaluate: Any
         done += n
 
 
+def history(result: TuneResult, higher: bool) -> pd.DataFrame:
+    """Optimisation history: each trial's score and the best so far (a DVC plot)."""
+    scores = result.trials["score"]
+    best = scores.cummax() if higher else scores.cummin()
+    return pd.DataFrame({"trial": result.trials["number"], "score": scores, "best": best})
+
+
+def importance(result: TuneResult, space: dict[str, Any], higher: bool) -> pd.DataFrame:
+    """Parameter importance (Optuna fANOVA) over the finished trials, whatever the method."""
+    import optuna
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    dists: dict[str, Any] = {}
+    for name, d in space.items():
+        if d.choices is not None:
+            dists[name] = CategoricalDistribution(d.choices)
+        elif d.integer:
+            dists[name] = IntDistribution(d.low, d.high, log=d.log)
+        else:
+            dists[name] = FloatDistribution(d.low, d.high, log=d.log)
+    study = optuna.create_study(direction="maximize" if higher else "minimize")
+    for row in result.trials.to_dict("records"):
+        values = {k: row[k] for k in space}
+        study.add_trial(optuna.trial.create_trial(params=values, distributions=dists,
+                                                  value=row["score"]))  # fmt: skip
+    if len(result.trials) < 2 or result.trials["score"].nunique() < 2:
+        scores = dict.fromkeys(space, 0.0)
+    else:
+        scores = optuna.importance.get_param_importances(study)
+    return pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
+
+
 def log_to_mlflow(result: TuneResult, params: Params) -> str:
     """One parent run for the search, one nested child run per trial; best trial tagged."""
     from mlops_template import tracking
@@ -276,6 +312,7 @@ def run(params: Params) -> None:
     """Entry point of the `tune` stage. Disabled: write the marker quickly, import nothing heavy."""
     if not params.tune.enabled:
         io.write_json({"source": "params.yaml", "params": {}}, paths.BEST_PARAMS)
+        io.write_text("tuning disabled (tune.enabled: false)\n", paths.TUNE_DIR / "README.txt")
         log.info("tune: disabled; train uses params.yaml")
         return
     check(params)
@@ -286,7 +323,11 @@ def run(params: Params) -> None:
     result = tune(features, target=contract.target, task=params.data.task,
                   train=params.train, params=params.tune)  # fmt: skip
     run_id = log_to_mlflow(result, params)
+    higher = metric_for(params.data.task, params.tune)[1]
+    space = params.tune.space[params.train.model]
     io.write_csv(result.trials, paths.TUNE_TRIALS)
+    io.write_csv(history(result, higher), paths.TUNE_HISTORY)
+    io.write_csv(importance(result, space, higher), paths.TUNE_IMPORTANCE)
     io.write_json(
         {"source": f"tune:{params.tune.method}", "model": params.train.model,
          "metric": result.metric, "score": result.best_score, "mlflow_run_id": run_id,

@@ -82,6 +82,10 @@ def test_stage_never_reads_test_split(
     best = json.loads(paths.BEST_PARAMS.read_text())
     assert best["source"] == "tune:grid" and set(best["params"]) == {"learning_rate",
                                                                       "max_leaf_nodes"}  # fmt: skip
+    hist = pd.read_csv(paths.TUNE_HISTORY)
+    assert len(hist) == 4 and hist["best"].iloc[-1] == best["score"]
+    imp = pd.read_csv(paths.TUNE_IMPORTANCE)
+    assert set(imp["parameter"]) == {"learning_rate", "max_leaf_nodes"}
     merged, source = tuned_params(tiny)
     assert source == "tune:grid"
     assert merged.train.hist_gradient_boosting.learning_rate == best["params"]["learning_rate"]
