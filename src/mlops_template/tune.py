@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,7 @@ def merged(train: TrainParams, overrides: dict[str, Any]) -> TrainParams:
 
 def cv_score(
     X: pd.DataFrame, y: pd.Series, task: Task, train: TrainParams, overrides: dict[str, Any],
-    folds: int, seed: int, metric: str,
+    folds: int, seed: int, metric: str, on_fold: Callable[[int, float], bool] | None = None,
 ) -> float:  # fmt: skip
     """Mean validation score of one candidate over k folds of the training rows given."""
     import numpy as np
@@ -102,7 +103,17 @@ def cv_score(
         scores.append(
             metrics.score(task, y.iloc[val_idx], out, getattr(model, "classes_", None))[metric]
         )
+        if on_fold is not None and on_fold(len(scores), float(np.nanmean(scores))):
+            raise Pruned(float(np.nanmean(scores)))
     return float(np.nanmean(scores))
+
+
+class Pruned(Exception):
+    """Raised by cv_score when the pruner stops a bad trial after some folds."""
+
+    def __init__(self, score: float) -> None:
+        super().__init__(f"pruned at running score {score:.5f}")
+        self.score = score
 
 
 def _timed(*args: Any) -> tuple[float, float]:
@@ -201,6 +212,24 @@ def tune(
             log.info("tune trial %d/%d: %s=%.5f %s", len(rows), params.n_trials, metric, score, c)
         return [s for s, _ in results]
 
+    def evaluate_pruned(cand: dict[str, Any], report: Callable[[int, float], bool]) -> float:
+        """One trial in this process, reporting each fold to the Optuna pruner."""
+        start, state = time.perf_counter(), "complete"
+        try:
+            score = cv_score(X, y, task, train, cand, params.folds, params.seed, metric, report)
+        except Pruned as stop:
+            score, state = stop.score, "pruned"
+        row = {"number": len(rows), **cand, "score": score if state == "complete" else None}
+        rows.append(row | {"seconds": round(time.perf_counter() - start, 3), "state": state})
+        log.info("tune trial %d/%d (%s): %s=%.5f %s", len(rows), params.n_trials, state,
+                 metric, score, cand)  # fmt: skip
+        if state == "pruned":
+            raise Pruned(score)
+        return score
+
+    prune = params.pruning and runner.client is None and runner.workers == 1
+    if params.pruning and not prune:
+        log.warning("tune.pruning works with n_workers: 1 and no Dask; ignored here")
     try:
         if params.method in ("grid", "random"):
             cands = _grid_or_random(params, space)
@@ -209,10 +238,14 @@ def tune(
                     break
                 evaluate(cands[i : i + runner.workers])
         else:
-            _optuna(params, space, higher, evaluate, runner.workers, deadline)
+            _optuna(params, space, higher, evaluate, runner.workers, deadline,
+                    evaluate_pruned if prune else None)  # fmt: skip
     finally:
         runner.close()
     trials = pd.DataFrame(rows)
+    if "state" not in trials:
+        trials["state"] = "complete"
+    trials["score"] = trials["score"].astype("float64")
     best = trials["score"].idxmax() if higher else trials["score"].idxmin()
     best_params = {k: trials.loc[best, k] for k in space}
     best_params = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_params.items()}
@@ -220,7 +253,7 @@ def tune(
 
 
 def _optuna(tune: TuneParams, space: dict[str, Any], higher: bool, evaluate: Any,
-            batch: int, deadline: float) -> None:  # fmt: skip
+            batch: int, deadline: float, evaluate_pruned: Any = None) -> None:  # fmt: skip
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -231,7 +264,10 @@ def _optuna(tune: TuneParams, space: dict[str, Any], higher: bool, evaluate: Any
             population_size=max(2, min(tune.n_trials // 2, 50)), seed=tune.seed
         )
     )
-    study = optuna.create_study(direction="maximize" if higher else "minimize", sampler=sampler)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    study = optuna.create_study(
+        direction="maximize" if higher else "minimize", sampler=sampler, pruner=pruner
+    )
     done = 0
     while done < tune.n_trials and time.monotonic() < deadline:
         n = min(batch, tune.n_trials - done)
@@ -247,9 +283,26 @@ def _optuna(tune: TuneParams, space: dict[str, Any], higher: bool, evaluate: Any
                 else:
                     c[name] = t.suggest_float(name, d.low, d.high, log=d.log)
             cands.append(c)
+        done += n
+        if evaluate_pruned is not None:
+            t, c = trials[0], cands[0]
+            try:
+                study.tell(t, evaluate_pruned(c, _reporter(t)))
+            except Pruned:
+                study.tell(t, state=optuna.trial.TrialState.PRUNED)
+            continue
         for t, s in zip(trials, evaluate(cands), strict=True):
             study.tell(t, s)
-        done += n
+
+
+def _reporter(trial: Any) -> Callable[[int, float], bool]:
+    """Per-fold callback: report the running CV score, answer whether to prune."""
+
+    def report(step: int, value: float) -> bool:
+        trial.report(value, step)
+        return bool(trial.should_prune())
+
+    return report
 
 
 def history(result: TuneResult, higher: bool) -> pd.DataFrame:
@@ -277,11 +330,12 @@ def importance(result: TuneResult, space: dict[str, Any], higher: bool) -> pd.Da
         else:
             dists[name] = FloatDistribution(d.low, d.high, log=d.log)
     study = optuna.create_study(direction="maximize" if higher else "minimize")
-    for row in result.trials.to_dict("records"):
+    done = result.trials[result.trials["state"] == "complete"]
+    for row in done.to_dict("records"):
         values = {k: row[k] for k in space}
         study.add_trial(optuna.trial.create_trial(params=values, distributions=dists,
                                                   value=row["score"]))  # fmt: skip
-    if len(result.trials) < 2 or result.trials["score"].nunique() < 2:
+    if len(done) < 2 or done["score"].nunique() < 2:
         scores = dict.fromkeys(space, 0.0)
     else:
         scores = optuna.importance.get_param_importances(study)
@@ -301,7 +355,9 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
             best = row["score"] == result.best_score
             with mlflow.start_run(run_name=f"trial-{row['number']}", nested=True):
                 mlflow.log_params({k: row[k] for k in result.best_params})
-                mlflow.log_metric(result.metric, row["score"])
+                if row["state"] == "complete":
+                    mlflow.log_metric(result.metric, row["score"])
+                mlflow.set_tag("state", row["state"])
                 mlflow.set_tag("best", str(best).lower())
         mlflow.log_metric(f"best_{result.metric}", result.best_score)
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})

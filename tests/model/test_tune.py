@@ -108,3 +108,14 @@ def test_disabled_stage_writes_marker_fast(tiny: Params, tmp_path: Path,
     tune.run(params)
     assert json.loads(paths.BEST_PARAMS.read_text()) == {"source": "params.yaml", "params": {}}
     assert tuned_params(params) == (params, "params.yaml")
+
+
+def test_pruning_stops_bad_trials_early(feats: pd.DataFrame, tiny: Params) -> None:
+    space = {"hist_gradient_boosting": {"learning_rate": {"low": 0.0001, "high": 0.5, "log": True},
+                                        "max_leaf_nodes": {"choices": [2, 31]}}}  # fmt: skip
+    result = _tune(feats, tiny, method="bayesian", n_trials=8, folds=3, pruning=True, space=space)
+    assert len(result.trials) == 8
+    assert set(result.trials["state"]) <= {"complete", "pruned"}
+    assert "pruned" in set(result.trials["state"])
+    best = result.trials.loc[result.trials["score"].idxmax()]
+    assert best["state"] == "complete" and result.best_score == best["score"]
