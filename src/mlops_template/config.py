@@ -183,12 +183,63 @@ class TrackingParams(Section):
     registered_model: str = Field("mlops-template-model", min_length=1)
 
 
+# --------------------------------------------------------------------------- tune
+
+
+class SpaceDim(Section):
+    """One searched hyper-parameter: a numeric range (low/high, optional log) or choices."""
+
+    low: int | float | None = None
+    high: int | float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SpaceDim:
+        has_range = self.low is not None or self.high is not None
+        if self.choices is not None and has_range:
+            raise ValueError("give either choices or low/high, not both")
+        if self.choices is not None:
+            if not self.choices:
+                raise ValueError("choices must not be empty")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("needs low and high (or choices)")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log scale needs low > 0")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        """An int range when both bounds are written as integers in params.yaml."""
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+class TuneParams(Section):
+    enabled: bool = False
+    method: Literal["grid", "random", "bayesian", "evolutionary"] = "random"
+    n_trials: int = Field(20, ge=1)
+    timeout_seconds: float | None = Field(None, gt=0)
+    metric: str | None = None  # default: roc_auc (classification) / rmse (regression)
+    folds: int = Field(3, ge=2)
+    max_rows: int = Field(50_000, ge=100)
+    grid_points: int = Field(3, ge=2)  # values per numeric range in grid search
+    n_workers: int = Field(1, ge=1)
+    dask_address: str = ""  # env MLOPS_DASK_ADDRESS overrides
+    pruning: bool = False
+    seed: int = 42
+    space: dict[ModelName, dict[str, SpaceDim]] = {}
+
+
 class Params(Section):
     data: DataParams = DataParams()
     features: FeaturesParams = FeaturesParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    tune: TuneParams = TuneParams()
 
 
 def _format_errors(err: ValidationError) -> str:

@@ -41,3 +41,10 @@ def tracking_root() -> Path:
     `dvc exp run --temp` copies it names the real repository, so runs are not written into a
     folder that is deleted afterwards), else the current folder."""
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+BEST_PARAMS = MODELS_DIR / "best_params.json"
+TUNE_DIR = REPORTS_DIR / "tuning"
+TUNE_TRIALS = TUNE_DIR / "trials.csv"
+TUNE_HISTORY = TUNE_DIR / "history.csv"
+TUNE_IMPORTANCE = TUNE_DIR / "importance.csv"

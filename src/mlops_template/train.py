@@ -219,7 +219,11 @@ def _input_example(raw: pd.DataFrame, rows: int = 5) -> pd.DataFrame:
 
 
 def log_to_mlflow(
-    result: TrainResult, params: Params, raw_sample: pd.DataFrame, contract_name: str
+    result: TrainResult,
+    params: Params,
+    raw_sample: pd.DataFrame,
+    contract_name: str,
+    params_source: str = "params.yaml",
 ) -> dict[str, Any]:
     """Log params, CV metrics and the model (with signature); register it. Returns run info."""
     from importlib import metadata
@@ -236,6 +240,7 @@ def log_to_mlflow(
                "contract": contract_name}
         )  # fmt: skip
         mlflow.log_params(flatten(logged_params(params)))
+        mlflow.set_tag("params_source", params_source)
         mlflow.log_metrics(result.cv_metrics)
         signature = infer_signature(example, model_output(result.model, example, params.data.task))
         requirements = [
@@ -261,10 +266,32 @@ def log_to_mlflow(
         }
 
 
+def tuned_params(params: Params) -> tuple[Params, str]:
+    """params with the tune stage's best hyper-parameters applied, and where they came from."""
+    import json
+
+    if not paths.BEST_PARAMS.exists():
+        return params, "params.yaml"
+    best = json.loads(paths.BEST_PARAMS.read_text())
+    if not best.get("params"):
+        return params, "params.yaml"
+    if best.get("model") != params.train.model:
+        raise ConfigError(
+            f"{paths.BEST_PARAMS}: tuned for model {best.get('model')!r} but train.model is "
+            f"{params.train.model!r}; run `mlops stage tune` again"
+        )
+    from mlops_template.tune import merged
+
+    train_params = merged(params.train, best["params"])
+    return params.model_copy(update={"train": train_params}), str(best["source"])
+
+
 def run(params: Params) -> None:
     """Entry point of the `train` stage (``mlops stage train``)."""
     import joblib
 
+    params, params_source = tuned_params(params)
+    log.info("train: hyper-parameters from %s", params_source)
     contract = load_contract(params.data.contract)
     tracking.connect(params.tracking.experiment)  # fail before the expensive work
     features = pd.read_parquet(paths.TRAIN_FEATURES)
@@ -278,7 +305,7 @@ def run(params: Params) -> None:
     )
     raw_sample = pd.read_parquet(paths.TRAIN_SPLIT).drop(columns=[contract.target]).head(100)
     start = time.perf_counter()
-    run_info = log_to_mlflow(result, params, raw_sample, contract.name)
+    run_info = log_to_mlflow(result, params, raw_sample, contract.name, params_source)
     log.info("logged run %s to MLflow in %.1fs", run_info["run_id"], time.perf_counter() - start)
     meta = {
         "task": params.data.task,
@@ -290,6 +317,8 @@ def run(params: Params) -> None:
         "contract": {"name": contract.name, "version": contract.version},
         "mlflow": run_info,
         "timings": {k: round(v, 2) for k, v in result.timings.items()},
+        "params_source": params_source,
+        "hyperparameters": params.train.estimator_params(),
     }
     io.write_json(result.cv_metrics, paths.CV_METRICS)
     io.write_json(meta, paths.MODEL_META)

@@ -1,0 +1,393 @@
+"""The `tune` stage: hyper-parameter search with k-fold CV on the training split only.
+
+grid / random (scikit-learn samplers), bayesian (Optuna TPE) and evolutionary (Optuna NSGA-II)
+all reduce to the same thing: propose a batch of candidate params, cross-validate each one
+(locally with joblib, or on a Dask cluster), keep the best. The result goes to
+models/best_params.json, which `train` reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mlops_template import io, paths
+from mlops_template.config import Params, Task, TrainParams, TuneParams
+from mlops_template.errors import ConfigError
+
+log = logging.getLogger(__name__)
+DASK_ENV = "MLOPS_DASK_ADDRESS"
+
+
+@dataclass
+class TuneResult:
+    best_params: dict[str, Any]
+    best_score: float
+    metric: str
+    trials: pd.DataFrame  # one row per trial: number, params..., score, seconds
+
+
+def metric_for(task: Task, tune: TuneParams) -> tuple[str, bool]:
+    from mlops_template.metrics import HIGHER_IS_BETTER
+
+    name = tune.metric or ("rmse" if task == "regression" else "roc_auc")
+    if name not in HIGHER_IS_BETTER:
+        raise ConfigError(
+            f"tune.metric: unknown metric {name!r}; one of {sorted(HIGHER_IS_BETTER)}"
+        )
+    return name, HIGHER_IS_BETTER[name]
+
+
+def check(params: Params) -> None:
+    """Fail before any work: empty space, unknown hyper-parameter, invalid bounds for the model."""
+    tune, model = params.tune, params.train.model
+    space = tune.space.get(model)
+    if not space:
+        raise ConfigError(f"tune.space.{model}: empty search space for the chosen train.model")
+    section = getattr(params.train, model)
+    for name, dim in space.items():
+        if name not in type(section).model_fields:
+            raise ConfigError(f"tune.space.{model}.{name}: not a hyper-parameter of {model}")
+        samples = dim.choices if dim.choices is not None else [dim.low, dim.high]
+        for value in samples:
+            try:
+                section.model_copy().__setattr__(name, value)
+            except Exception as err:  # pydantic ValidationError: bound outside the model's range
+                raise ConfigError(
+                    f"tune.space.{model}.{name}: {value!r} is invalid: {err}"
+                ) from None
+    metric_for(params.data.task, tune)
+
+
+def dask_address(tune: TuneParams) -> str:
+    return os.environ.get(DASK_ENV) or tune.dask_address
+
+
+def merged(train: TrainParams, overrides: dict[str, Any]) -> TrainParams:
+    """The train params with the chosen model's section overridden, validated by pydantic."""
+    section = getattr(train, train.model)
+    data = section.model_dump() | overrides
+    new_section = type(section).model_validate(data)
+    return train.model_copy(update={train.model: new_section})
+
+
+def cv_score(
+    X: pd.DataFrame, y: pd.Series, task: Task, train: TrainParams, overrides: dict[str, Any],
+    folds: int, seed: int, metric: str, on_fold: Callable[[int, float], bool] | None = None,
+) -> float:  # fmt: skip
+    """Mean validation score of one candidate over k folds of the training rows given."""
+    import numpy as np
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from mlops_template import metrics
+    from mlops_template.train import column_roles, make_pipeline, model_output
+
+    params = merged(train, overrides)
+    numeric, categorical = column_roles(X)
+    splitter = (
+        KFold(folds, shuffle=True, random_state=seed)
+        if task == "regression"
+        else StratifiedKFold(folds, shuffle=True, random_state=seed)
+    )
+    scores = []
+    for fit_idx, val_idx in splitter.split(X, y):
+        model = make_pipeline(task, params, numeric, categorical)
+        model.fit(X.iloc[fit_idx], y.iloc[fit_idx])
+        out = model_output(model, X.iloc[val_idx], task)
+        scores.append(
+            metrics.score(task, y.iloc[val_idx], out, getattr(model, "classes_", None))[metric]
+        )
+        if on_fold is not None and on_fold(len(scores), float(np.nanmean(scores))):
+            raise Pruned(float(np.nanmean(scores)))
+    return float(np.nanmean(scores))
+
+
+class Pruned(Exception):
+    """Raised by cv_score when the pruner stops a bad trial after some folds."""
+
+    def __init__(self, score: float) -> None:
+        super().__init__(f"pruned at running score {score:.5f}")
+        self.score = score
+
+
+def _timed(*args: Any) -> tuple[float, float]:
+    start = time.perf_counter()
+    return cv_score(*args), time.perf_counter() - start
+
+
+def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> list[dict[str, Any]]:
+    import numpy as np
+    from scipy import stats
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+    if tune.method == "grid":
+        grid = {}
+        for name, d in space.items():
+            if d.choices is not None:
+                grid[name] = list(d.choices)
+            elif d.log:
+                grid[name] = list(np.geomspace(d.low, d.high, tune.grid_points))
+            else:
+                grid[name] = list(np.linspace(d.low, d.high, tune.grid_points))
+            if d.integer:
+                grid[name] = sorted({round(float(v)) for v in grid[name]})
+        cands = list(ParameterGrid(grid))[: tune.n_trials]
+    else:
+        dists: dict[str, Any] = {}
+        for name, d in space.items():
+            if d.choices is not None:
+                dists[name] = list(d.choices)
+            elif d.integer:
+                dists[name] = stats.randint(d.low, d.high + 1)
+            elif d.log:
+                dists[name] = stats.loguniform(d.low, d.high)
+            else:
+                dists[name] = stats.uniform(d.low, d.high - d.low)
+        cands = list(ParameterSampler(dists, tune.n_trials, random_state=tune.seed))
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in c.items()} for c in cands]
+
+
+class _Runner:
+    """Evaluates a batch of candidates: joblib processes locally, or a Dask cluster."""
+
+    def __init__(self, tune: TuneParams) -> None:
+        self.client = None
+        self.workers = tune.n_workers
+        address = dask_address(tune)
+        if address:
+            from distributed import Client
+
+            self.client = Client(address)
+            self.workers = max(1, len(self.client.scheduler_info()["workers"]))
+            log.info("tune: running trials on Dask cluster %s (%d workers)", address, self.workers)
+
+    def map(self, args: list[tuple[Any, ...]]) -> list[tuple[float, float]]:
+        if self.client is not None:
+            futures = [self.client.submit(_timed, *a, pure=False) for a in args]
+            return list(self.client.gather(futures))
+        if self.workers == 1:
+            return [_timed(*a) for a in args]
+        from joblib import Parallel, delayed
+        from threadpoolctl import threadpool_limits
+
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        with threadpool_limits(threads):
+            return list(Parallel(n_jobs=self.workers)(delayed(_timed)(*a) for a in args))
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+def tune(
+    features: pd.DataFrame, *, target: str, task: Task, train: TrainParams, params: TuneParams
+) -> TuneResult:
+    """Search ``params.space[train.model]`` with k-fold CV on ``features`` (training split only)."""
+    space = params.space.get(train.model)
+    if not space:
+        raise ConfigError(
+            f"tune.space.{train.model}: empty search space for the chosen train.model"
+        )
+    metric, higher = metric_for(task, params)
+    X, y = features.drop(columns=[target]), features[target]
+    if len(X) > params.max_rows:
+        keep = X.sample(n=params.max_rows, random_state=params.seed).index
+        X, y = X.loc[keep], y.loc[keep]
+    X, y = X.reset_index(drop=True), y.reset_index(drop=True)
+    runner = _Runner(params)
+    deadline = time.monotonic() + (params.timeout_seconds or float("inf"))
+    rows: list[dict[str, Any]] = []
+
+    def evaluate(cands: list[dict[str, Any]]) -> list[float]:
+        args = [(X, y, task, train, c, params.folds, params.seed, metric) for c in cands]
+        results = runner.map(args)
+        for c, (score, secs) in zip(cands, results, strict=True):
+            rows.append({"number": len(rows), **c, "score": score, "seconds": round(secs, 3)})
+            log.info("tune trial %d/%d: %s=%.5f %s", len(rows), params.n_trials, metric, score, c)
+        return [s for s, _ in results]
+
+    def evaluate_pruned(cand: dict[str, Any], report: Callable[[int, float], bool]) -> float:
+        """One trial in this process, reporting each fold to the Optuna pruner."""
+        start, state = time.perf_counter(), "complete"
+        try:
+            score = cv_score(X, y, task, train, cand, params.folds, params.seed, metric, report)
+        except Pruned as stop:
+            score, state = stop.score, "pruned"
+        row = {"number": len(rows), **cand, "score": score if state == "complete" else None}
+        rows.append(row | {"seconds": round(time.perf_counter() - start, 3), "state": state})
+        log.info("tune trial %d/%d (%s): %s=%.5f %s", len(rows), params.n_trials, state,
+                 metric, score, cand)  # fmt: skip
+        if state == "pruned":
+            raise Pruned(score)
+        return score
+
+    prune = params.pruning and runner.client is None and runner.workers == 1
+    if params.pruning and not prune:
+        log.warning("tune.pruning works with n_workers: 1 and no Dask; ignored here")
+    try:
+        if params.method in ("grid", "random"):
+            cands = _grid_or_random(params, space)
+            for i in range(0, len(cands), runner.workers):
+                if time.monotonic() > deadline:
+                    break
+                evaluate(cands[i : i + runner.workers])
+        else:
+            _optuna(params, space, higher, evaluate, runner.workers, deadline,
+                    evaluate_pruned if prune else None)  # fmt: skip
+    finally:
+        runner.close()
+    trials = pd.DataFrame(rows)
+    if "state" not in trials:
+        trials["state"] = "complete"
+    trials["score"] = trials["score"].astype("float64")
+    best = trials["score"].idxmax() if higher else trials["score"].idxmin()
+    best_params = {k: trials.loc[best, k] for k in space}
+    best_params = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_params.items()}
+    return TuneResult(best_params, float(trials.loc[best, "score"]), metric, trials)
+
+
+def _optuna(tune: TuneParams, space: dict[str, Any], higher: bool, evaluate: Any,
+            batch: int, deadline: float, evaluate_pruned: Any = None) -> None:  # fmt: skip
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = (
+        optuna.samplers.TPESampler(seed=tune.seed)
+        if tune.method == "bayesian"
+        else optuna.samplers.NSGAIISampler(  # genetic; pure Optuna, no extra dependency
+            population_size=max(2, min(tune.n_trials // 2, 50)), seed=tune.seed
+        )
+    )
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    study = optuna.create_study(
+        direction="maximize" if higher else "minimize", sampler=sampler, pruner=pruner
+    )
+    done = 0
+    while done < tune.n_trials and time.monotonic() < deadline:
+        n = min(batch, tune.n_trials - done)
+        trials = [study.ask() for _ in range(n)]
+        cands = []
+        for t in trials:
+            c: dict[str, Any] = {}
+            for name, d in space.items():
+                if d.choices is not None:
+                    c[name] = t.suggest_categorical(name, d.choices)
+                elif d.integer:
+                    c[name] = t.suggest_int(name, d.low, d.high, log=d.log)
+                else:
+                    c[name] = t.suggest_float(name, d.low, d.high, log=d.log)
+            cands.append(c)
+        done += n
+        if evaluate_pruned is not None:
+            t, c = trials[0], cands[0]
+            try:
+                study.tell(t, evaluate_pruned(c, _reporter(t)))
+            except Pruned:
+                study.tell(t, state=optuna.trial.TrialState.PRUNED)
+            continue
+        for t, s in zip(trials, evaluate(cands), strict=True):
+            study.tell(t, s)
+
+
+def _reporter(trial: Any) -> Callable[[int, float], bool]:
+    """Per-fold callback: report the running CV score, answer whether to prune."""
+
+    def report(step: int, value: float) -> bool:
+        trial.report(value, step)
+        return bool(trial.should_prune())
+
+    return report
+
+
+def history(result: TuneResult, higher: bool) -> pd.DataFrame:
+    """Optimisation history: each trial's score and the best so far (a DVC plot)."""
+    scores = result.trials["score"]
+    best = scores.cummax() if higher else scores.cummin()
+    return pd.DataFrame({"trial": result.trials["number"], "score": scores, "best": best})
+
+
+def importance(result: TuneResult, space: dict[str, Any], higher: bool) -> pd.DataFrame:
+    """Parameter importance (Optuna fANOVA) over the finished trials, whatever the method."""
+    import optuna
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    dists: dict[str, Any] = {}
+    for name, d in space.items():
+        if d.choices is not None:
+            dists[name] = CategoricalDistribution(d.choices)
+        elif d.integer:
+            dists[name] = IntDistribution(d.low, d.high, log=d.log)
+        else:
+            dists[name] = FloatDistribution(d.low, d.high, log=d.log)
+    study = optuna.create_study(direction="maximize" if higher else "minimize")
+    done = result.trials[result.trials["state"] == "complete"]
+    for row in done.to_dict("records"):
+        values = {k: row[k] for k in space}
+        study.add_trial(optuna.trial.create_trial(params=values, distributions=dists,
+                                                  value=row["score"]))  # fmt: skip
+    if len(done) < 2 or done["score"].nunique() < 2:
+        scores = dict.fromkeys(space, 0.0)
+    else:
+        scores = optuna.importance.get_param_importances(study)
+    return pd.DataFrame({"parameter": list(scores), "importance": list(scores.values())})
+
+
+def log_to_mlflow(result: TuneResult, params: Params) -> str:
+    """One parent run for the search, one nested child run per trial; best trial tagged."""
+    from mlops_template import tracking
+
+    mlflow = tracking.connect(params.tracking.experiment)
+    with tracking.guarded("log the tuning runs"), mlflow.start_run(run_name="tune") as parent:
+        mlflow.set_tags(tracking.run_tags() | {"stage": "tune", "method": params.tune.method})
+        mlflow.log_params({"method": params.tune.method, "model": params.train.model,
+                           "n_trials": len(result.trials), "metric": result.metric})  # fmt: skip
+        for row in result.trials.to_dict("records"):
+            best = row["score"] == result.best_score
+            with mlflow.start_run(run_name=f"trial-{row['number']}", nested=True):
+                mlflow.log_params({k: row[k] for k in result.best_params})
+                if row["state"] == "complete":
+                    mlflow.log_metric(result.metric, row["score"])
+                mlflow.set_tag("state", row["state"])
+                mlflow.set_tag("best", str(best).lower())
+        mlflow.log_metric(f"best_{result.metric}", result.best_score)
+        mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
+        return str(parent.info.run_id)
+
+
+def run(params: Params) -> None:
+    """Entry point of the `tune` stage. Disabled: write the marker quickly, import nothing heavy."""
+    if not params.tune.enabled:
+        io.write_json({"source": "params.yaml", "params": {}}, paths.BEST_PARAMS)
+        io.write_text("tuning disabled (tune.enabled: false)\n", paths.TUNE_DIR / "README.txt")
+        log.info("tune: disabled; train uses params.yaml")
+        return
+    check(params)
+    from mlops_template.contract import load_contract
+
+    contract = load_contract(params.data.contract)
+    features = pd.read_parquet(paths.TRAIN_FEATURES)  # the training split only
+    result = tune(features, target=contract.target, task=params.data.task,
+                  train=params.train, params=params.tune)  # fmt: skip
+    run_id = log_to_mlflow(result, params)
+    higher = metric_for(params.data.task, params.tune)[1]
+    space = params.tune.space[params.train.model]
+    io.write_csv(result.trials, paths.TUNE_TRIALS)
+    io.write_csv(history(result, higher), paths.TUNE_HISTORY)
+    io.write_csv(importance(result, space, higher), paths.TUNE_IMPORTANCE)
+    io.write_json(
+        {"source": f"tune:{params.tune.method}", "model": params.train.model,
+         "metric": result.metric, "score": result.best_score, "mlflow_run_id": run_id,
+         "params": result.best_params},
+        paths.BEST_PARAMS,
+    )  # fmt: skip
+    log.info("tune: best %s=%.5f with %s", result.metric, result.best_score, result.best_params)

@@ -1,0 +1,74 @@
+"""`dvc exp run --queue` with -S overrides, `dvc queue start`, then `dvc exp show --json`.
+
+Runs the real pipeline (tiny params) in a git copy of the repository; checks that both
+experiments are listed and that their MLflow runs (made in DVC's temporary experiment folders)
+landed in the copied repository's own mlflow.db.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def _sh(*cmd: str, cwd: Path) -> str:
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    files = _sh("git", "ls-files", cwd=ROOT).split()
+    dest = tmp_path / "repo"
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    params["data"]["synthetic"]["n_rows"] = 2000
+    params["train"]["cv"]["folds"] = 2
+    params["train"]["hist_gradient_boosting"]["max_iter"] = 20
+    params["evaluate"]["importance_rows"] = 200
+    params["evaluate"]["importance_repeats"] = 1
+    params["tune"].update(folds=2, n_trials=2, method="random")
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    _sh("git", "init", "-q", "-b", "main", cwd=dest)
+    _sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=dest)
+    _sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=dest)
+    return dest
+
+
+def test_queued_experiments_run_and_show(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    _sh("dvc", "exp", "run", "--queue", "-n", "exp-lr", "-S", "tune.enabled=true",
+        "-S", "tune.n_trials=2", cwd=repo)  # fmt: skip
+    _sh("dvc", "exp", "run", "--queue", "-n", "exp-iter", "-S",
+        "train.hist_gradient_boosting.max_iter=10", cwd=repo)  # fmt: skip
+    _sh("dvc", "queue", "start", "-j", "1", cwd=repo)
+    deadline = time.monotonic() + 220
+    while time.monotonic() < deadline:
+        status = _sh("dvc", "queue", "status", cwd=repo)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status + _sh("dvc", "queue", "logs", "exp-lr", cwd=repo)
+    shown = json.loads(_sh("dvc", "exp", "show", "--json", cwd=repo))
+    names = {exp.get("name") for rev in shown for exp in (rev.get("experiments") or [])}
+    assert {"exp-lr", "exp-iter"} <= names, names
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        stages = [r[0] for r in db.execute("select value from tags where key='stage'")]
+    assert stages.count("train") == 2 and stages.count("tune") == 1, stages

@@ -1,0 +1,121 @@
+"""The search itself: methods, Dask scale-out, the stage contract (training split only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from mlops_template.config import Params, TuneParams, parse_params
+from mlops_template.features import build_features
+
+ROOT = Path(__file__).resolve().parents[2]
+SPACE = {"hist_gradient_boosting": {"learning_rate": {"choices": [0.03, 0.3]},
+                                    "max_leaf_nodes": {"choices": [4, 15]}}}  # fmt: skip
+
+
+@pytest.fixture
+def tiny(raw_params: dict[str, Any]) -> Params:
+    raw_params["train"]["hist_gradient_boosting"]["max_iter"] = 15
+    raw_params["train"]["hist_gradient_boosting"]["early_stopping"] = False
+    raw_params["tune"].update(enabled=True, method="grid", n_trials=4, folds=2, space=SPACE)
+    return parse_params(raw_params)
+
+
+@pytest.fixture
+def feats(transactions: pd.DataFrame, tiny: Params) -> pd.DataFrame:
+    return build_features(transactions, tiny.features)
+
+
+def _tune(feats: pd.DataFrame, params: Params, **over: Any):
+    from mlops_template.tune import tune
+
+    tp = TuneParams.model_validate(params.tune.model_dump() | over)
+    return tune(feats, target="is_fraud", task="binary", train=params.train, params=tp)
+
+
+def test_grid_same_best_on_local_cluster_as_locally(feats: pd.DataFrame, tiny: Params) -> None:
+    from distributed import LocalCluster
+
+    local = _tune(feats, tiny)
+    assert len(local.trials) == 4
+    assert set(local.best_params) == {"learning_rate", "max_leaf_nodes"}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None, host="127.0.0.1") as cluster:  # fmt: skip
+        remote = _tune(feats, tiny, dask_address=cluster.scheduler_address)
+    assert remote.best_params == local.best_params
+    pd.testing.assert_series_equal(remote.trials["score"], local.trials["score"])
+
+
+@pytest.mark.parametrize("method", ["random", "bayesian", "evolutionary"])
+def test_methods_respect_trial_budget(feats: pd.DataFrame, tiny: Params, method: str) -> None:
+    space = {"hist_gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+                                        "min_samples_leaf": {"low": 5, "high": 50}}}  # fmt: skip
+    result = _tune(feats, tiny, method=method, n_trials=3, space=space)
+    assert len(result.trials) == 3
+    assert 0.01 <= result.best_params["learning_rate"] <= 0.3
+    assert isinstance(result.best_params["min_samples_leaf"], int)
+    assert result.best_score == result.trials["score"].max()
+
+
+def test_stage_never_reads_test_split(
+    feats: pd.DataFrame, tiny: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the training features exist in the folder: the stage still works end to end."""
+    import sqlite3
+
+    from mlops_template import paths, tune
+    from mlops_template.train import tuned_params
+
+    shutil.copy(ROOT / "contract.yaml", tmp_path / "contract.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    paths.TRAIN_FEATURES.parent.mkdir(parents=True)
+    feats.to_parquet(paths.TRAIN_FEATURES)
+    tune.run(tiny)
+    assert not paths.TEST_FEATURES.exists() and not paths.TEST_SPLIT.exists()
+    best = json.loads(paths.BEST_PARAMS.read_text())
+    assert best["source"] == "tune:grid" and set(best["params"]) == {"learning_rate",
+                                                                      "max_leaf_nodes"}  # fmt: skip
+    hist = pd.read_csv(paths.TUNE_HISTORY)
+    assert len(hist) == 4 and hist["best"].iloc[-1] == best["score"]
+    imp = pd.read_csv(paths.TUNE_IMPORTANCE)
+    assert set(imp["parameter"]) == {"learning_rate", "max_leaf_nodes"}
+    merged, source = tuned_params(tiny)
+    assert source == "tune:grid"
+    assert merged.train.hist_gradient_boosting.learning_rate == best["params"]["learning_rate"]
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        parent = db.execute("select run_uuid from runs where name='tune'").fetchall()
+        children = db.execute(
+            "select count(*) from tags where key='mlflow.parentRunId' and value=?", parent[0]
+        ).fetchone()[0]
+        best_tags = db.execute("select count(*) from tags where key='best' and value='true'")
+    assert len(parent) == 1 and children == 4 and best_tags.fetchone()[0] >= 1
+
+
+def test_disabled_stage_writes_marker_fast(tiny: Params, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from mlops_template import paths, tune
+    from mlops_template.train import tuned_params
+
+    monkeypatch.chdir(tmp_path)
+    params = tiny.model_copy(update={"tune": tiny.tune.model_copy(update={"enabled": False})})
+    tune.run(params)
+    assert json.loads(paths.BEST_PARAMS.read_text()) == {"source": "params.yaml", "params": {}}
+    assert tuned_params(params) == (params, "params.yaml")
+
+
+def test_pruning_stops_bad_trials_early(feats: pd.DataFrame, tiny: Params) -> None:
+    space = {"hist_gradient_boosting": {"learning_rate": {"low": 0.0001, "high": 0.5, "log": True},
+                                        "max_leaf_nodes": {"choices": [2, 31]}}}  # fmt: skip
+    result = _tune(feats, tiny, method="bayesian", n_trials=8, folds=3, pruning=True, space=space)
+    assert len(result.trials) == 8
+    assert set(result.trials["state"]) <= {"complete", "pruned"}
+    assert "pruned" in set(result.trials["state"])
+    best = result.trials.loc[result.trials["score"].idxmax()]
+    assert best["state"] == "complete" and result.best_score == best["score"]
