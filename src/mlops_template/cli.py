@@ -24,6 +24,7 @@ STAGES = {
     "features": "mlops_template.features",
     "train": "mlops_template.train",
     "evaluate": "mlops_template.evaluate",
+    "package": "mlops_template.package",
 }
 
 

@@ -183,12 +183,24 @@ class TrackingParams(Section):
     registered_model: str = Field("mlops-template-model", min_length=1)
 
 
+class ServeParams(Section):
+    max_rows: int = Field(1_000, ge=1)
+    request_log: str = Field("logs/requests.db", min_length=1)
+    workers: int = Field(1, ge=1)
+
+
+class PackageParams(Section):
+    build_bento: bool = True
+
+
 class Params(Section):
     data: DataParams = DataParams()
     features: FeaturesParams = FeaturesParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
+    serve: ServeParams = ServeParams()
+    package: PackageParams = PackageParams()
 
 
 def _format_errors(err: ValidationError) -> str:
