@@ -8,18 +8,31 @@ what the model accepts and bad requests fail with a 4xx naming the field.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from mlops_template.contract import ColumnSpec, Contract
+
+_EARLIEST = dt.datetime(1678, 1, 1)
+_LATEST = dt.datetime(2262, 1, 1)
+
+
+def _naive_utc(value: dt.datetime) -> dt.datetime:
+    """Aware datetimes become naive UTC (as in training data); pandas' range is enforced."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    if not _EARLIEST <= value < _LATEST:
+        raise ValueError(f"datetime must be between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}")
+    return value
+
 
 _PY_TYPE: dict[str, Any] = {
     "int": int,
     "float": float,
     "bool": bool,
     "str": str,
-    "datetime": dt.datetime,
+    "datetime": Annotated[dt.datetime, AfterValidator(_naive_utc)],
 }
 
 

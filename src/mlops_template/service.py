@@ -14,6 +14,7 @@ import bentoml
 import numpy as np
 import pandas as pd
 from bentoml.exceptions import InvalidArgument
+from pandera.errors import SchemaError, SchemaErrors
 
 from mlops_template import paths
 from mlops_template.config import load_params
@@ -44,7 +45,10 @@ class MlopsService:
 
     def _frame(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=[c for c in _CONTRACT.columns if c != _CONTRACT.target])
-        return self.schema.validate(frame)
+        try:
+            return self.schema.validate(frame, lazy=True)
+        except (SchemaError, SchemaErrors) as err:  # a contract check pydantic did not cover
+            raise InvalidArgument(f"records: violates the data contract: {err}") from None
 
     @bentoml.api
     def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]

@@ -202,3 +202,31 @@ def test_built_bento_contents_and_serves(project: tuple[Path, dict[str, str]]) -
     assert "dvc" not in reqs and "mlflow" not in reqs
     for url in _serve(tag, root, env):
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def test_schemathesis_fuzz_no_5xx(server: str) -> None:
+    """>= 300 requests generated from the service's own OpenAPI document: never a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{server}/docs.json")
+    operation = schema["/predict"]["POST"]
+    statuses: list[int] = []
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+        @settings(
+            max_examples=160,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def fuzz(case: Any) -> None:
+            response = case.call(base_url=server, timeout=30)
+            statuses.append(response.status_code)
+            assert response.status_code < 500, (case.body, response.text)
+
+        fuzz()
+    assert len(statuses) >= 300, len(statuses)
+    assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
