@@ -42,7 +42,7 @@ class _Strict(BaseModel):
 
 def _field(spec: ColumnSpec) -> tuple[Any, Any]:
     if spec.dtype == "category":
-        annotation: Any = Literal[tuple(spec.categories or [])]  # type: ignore[misc]
+        annotation: Any = Literal[tuple(spec.categories or [])]
     else:
         annotation = _PY_TYPE[spec.dtype]
     if spec.nullable:

@@ -58,7 +58,7 @@ class MlopsService:
             raise InvalidArgument(
                 f"records: {len(records)} rows, more than serve.max_rows={_PARAMS.serve.max_rows}"
             )
-        rows = [r.model_dump() for r in records]
+        rows = [r.model_dump() for r in records]  # type: ignore[attr-defined]
         X = self._frame(rows)
         out = self._predict(X)
         self.log.append(uuid.uuid4().hex, self.version, rows, out)
