@@ -230,3 +230,24 @@ def test_schemathesis_fuzz_no_5xx(server: str) -> None:
         fuzz()
     assert len(statuses) >= 300, len(statuses)
     assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+
+
+def test_batch_score_chunks_and_rejects(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    frame = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["is_fraud"])
+    frame.loc[frame.index[3], "amount"] = -1.0
+    frame.loc[frame.index[10], "channel"] = "carrier_pigeon"
+    frame.to_csv(root / "batch.csv", index=False)
+    subprocess.run(
+        [MLOPS, "score", "batch.csv", "--output", "out.parquet", "--chunk-size", "128"],
+        cwd=root,
+        env=env,
+        check=True,
+    )
+    out = pd.read_parquet(root / "out.parquet")
+    rejected = pd.read_csv(root / "out.rejected.csv")
+    assert len(out) + len(rejected) == len(frame)
+    assert len(rejected) == 2
+    assert rejected["reason"].str.contains("amount").any()
+    assert rejected["reason"].str.contains("channel").any()
+    assert {"prediction", "proba_1"} <= set(out.columns)
