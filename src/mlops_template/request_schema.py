@@ -21,7 +21,10 @@ _LATEST = dt.datetime(2262, 1, 1)
 def _naive_utc(value: dt.datetime) -> dt.datetime:
     """Aware datetimes become naive UTC (as in training data); pandas' range is enforced."""
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01 with a positive offset
+            raise ValueError("datetime out of range after conversion to UTC") from None
     if not _EARLIEST <= value < _LATEST:
         raise ValueError(f"datetime must be between {_EARLIEST:%Y-%m-%d} and {_LATEST:%Y-%m-%d}")
     return value

@@ -26,6 +26,14 @@ MODEL_NAME = "mlops-template"
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
 _CONTRACT = load_contract(_PARAMS.data.contract)
 Record = record_model(_CONTRACT)
+PREDICTIONS = bentoml.metrics.Counter(
+    name="mlops_predictions", documentation="Predictions served, by class", labelnames=["label"]
+)
+REJECTED = bentoml.metrics.Counter(
+    name="mlops_rejected_requests",
+    documentation="Requests rejected after schema parsing, by reason",
+    labelnames=["reason"],
+)
 
 
 @bentoml.service(name="mlops_template", workers=_PARAMS.serve.workers)
@@ -48,19 +56,24 @@ class MlopsService:
         try:
             return self.schema.validate(frame, lazy=True)
         except (SchemaError, SchemaErrors) as err:  # a contract check pydantic did not cover
+            REJECTED.labels(reason="contract").inc()
             raise InvalidArgument(f"records: violates the data contract: {err}") from None
 
     @bentoml.api
     def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
         if not records:
+            REJECTED.labels(reason="empty").inc()
             raise InvalidArgument("records: empty list, send at least one record")
         if len(records) > _PARAMS.serve.max_rows:
+            REJECTED.labels(reason="too_many_rows").inc()
             raise InvalidArgument(
                 f"records: {len(records)} rows, more than serve.max_rows={_PARAMS.serve.max_rows}"
             )
         rows = [r.model_dump() for r in records]  # type: ignore[attr-defined]
         X = self._frame(rows)
         out = self._predict(X)
+        for row in out:
+            PREDICTIONS.labels(label=str(row["prediction"])).inc()
         self.log.append(uuid.uuid4().hex, self.version, rows, out)
         return out
 

@@ -183,6 +183,7 @@ def test_request_log_and_metrics(
     assert str(log["logged_at"].dt.tz) == "UTC"
     metrics = requests.get(f"{server}/metrics", timeout=5)
     assert metrics.status_code == 200 and "bentoml" in metrics.text
+    assert "mlops_predictions" in metrics.text
     assert requests.get(f"{server}/livez", timeout=5).status_code == 200
 
 
