@@ -25,6 +25,7 @@ STAGES = {
     "train": "mlops_template.train",
     "evaluate": "mlops_template.evaluate",
     "tune": "mlops_template.tune",
+    "package": "mlops_template.package",
 }
 
 
@@ -62,6 +63,14 @@ def _validate(args: argparse.Namespace) -> None:
     print(f"OK: {args.file} ({len(frame)} rows) satisfies the contract {contract.name!r}")
 
 
+def _score(args: argparse.Namespace) -> None:
+    """Score a CSV/Parquet file in chunks; rejected rows go to a side file with the reason."""
+    from mlops_template.score import run_cli
+
+    params = load_params(args.params)
+    run_cli(args.input, args.output, args.chunk_size, params.data.contract)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -78,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.add_argument("--contract", help="contract YAML (default: data.contract in params)")
     check.set_defaults(func=_validate)
+
+    scorer = sub.add_parser("score", help="batch-score a CSV/Parquet file with models/model.joblib")
+    scorer.add_argument("input")
+    scorer.add_argument("--output", required=True, help="predictions (.parquet or .csv)")
+    scorer.add_argument("--chunk-size", type=int, default=100_000)
+    scorer.set_defaults(func=_score)
     return parser
 
 

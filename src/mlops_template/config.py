@@ -233,6 +233,16 @@ class TuneParams(Section):
     space: dict[ModelName, dict[str, SpaceDim]] = {}
 
 
+class ServeParams(Section):
+    max_rows: int = Field(1_000, ge=1)
+    request_log: str = Field("logs/requests.db", min_length=1)
+    workers: int = Field(1, ge=1)
+
+
+class PackageParams(Section):
+    build_bento: bool = True
+
+
 class Params(Section):
     data: DataParams = DataParams()
     features: FeaturesParams = FeaturesParams()
@@ -240,6 +250,8 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     tracking: TrackingParams = TrackingParams()
     tune: TuneParams = TuneParams()
+    serve: ServeParams = ServeParams()
+    package: PackageParams = PackageParams()
 
 
 def _format_errors(err: ValidationError) -> str:

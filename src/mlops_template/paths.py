@@ -34,6 +34,7 @@ PREDICTIONS = Path("data/predictions/test.parquet")
 VALIDATION_DIR = REPORTS_DIR / "data_validation"
 VALIDATION_FAILURES = VALIDATION_DIR / "failures.csv"
 VALIDATION_SUMMARY = VALIDATION_DIR / "summary.txt"
+PACKAGE = REPORTS_DIR / "package.json"
 
 
 def tracking_root() -> Path:

@@ -1,0 +1,254 @@
+"""Real `bentoml serve` on loopback against a tiny model trained by the real stages."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+MLOPS = str(Path(sys.executable).parent / "mlops")
+BENTOML = str(Path(sys.executable).parent / "bentoml")
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A copy of the project with a 3000-row, 20-iteration model, packaged into a Bento."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("contract.yaml", "bentofile.yaml"):
+        shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "src", root / "src")
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["data"]["synthetic"]["n_rows"] = 3000
+    raw["train"]["cv"]["folds"] = 2
+    raw["train"]["hist_gradient_boosting"]["max_iter"] = 20
+    raw["evaluate"]["importance_rows"] = 200
+    raw["evaluate"]["importance_repeats"] = 1
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    env = os.environ | {
+        "BENTOML_HOME": str(root / "bentoml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "OMP_NUM_THREADS": "1",
+    }
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    for stage in ("data", "features", "train", "evaluate", "package"):
+        subprocess.run([MLOPS, "stage", stage], cwd=root, env=env, check=True)
+    return root, env
+
+
+def _serve(target: str, root: Path, env: dict[str, str]) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, "bentoml serve exited"
+            time.sleep(0.5)
+        else:
+            raise AssertionError("bentoml serve not ready after 60 s")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def server(project: tuple[Path, dict[str, str]]) -> Iterator[str]:
+    root, env = project
+    yield from _serve("mlops_template.service:MlopsService", root, env)
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(frame.to_json(orient="records", date_format="iso"))
+
+
+@pytest.fixture(scope="session")
+def test_split(project: tuple[Path, dict[str, str]]) -> pd.DataFrame:
+    return pd.read_parquet(project[0] / "data/split/test.parquet").drop(columns=["is_fraud"])
+
+
+def test_served_predictions_equal_offline_on_whole_test_split(
+    project: tuple[Path, dict[str, str]], server: str, test_split: pd.DataFrame
+) -> None:
+    import joblib
+
+    model = joblib.load(project[0] / "models/model.joblib")
+    offline = model.predict_proba(test_split)[:, 1]
+    resp = requests.post(f"{server}/predict", json={"records": _records(test_split)}, timeout=60)
+    assert resp.status_code == 200, resp.text
+    served = np.array([r["probabilities"]["1"] for r in resp.json()])
+    np.testing.assert_allclose(served, offline, rtol=0, atol=1e-12)
+    tag = json.loads((project[0] / "reports/package.json").read_text())["model_tag"]
+    assert {r["model_version"] for r in resp.json()} == {tag}
+
+
+def test_bentoml_client(server: str, test_split: pd.DataFrame) -> None:
+    import bentoml
+
+    with bentoml.SyncHTTPClient(server) as client:
+        out = client.predict(records=_records(test_split.head(3)))
+    assert len(out) == 3 and {"prediction", "probabilities", "model_version"} <= set(out[0])
+
+
+def _good(test_split: pd.DataFrame) -> dict[str, Any]:
+    return dict(_records(test_split.head(1))[0])
+
+
+BAD = [
+    ("missing", lambda r: r.pop("amount") and [r], "amount"),
+    ("extra", lambda r: [r | {"colour": "red"}], "colour"),
+    ("wrong type", lambda r: [r | {"txn_count_24h": "many"}], "txn_count_24h"),
+    ("out of range", lambda r: [r | {"amount": -5.0}], "amount"),
+    ("unknown category", lambda r: [r | {"channel": "carrier_pigeon"}], "channel"),
+    ("empty list", lambda r: [], "records"),
+    ("too many rows", lambda r: [r] * 1001, "records"),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "field"), BAD, ids=[b[0] for b in BAD])
+def test_bad_request_names_field(
+    server: str, test_split: pd.DataFrame, case: str, make: Any, field: str
+) -> None:
+    resp = requests.post(f"{server}/predict", json={"records": make(_good(test_split))}, timeout=30)
+    assert resp.status_code == 400, (case, resp.status_code, resp.text)
+    assert field in resp.text
+    assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_non_finite_rejected(server: str, test_split: pd.DataFrame, value: str) -> None:
+    body = json.dumps({"records": [_good(test_split) | {"amount": math.nan}]}).replace("NaN", value)
+    resp = requests.post(
+        f"{server}/predict", data=body, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert resp.status_code == 400, resp.text
+    assert "amount" in resp.text
+
+
+@pytest.mark.parametrize(
+    ("body", "ctype"), [('{"records": [', "application/json"), ("hello", "text/plain")]
+)
+def test_malformed_or_wrong_content_type(server: str, body: str, ctype: str) -> None:
+    resp = requests.post(
+        f"{server}/predict", data=body, headers={"content-type": ctype}, timeout=30
+    )
+    assert 400 <= resp.status_code < 500, resp.text
+    assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+
+
+def test_request_log_and_metrics(
+    project: tuple[Path, dict[str, str]], server: str, test_split: pd.DataFrame
+) -> None:
+    from mlops_template.request_log import read_request_log
+
+    requests.post(f"{server}/predict", json={"records": _records(test_split.head(4))}, timeout=30)
+    time.sleep(1.0)
+    log = read_request_log(project[0] / "logs/requests.db")
+    assert len(log) >= 4
+    assert {"amount", "prediction", "proba_1", "model_version", "request_id", "logged_at"} <= set(
+        log.columns
+    )
+    assert str(log["logged_at"].dt.tz) == "UTC"
+    metrics = requests.get(f"{server}/metrics", timeout=5)
+    assert metrics.status_code == 200 and "bentoml" in metrics.text
+    assert "mlops_predictions" in metrics.text
+    assert requests.get(f"{server}/livez", timeout=5).status_code == 200
+
+
+def test_built_bento_contents_and_serves(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    tag = json.loads((root / "reports/package.json").read_text())["bento_tag"]
+    name, version = tag.split(":")
+    bento = root / "bentoml" / "bentos" / name / version
+    assert (bento / "env/docker/Dockerfile").is_file()
+    assert (bento / "src/contract.yaml").is_file()
+    bento_yaml = yaml.safe_load((bento / "bento.yaml").read_text())
+    model_tag = json.loads((root / "reports/package.json").read_text())["model_tag"]
+    assert model_tag in [m["tag"] for s in bento_yaml["services"] for m in s["models"]]
+    dockerfile = (bento / "env/docker/Dockerfile").read_text()
+    assert "bentoml" in dockerfile.lower()
+    reqs = (bento / "env/python/requirements.txt").read_text().lower()
+    assert "dvc" not in reqs and "mlflow" not in reqs
+    for url in _serve(tag, root, env):
+        assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
+def test_schemathesis_fuzz_no_5xx(server: str) -> None:
+    """>= 300 requests generated from the service's own OpenAPI document: never a 5xx."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_url(f"{server}/docs.json")
+    operation = schema["/predict"]["POST"]
+    statuses: list[int] = []
+    for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+
+        @settings(
+            max_examples=160,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def fuzz(case: Any) -> None:
+            response = case.call(base_url=server, timeout=30)
+            statuses.append(response.status_code)
+            assert response.status_code < 500, (case.body, response.text)
+
+        fuzz()
+    assert len(statuses) >= 300, len(statuses)
+    assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+
+
+def test_batch_score_chunks_and_rejects(project: tuple[Path, dict[str, str]]) -> None:
+    root, env = project
+    frame = pd.read_parquet(root / "data/split/test.parquet").drop(columns=["is_fraud"])
+    frame.loc[frame.index[3], "amount"] = -1.0
+    frame.loc[frame.index[10], "channel"] = "carrier_pigeon"
+    frame.to_csv(root / "batch.csv", index=False)
+    subprocess.run(
+        [MLOPS, "score", "batch.csv", "--output", "out.parquet", "--chunk-size", "128"],
+        cwd=root,
+        env=env,
+        check=True,
+    )
+    out = pd.read_parquet(root / "out.parquet")
+    rejected = pd.read_csv(root / "out.rejected.csv")
+    assert len(out) + len(rejected) == len(frame)
+    assert len(rejected) == 2
+    assert rejected["reason"].str.contains("amount").any()
+    assert rejected["reason"].str.contains("channel").any()
+    assert {"prediction", "proba_1"} <= set(out.columns)
