@@ -36,11 +36,15 @@ install: $(VENV)/.synced ## Create .venv with the locked dependencies (installs 
 repro: install ## Run the whole pipeline: dvc repro
 	$(RUN) dvc repro
 
+# Test files run in parallel on up to 4 processes (pytest-xdist; one file stays on one worker,
+# so its module fixtures are built once). PYTEST_ARGS="-p no:xdist" runs them one by one.
+XDIST := -n auto --maxprocesses=4 --dist loadfile
+
 test: install ## Run the test suite (unit, data, model, integration)
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: install ## Run only the fast tests (no integration)
-	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+	$(RUN) pytest $(XDIST) -m "not integration" $(PYTEST_ARGS)
 
 lint: install ## Lint and check formatting with ruff
 	$(RUN) ruff check src tests bench

@@ -58,8 +58,10 @@ def env() -> dict[str, str]:
 def run(
     cwd: Path, *args: str, check: bool = True, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
+    # Each temporary repo has its own BentoML store, never the user's ~/bentoml.
+    run_env = env() | {"BENTOML_HOME": str(cwd / ".bentoml")}
     proc = subprocess.run(
-        list(args), cwd=cwd, env=env(), capture_output=True, text=True, timeout=timeout
+        list(args), cwd=cwd, env=run_env, capture_output=True, text=True, timeout=timeout
     )
     if check and proc.returncode != 0:
         command = " ".join(args)

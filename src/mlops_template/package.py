@@ -59,8 +59,10 @@ def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         "git_commit": _git_commit(),
         "data_sha256": _data_hash(),
         "model_sha256": file_sha256(paths.MODEL),
-        "metrics": metrics,
+        "metrics": {k: v for k, v in metrics.items() if v is not None},
     }
+    # BentoML metadata takes basic types only: leave out what a task lacks (classes, ...).
+    metadata = {k: v for k, v in metadata.items() if v is not None}
     saved = bentoml.sklearn.save_model(MODEL_NAME, model, metadata=metadata)
     return str(saved.tag)
 

@@ -29,12 +29,15 @@ def tracking_uri() -> str:
     return f"sqlite:///{paths.tracking_root() / 'mlflow.db'}"
 
 
-def default_artifact_location() -> str | None:
-    """Artifacts of the default SQLite store go to <repo>/mlartifacts (not the working
-    directory, which is a temporary copy under `dvc exp run --temp`); a server decides itself."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store go beside its database file (<repo>/mlartifacts by default),
+    not into the working directory, which is a temporary copy under `dvc exp run --temp`.
+    A tracking server decides itself. (Decided from the URI, not the environment: MLflow 3's
+    set_tracking_uri writes MLFLOW_TRACKING_URI into os.environ.)"""
+    if not uri.startswith("sqlite:///"):
         return None
-    return (paths.tracking_root() / "mlartifacts").as_uri()
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.resolve().parent / "mlartifacts").as_uri()
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -68,7 +71,7 @@ def connect(experiment: str) -> Any:
     try:
         mlflow.set_tracking_uri(uri)
         if mlflow.get_experiment_by_name(experiment) is None:
-            mlflow.create_experiment(experiment, artifact_location=default_artifact_location())
+            mlflow.create_experiment(experiment, artifact_location=default_artifact_location(uri))
         mlflow.set_experiment(experiment)
     except Exception as err:
         raise TrackingError(
