@@ -228,6 +228,7 @@ def read_baseline(ref: str, metrics_path: Path = paths.METRICS) -> Baseline:
     from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
     from dvc.scm import RevError
+    from scmrepo.exceptions import RevError as ScmRevError
 
     try:
         repo = Repo()
@@ -240,7 +241,7 @@ def read_baseline(ref: str, metrics_path: Path = paths.METRICS) -> Baseline:
             commit = repo.scm.resolve_rev(ref)
             metrics = repo.metrics.diff(a_rev=ref, all=True)
             params = repo.params.diff(a_rev=ref, all=False)
-        except RevError:
+        except (RevError, ScmRevError):
             raise ConfigError(
                 f"gate.baseline_ref: unknown git revision {ref!r} (fetch it first, e.g. "
                 "`git fetch origin main`; in CI check out with fetch-depth: 0)"
