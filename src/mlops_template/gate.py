@@ -27,7 +27,7 @@ from typing import Any, Literal
 from mlops_template import io, paths
 from mlops_template.config import MetricGate, Params
 from mlops_template.errors import ConfigError, GateFailed
-from mlops_template.metrics import HIGHER_IS_BETTER
+from mlops_template.metric_directions import HIGHER_IS_BETTER
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mlops_template.cli import main
-from mlops_template.registry import CHAMPION, RegistryError, promote, rollback
+from mlops_template.registry import CHAMPION, HISTORY_TAG, RegistryError, promote, rollback
 
 pytestmark = pytest.mark.integration
 
@@ -15,20 +15,34 @@ ROOT = Path(__file__).resolve().parents[2]
 NAME = "mlops-template-model"  # tracking.registered_model in params.yaml
 
 
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory):
     """Three registered versions, each from its own run tagged with a git commit."""
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tmp = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment = client.create_experiment("gate", artifact_location=(tmp_path / "a").as_uri())
+    experiment = client.create_experiment("gate", artifact_location=(tmp / "a").as_uri())
     client.create_registered_model(NAME)
     for i in (1, 2, 3):
         run = client.create_run(experiment, tags={"git_commit": f"{i}" * 40})
         client.set_terminated(run.info.run_id)
         client.create_model_version(NAME, f"{run.info.artifact_uri}/model", run.info.run_id)
+    return uri, client
+
+
+@pytest.fixture
+def registry(store, monkeypatch: pytest.MonkeyPatch):
+    """The shared store with no champion, no history and no promotion tags."""
+    uri, client = store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    if CHAMPION in (client.get_registered_model(NAME).aliases or {}):
+        client.delete_registered_model_alias(NAME, CHAMPION)
+    client.set_registered_model_tag(NAME, HISTORY_TAG, "")
+    for version in ("1", "2", "3"):
+        for tag in ("image", "rolled_back"):
+            client.delete_model_version_tag(NAME, version, tag)
     return client
 
 

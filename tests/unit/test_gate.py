@@ -144,3 +144,17 @@ def test_default_params_gate_section_is_valid(raw_params):
     gate = parse_params(raw_params).gate
     assert isinstance(gate, GateParams) and gate.baseline_ref == "HEAD" and not gate.override
     assert gate.metrics, "params.yaml declares no gates"
+
+
+def test_gate_stage_sits_between_evaluate_and_package():
+    from pathlib import Path
+
+    import yaml
+
+    from mlops_template import paths
+
+    stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
+    outs = {next(iter(o)) for o in stages["gate"]["outs"]}
+    assert outs == {str(paths.GATE_MD), str(paths.GATE_JSON)}
+    assert str(paths.METRICS) in stages["gate"]["deps"]
+    assert str(paths.GATE_JSON) in stages["package"]["deps"]
