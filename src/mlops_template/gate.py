@@ -318,7 +318,7 @@ def render_markdown(result: GateResult) -> str:
         "| metric | baseline | candidate | delta | gate | result | note |",
         "| --- | ---: | ---: | ---: | --- | --- | --- |",
     ]
-    for r in result.rows:
+    for r in (r for r in result.rows if r.status != "skip"):
         lines.append(
             f"| {r.metric} | {_num(r.baseline)} | {_num(r.candidate)} | "
             f"{_num(r.delta, signed=True)} | {r.threshold} | {_STATUS[r.status]} | {r.note} |"
@@ -331,8 +331,12 @@ def render_markdown(result: GateResult) -> str:
             lines.append(f"| {key} | {old} | {new} |")
     else:
         lines.append("No params changed.")
-    if result.notes:
-        lines += ["", "#### Notes", ""] + [f"- {n}" for n in result.notes]
+    notes = list(result.notes)
+    if skipped := [r for r in result.rows if r.status == "skip"]:
+        names = ", ".join(r.metric for r in skipped)
+        notes.append(f"Gates not applied ({skipped[0].note}): {names}.")
+    if notes:
+        lines += ["", "#### Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
 
 
