@@ -85,7 +85,8 @@ def _promote(args: argparse.Namespace) -> None:
 
     name = load_params(args.params).tracking.registered_model
     done = promote(name, args.version or packaged_version(), image=args.image)
-    print(f"{done.name}: champion -> version {done.version} (was {done.previous or "none"})")
+    was = done.previous or "none"
+    print(f"{done.name}: champion -> version {done.version} (was {was})")
 
 
 def _rollback(args: argparse.Namespace) -> None:
