@@ -165,3 +165,13 @@ def test_pr_workflow_fails_on_a_regression_and_still_reports(pr_repo: Path, tmp_
     assert (pr_repo / "reports/plots-diff/index.html").stat().st_size > 0  # the artifact
     gate = json.loads((pr_repo / "reports/gate.json").read_text())
     assert gate["baseline"]["ref"] == "origin/main" and "roc_auc" in gate["failed"]
+
+
+def test_gate_stage_runs_in_a_dvc_exp_temp_workspace(pr_repo: Path):
+    """`dvc exp run --temp` runs in a temporary git copy: the gate still finds its baseline."""
+    run(pr_repo, "git", "checkout", "-qf", "main")
+    out = run(pr_repo, "dvc", "exp", "run", "--temp", "-S", "toy_params.yaml:quality=0.5",
+              check=False)  # fmt: skip
+    assert out.returncode != 0
+    assert "| roc_auc | 0.9000 | 0.5000 | -0.4000 |" in out.stdout
+    assert "mlops stage gate, exited with 5" in out.stderr
