@@ -59,3 +59,52 @@ typecheck: install ## Type-check the package with mypy
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .mypy_cache
+
+# ------------------------------------------------------------ pull-request metric review, release
+# Called by .github/workflows/pr.yml and main.yml (README "Pull-request metric review").
+# BASELINE: git ref the gate compares with; IMAGE: this commit's container image (lower case).
+BASELINE ?= HEAD
+IMAGE_REPO ?= ghcr.io/$(shell printf '%s' "$${GITHUB_REPOSITORY:-local/mlops-template}" | tr '[:upper:]' '[:lower:]')
+IMAGE_TAG ?= $(shell printf '%s' "$${GITHUB_SHA:-$$(git rev-parse HEAD 2>/dev/null || echo dev)}")
+IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
+export BASELINE IMAGE
+
+.PHONY: dvc-pull dvc-push gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
+
+dvc-pull: install ## Pull data and models when a DVC remote is configured (else skip)
+	@if [ -z "$$($(RUN) dvc remote list)" ]; then echo "dvc-pull: no DVC remote configured, skipping"; \
+	else $(RUN) dvc pull --allow-missing || echo "dvc-pull: pull failed (no credentials?): dvc repro recomputes"; fi
+
+dvc-push: install ## Push data and models when a DVC remote is configured (else skip)
+	@if [ -z "$$($(RUN) dvc remote list)" ]; then echo "dvc-push: no DVC remote configured, skipping"; \
+	else $(RUN) dvc push; fi
+
+gate: install ## Metric gate against BASELINE (default HEAD), e.g. make gate BASELINE=origin/main
+	$(RUN) mlops gate --baseline "$$BASELINE"
+
+pr-report: ## Gate report to the job summary and one sticky PR comment (needs reports/gate.md)
+	.ci/pr-report.sh reports/gate.md
+
+plots-diff: install ## HTML of `dvc plots diff BASELINE` in reports/plots-diff/
+	$(RUN) dvc plots diff "$$BASELINE" --out reports/plots-diff
+
+bento: install ## Save the model to the BentoML store and `bentoml build` (the package stage)
+	$(RUN) mlops stage package
+
+image: install ## `bentoml containerize` the Bento from reports/package.json as IMAGE (Docker)
+	$(RUN) bentoml containerize "$$($(RUN) python -c 'import json; print(json.load(open("reports/package.json"))["bento_tag"])')" -t "$$IMAGE"
+
+smoke-test: ## Start IMAGE, check /readyz and /predict (SMOKE_URL=http://... for a running server)
+	.ci/smoke-test.sh
+
+registry-login: ## docker login to ghcr.io with GH_TOKEN (CI)
+	@printf '%s' "$$GH_TOKEN" | docker login ghcr.io --username "$$GITHUB_ACTOR" --password-stdin
+
+push-image: ## Push IMAGE to its registry
+	docker push "$$IMAGE"
+
+promote: install ## Registry alias champion -> the trained model version (models/model.json), tagged IMAGE
+	$(RUN) mlops promote --image "$$IMAGE"
+
+rollback: install ## Registry alias champion -> the previous champion; prints the image to redeploy
+	$(RUN) mlops rollback

@@ -26,6 +26,7 @@ STAGES = {
     "evaluate": "mlops_template.evaluate",
     "tune": "mlops_template.tune",
     "package": "mlops_template.package",
+    "gate": "mlops_template.gate",
 }
 
 
@@ -71,6 +72,35 @@ def _score(args: argparse.Namespace) -> None:
     run_cli(args.input, args.output, args.chunk_size, params.data.contract)
 
 
+def _gate(args: argparse.Namespace) -> None:
+    """Compare metrics with a git ref's; exit 5 when a declared gate fails."""
+    from mlops_template.gate import run_gate
+
+    run_gate(load_params(args.params), baseline_ref=args.baseline, override=args.override)
+
+
+def _promote(args: argparse.Namespace) -> None:
+    """Point the registry's champion alias at a model version (default: the trained one)."""
+    from mlops_template.registry import packaged_version, promote
+
+    name = load_params(args.params).tracking.registered_model
+    done = promote(name, args.version or packaged_version(), image=args.image)
+    was = done.previous or "none"
+    print(f"{done.name}: champion -> version {done.version} (was {was})")
+
+
+def _rollback(args: argparse.Namespace) -> None:
+    """Point the champion alias back at the previous champion; print what to redeploy."""
+    from mlops_template.registry import rollback
+
+    done = rollback(load_params(args.params).tracking.registered_model)
+    print(
+        f"{done.name}: champion -> version {done.version} (was {done.previous}); "
+        f"redeploy image {done.image or '(not recorded)'} "
+        f"(git commit {done.git_commit or 'unknown'})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -93,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     scorer.add_argument("--output", required=True, help="predictions (.parquet or .csv)")
     scorer.add_argument("--chunk-size", type=int, default=100_000)
     scorer.set_defaults(func=_score)
+
+    gate = sub.add_parser("gate", help="metric review against a git ref (exit 5 on failure)")
+    gate.add_argument("--baseline", help="git ref (default: env MLOPS_GATE_BASELINE, params)")
+    gate.add_argument("--override", action="store_true", help="report failures but pass")
+    gate.set_defaults(func=_gate)
+
+    prom = sub.add_parser("promote", help="set the registry's champion alias to a version")
+    prom.add_argument("--version", type=int, help="default: mlflow.version in models/model.json")
+    prom.add_argument("--image", help="container image of this version (recorded as a tag)")
+    prom.set_defaults(func=_promote)
+
+    back = sub.add_parser("rollback", help="move the champion alias to the previous champion")
+    back.set_defaults(func=_rollback)
     return parser
 
 

@@ -243,6 +243,40 @@ class PackageParams(Section):
     build_bento: bool = True
 
 
+# --------------------------------------------------------------------------- gate
+
+
+class MetricGate(Section):
+    """One metric's gate. Each limit that is set must hold; at least one must be set.
+
+    ``max_drop_abs`` / ``max_drop_rel``: allowed worsening against the baseline (in the metric's
+    own units / as a fraction of the baseline's magnitude). ``min`` / ``max``: absolute floor /
+    ceiling for the candidate, checked with or without a baseline. ``direction`` defaults to
+    ``metrics.HIGHER_IS_BETTER`` (required for a metric not listed there).
+    """
+
+    direction: Literal["higher", "lower"] | None = None
+    max_drop_abs: float | None = Field(None, ge=0)
+    max_drop_rel: float | None = Field(None, ge=0)
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> MetricGate:
+        limits = (self.max_drop_abs, self.max_drop_rel, self.min, self.max)
+        if all(v is None for v in limits):
+            raise ValueError("set at least one of max_drop_abs, max_drop_rel, min, max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+
+class GateParams(Section):
+    baseline_ref: str = Field("HEAD", min_length=1)  # env MLOPS_GATE_BASELINE, --baseline
+    override: bool = False  # env MLOPS_GATE_OVERRIDE=1, --override
+    metrics: dict[str, MetricGate] = {}
+
+
 class Params(Section):
     data: DataParams = DataParams()
     features: FeaturesParams = FeaturesParams()
@@ -252,6 +286,7 @@ class Params(Section):
     tune: TuneParams = TuneParams()
     serve: ServeParams = ServeParams()
     package: PackageParams = PackageParams()
+    gate: GateParams = GateParams()
 
 
 def _format_errors(err: ValidationError) -> str:

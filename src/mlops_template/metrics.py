@@ -8,6 +8,9 @@ from sklearn import metrics as skm
 
 from mlops_template.config import Task
 
+# Which direction is better, for reports and gates (re-exported; defined without scikit-learn).
+from mlops_template.metric_directions import HIGHER_IS_BETTER as HIGHER_IS_BETTER
+
 
 def classification(
     y_true: pd.Series | np.ndarray,
@@ -84,10 +87,3 @@ def score(
         return regression(y_true, output)
     assert classes is not None
     return classification(y_true, output, classes, threshold)
-
-
-# Which direction is better, for reports and gates.
-HIGHER_IS_BETTER = {
-    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
-    "pr_auc": True, "log_loss": False, "rmse": False, "mae": False, "r2": True,
-}  # fmt: skip

@@ -49,3 +49,6 @@ TUNE_DIR = REPORTS_DIR / "tuning"
 TUNE_TRIALS = TUNE_DIR / "trials.csv"
 TUNE_HISTORY = TUNE_DIR / "history.csv"
 TUNE_IMPORTANCE = TUNE_DIR / "importance.csv"
+
+GATE_MD = REPORTS_DIR / "gate.md"
+GATE_JSON = REPORTS_DIR / "gate.json"

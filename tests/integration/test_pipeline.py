@@ -14,7 +14,7 @@ from tests.repo import make_repo, run
 
 pytestmark = pytest.mark.integration
 
-STAGES = ["data", "features", "tune", "train", "evaluate", "package"]
+STAGES = ["data", "features", "tune", "train", "evaluate", "gate", "package"]
 
 
 def ran_stages(output: str) -> list[str]:
@@ -115,6 +115,7 @@ def test_exp_run_with_train_param_reruns_only_downstream_of_train(tmp_path: Path
     out = run(
         work, "dvc", "exp", "run", "-n", "lr-fast",
         "-S", "train.hist_gradient_boosting.learning_rate=0.3",
+        "-S", "gate.override=true",  # an exploratory experiment: report a regression, go on
     )  # fmt: skip
     # tune re-runs too: it reads the model's section (the values it does not search)
     assert ran_stages(out.stdout) == STAGES[STAGES.index("tune") :]

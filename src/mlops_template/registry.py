@@ -1,0 +1,172 @@
+"""Promotion and rollback in the MLflow model registry through the ``champion`` alias.
+
+Every `train` run registers a new version (earlier versions stay registered). Promotion is an
+explicit step, never a side effect of `dvc repro`: the main-branch workflow runs
+`mlops promote --image <ref>` only after the image was built, smoke-tested and pushed, so the
+alias never names a model without a deployable image. Each promotion is appended to the
+registered model's ``champion_history`` tag; :func:`rollback` pops it, so rolling back twice
+walks back through earlier champions (not merely to version N-1, which may never have shipped).
+Each promoted version carries tags ``image`` and ``git_commit``: what to redeploy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlops_template import paths
+from mlops_template.errors import TrackingError
+from mlops_template.tracking import tracking_uri
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+HISTORY_TAG = "champion_history"
+
+
+class RegistryError(TrackingError):
+    """The registry has no such version, or nothing to roll back to."""
+
+    exit_code = 7
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version the ``champion`` alias names after a promotion or rollback."""
+
+    name: str
+    version: int
+    previous: int | None
+    image: str | None
+    git_commit: str | None
+
+
+@contextmanager
+def _mlflow(action: str) -> Iterator[Any]:
+    """An MlflowClient on the project's store; MLflow failures become TrackingError."""
+    from mlflow import MlflowClient
+
+    try:
+        yield MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
+    except TrackingError:
+        raise
+    except Exception as err:
+        raise TrackingError(
+            f"MLflow could not {action} at {tracking_uri()!r}: {type(err).__name__}: {err}"
+        ) from None
+
+
+def _history(client: Any, name: str) -> list[int]:
+    raw = client.get_registered_model(name).tags.get(HISTORY_TAG, "")
+    return [int(v) for v in raw.split(",") if v.strip()]
+
+
+def _versions(client: Any, name: str) -> list[int]:
+    found = client.search_model_versions(f"name = '{name}'")
+    return sorted(int(v.version) for v in found)
+
+
+def current_champion(client: Any, name: str) -> int | None:
+    aliases = client.get_registered_model(name).aliases or {}
+    version = aliases.get(CHAMPION)
+    return None if version is None else int(version)
+
+
+def _require_version(client: Any, name: str, version: int) -> None:
+    known = _versions(client, name)
+    if version not in known:
+        raise RegistryError(
+            f"registered model {name!r} has no version {version} "
+            f"(registered: {', '.join(map(str, known)) or 'none'})"
+        )
+
+
+def _require_model(client: Any, name: str) -> None:
+    names = [m.name for m in client.search_registered_models(f"name = '{name}'")]
+    if name not in names:
+        raise RegistryError(
+            f"registered model {name!r} not found in {tracking_uri()!r} "
+            "(tracking.registered_model in params.yaml; run `dvc repro` first)"
+        )
+
+
+def _describe(client: Any, name: str, version: int, previous: int | None) -> Champion:
+    tags = client.get_model_version(name, str(version)).tags or {}
+    return Champion(name, version, previous, tags.get("image"), tags.get("git_commit"))
+
+
+def _run_commit(client: Any, run_id: str | None) -> str | None:
+    if not run_id:
+        return None
+    tags: dict[str, str] = client.get_run(run_id).data.tags
+    return tags.get("git_commit")
+
+
+def promote(name: str, version: int, image: str | None = None) -> Champion:
+    """Point ``champion`` at ``version``; record the image to deploy and the history."""
+    with _mlflow(f"promote {name} version {version}") as client:
+        _require_model(client, name)
+        _require_version(client, name, version)
+        previous = current_champion(client, name)
+        mv = client.get_model_version(name, str(version))
+        commit = _run_commit(client, mv.run_id)
+        if commit:
+            client.set_model_version_tag(name, str(version), "git_commit", commit)
+        if image:
+            client.set_model_version_tag(name, str(version), "image", image)
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        history = _history(client, name)
+        if not history or history[-1] != version:
+            history.append(version)
+        client.set_registered_model_tag(name, HISTORY_TAG, ",".join(map(str, history)))
+        log.info("%s: champion -> version %s (was %s)", name, version, previous)
+        return _describe(client, name, version, previous)
+
+
+def _rollback_target(client: Any, name: str, current: int, history: list[int]) -> int:
+    while history and history[-1] == current:
+        history.pop()
+    if history:
+        return history[-1]
+    earlier = [v for v in _versions(client, name) if v < current]
+    if not earlier:
+        raise RegistryError(
+            f"registered model {name!r}: champion is version {current} and there is no "
+            "earlier version to roll back to"
+        )
+    history.append(earlier[-1])
+    return earlier[-1]
+
+
+def rollback(name: str) -> Champion:
+    """Point ``champion`` at the previous champion (else the highest earlier version)."""
+    with _mlflow(f"roll back {name}") as client:
+        _require_model(client, name)
+        current = current_champion(client, name)
+        if current is None:
+            raise RegistryError(f"registered model {name!r} has no {CHAMPION!r} alias yet")
+        history = _history(client, name)
+        target = _rollback_target(client, name, current, history)
+        client.set_registered_model_alias(name, CHAMPION, str(target))
+        client.set_model_version_tag(name, str(current), "rolled_back", "true")
+        client.set_registered_model_tag(name, HISTORY_TAG, ",".join(map(str, history)))
+        log.info("%s: champion -> version %s (rolled back from %s)", name, target, current)
+        return _describe(client, name, target, current)
+
+
+def packaged_version(meta_path: Path = paths.MODEL_META) -> int:
+    """The registry version of the trained model (models/model.json, written by `train`)."""
+    try:
+        meta = json.loads(Path(meta_path).read_text())
+        return int(meta["mlflow"]["version"])
+    except FileNotFoundError:
+        raise RegistryError(f"{meta_path}: missing (run `dvc repro` first)") from None
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+        raise RegistryError(
+            f"{meta_path}: no mlflow.version (the model was not registered); pass --version"
+        ) from None

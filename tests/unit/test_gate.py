@@ -1,0 +1,160 @@
+"""The gate's rules as pure functions: compare(baseline, candidate, gates) -> rows."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mlops_template.config import GateParams, MetricGate, parse_params
+from mlops_template.errors import ConfigError
+from mlops_template.gate import (
+    Baseline,
+    GateResult,
+    compare,
+    render_markdown,
+    resolve_settings,
+    to_json,
+)
+
+AUC = {"roc_auc": MetricGate(max_drop_abs=0.01)}
+LOSS = {"log_loss": MetricGate(max_drop_rel=0.05)}
+
+
+def one(rows, metric):
+    return next(r for r in rows if r.metric == metric)
+
+
+@pytest.mark.parametrize(
+    ("gates", "base", "cand", "status"),
+    [
+        (AUC, 0.90, 0.95, "pass"),  # improved
+        (AUC, 0.90, 0.90, "pass"),  # unchanged
+        (AUC, 0.90, 0.89, "pass"),  # exactly the allowed drop (float noise must not fail it)
+        (AUC, 0.90, 0.8899, "fail"),  # just beyond
+        (LOSS, 0.20, 0.21, "pass"),  # lower is better: +5% allowed
+        (LOSS, 0.20, 0.2102, "fail"),  # +5.1%
+        (LOSS, 0.20, 0.10, "pass"),  # improved (lower)
+        ({"roc_auc": MetricGate(max_drop_abs=0.1, max_drop_rel=0.01)}, 0.9, 0.88, "fail"),
+        ({"roc_auc": MetricGate(min=0.9)}, 0.95, 0.89, "fail"),  # floor without drop limit
+        ({"log_loss": MetricGate(max=0.3)}, 0.2, 0.31, "fail"),  # ceiling
+        ({"r2": MetricGate(max_drop_rel=0.1)}, 0.0, -0.01, "fail"),  # worse than a zero base
+        ({"r2": MetricGate(max_drop_rel=0.1)}, 0.0, 0.0, "pass"),
+    ],
+)
+def test_each_gate_rule(gates, base, cand, status):
+    metric = next(iter(gates))
+    row = one(compare({metric: base}, {metric: cand}, gates), metric)
+    assert row.status == status, row
+    assert row.delta == pytest.approx(cand - base)
+
+
+def test_failed_row_names_the_violated_limit():
+    row = compare({"roc_auc": 0.9}, {"roc_auc": 0.85}, AUC)[0]
+    assert row.status == "fail" and "worse by 0.05 > 0.01" in row.note
+
+
+def test_no_baseline_passes_with_a_note_but_floors_still_apply():
+    gates = {"roc_auc": MetricGate(max_drop_abs=0.01), "pr_auc": MetricGate(min=0.5)}
+    rows = compare(None, {"roc_auc": 0.6, "pr_auc": 0.4}, gates)
+    assert one(rows, "roc_auc").status == "pass"
+    assert one(rows, "roc_auc").note == "no baseline"
+    assert one(rows, "pr_auc").status == "fail"
+
+
+def test_new_metric_without_baseline_value_passes():
+    rows = compare(
+        {"roc_auc": 0.9}, {"roc_auc": 0.9, "pr_auc": 0.3}, AUC | {"pr_auc": AUC["roc_auc"]}
+    )
+    assert one(rows, "pr_auc").status == "pass" and one(rows, "pr_auc").note == "no baseline"
+
+
+@pytest.mark.parametrize("candidate", [{}, {"roc_auc": None}, {"roc_auc": math.nan}])
+def test_missing_or_non_finite_candidate_metric_fails(candidate):
+    row = compare({"roc_auc": 0.9}, candidate, AUC)[0]
+    assert row.status == "fail" and row.candidate is None
+
+
+def test_ungated_metrics_are_shown_not_judged():
+    rows = compare({"f1": 0.5}, {"roc_auc": 0.9, "f1": 0.1}, AUC)
+    assert [r.metric for r in rows] == ["roc_auc", "f1"]
+    assert one(rows, "f1").status == "info" and one(rows, "f1").delta == pytest.approx(-0.4)
+
+
+@pytest.mark.parametrize(("task", "skipped"), [("binary", "rmse"), ("regression", "roc_auc")])
+def test_gates_on_metrics_the_task_never_produces_are_skipped(task, skipped):
+    gates = {"roc_auc": MetricGate(max_drop_abs=0.01), "rmse": MetricGate(max_drop_rel=0.05)}
+    rows = compare({}, {"roc_auc": 0.9, "rmse": 1.0}, gates, task=task)
+    assert one(rows, skipped).status == "skip"
+    assert {r.status for r in rows if r.metric != skipped} == {"pass"}
+
+
+def test_unknown_metric_needs_a_direction():
+    with pytest.raises(ConfigError, match=r"gate.metrics.brier.direction"):
+        compare({}, {"brier": 0.1}, {"brier": MetricGate(max_drop_abs=0.01)})
+    gates = {"brier": MetricGate(direction="lower", max_drop_abs=0.01)}
+    assert compare({"brier": 0.1}, {"brier": 0.2}, gates)[0].status == "fail"
+
+
+@pytest.mark.parametrize(
+    ("gate", "message"),
+    [
+        ({}, "set at least one of"),
+        ({"min": 0.9, "max": 0.1}, "must not exceed"),
+        ({"max_drop_abs": -0.1}, "greater than or equal to 0"),
+        ({"direction": "up", "min": 0.1}, "direction"),
+    ],
+)
+def test_bad_gate_config_names_the_key(raw_params, gate, message):
+    raw_params["gate"]["metrics"] = {"roc_auc": gate}
+    with pytest.raises(ConfigError, match=r"gate\.metrics\.roc_auc") as err:
+        parse_params(raw_params)
+    assert message in str(err.value)
+
+
+def test_override_precedence(raw_params, monkeypatch):
+    params = parse_params(raw_params)
+    monkeypatch.delenv("MLOPS_GATE_OVERRIDE", raising=False)
+    monkeypatch.delenv("MLOPS_GATE_BASELINE", raising=False)
+    assert resolve_settings(params) == ("HEAD", False)
+    monkeypatch.setenv("MLOPS_GATE_OVERRIDE", "1")
+    monkeypatch.setenv("MLOPS_GATE_BASELINE", "origin/main")
+    assert resolve_settings(params) == ("origin/main", True)
+    assert resolve_settings(params, baseline_ref="v1")[0] == "v1"
+    monkeypatch.setenv("MLOPS_GATE_OVERRIDE", "maybe")
+    with pytest.raises(ConfigError, match="MLOPS_GATE_OVERRIDE"):
+        resolve_settings(params)
+    assert resolve_settings(params, override=True)[1] is True
+
+
+def test_report_marks_failures_and_override():
+    rows = compare({"roc_auc": 0.9}, {"roc_auc": 0.8}, AUC)
+    diff = {"train.model": {"old": "linear", "new": "hist_gradient_boosting"}}
+    result = GateResult(rows, Baseline("main", "a" * 40, {"roc_auc": 0.9}, diff))
+    text = render_markdown(result)
+    assert text.startswith("<!-- mlops-gate-report -->")
+    assert "❌ Metric gate failed" in text and "| roc_auc | 0.9000 | 0.8000 | -0.1000 |" in text
+    assert "| train.model | linear | hist_gradient_boosting |" in text
+    assert to_json(result)["failed"] == ["roc_auc"] and not to_json(result)["ok"]
+    result.override = True
+    assert "overridden" in render_markdown(result) and to_json(result)["ok"]
+
+
+def test_default_params_gate_section_is_valid(raw_params):
+    gate = parse_params(raw_params).gate
+    assert isinstance(gate, GateParams) and gate.baseline_ref == "HEAD" and not gate.override
+    assert gate.metrics, "params.yaml declares no gates"
+
+
+def test_gate_stage_sits_between_evaluate_and_package():
+    from pathlib import Path
+
+    import yaml
+
+    from mlops_template import paths
+
+    stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
+    outs = {next(iter(o)) for o in stages["gate"]["outs"]}
+    assert outs == {str(paths.GATE_MD), str(paths.GATE_JSON)}
+    assert str(paths.METRICS) in stages["gate"]["deps"]
+    assert str(paths.GATE_JSON) in stages["package"]["deps"]
