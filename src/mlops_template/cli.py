@@ -71,6 +71,23 @@ def _score(args: argparse.Namespace) -> None:
     run_cli(args.input, args.output, args.chunk_size, params.data.contract)
 
 
+def _monitor(args: argparse.Namespace) -> None:
+    """Drift / quality / contract check of a current batch against the reference."""
+    from mlops_template.monitor import resolve_source, run
+
+    params = load_params(args.params)
+    run(params, resolve_source(params, args.current, args.sql, args.request_log))
+
+
+def _synth(args: argparse.Namespace) -> None:
+    """A synthetic batch for the monitoring demo and tests (same generator as the data stage)."""
+    from mlops_template.synthetic import write_batch
+
+    params = load_params(args.params)
+    s = params.data.synthetic
+    write_batch(args.output, args.rows, s.fraud_rate, args.seed, args.drift, label=not args.no_label)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -93,6 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
     scorer.add_argument("--output", required=True, help="predictions (.parquet or .csv)")
     scorer.add_argument("--chunk-size", type=int, default=100_000)
     scorer.set_defaults(func=_score)
+
+    mon = sub.add_parser(
+        "monitor",
+        help="compare a current batch with the reference: drift, quality, contract "
+        "(exit 7 = retrain, 8 = batch breaks the contract)",
+    )
+    where = mon.add_mutually_exclusive_group()
+    where.add_argument("--current", metavar="FILE", help="CSV/Parquet batch (path or URL)")
+    where.add_argument("--sql", action="store_true", help="run monitor.sql.query on monitor.sql.url")
+    where.add_argument(
+        "--request-log", nargs="?", const="", metavar="PATH",
+        help="the service's request log (default: serve.request_log)",
+    )  # fmt: skip
+    mon.set_defaults(func=_monitor)
+
+    synth = sub.add_parser("synth", help="write a synthetic batch (e.g. a drifted one for demos)")
+    synth.add_argument("--rows", type=int, default=50_000)
+    synth.add_argument("--drift", choices=["none", "shifted"], default="none")
+    synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument("--no-label", action="store_true", help="drop the target column")
+    synth.add_argument("--output", required=True, help="batch file (.parquet or .csv)")
+    synth.set_defaults(func=_synth)
     return parser
 
 

@@ -43,3 +43,16 @@ class GateFailed(MlopsError):
     """A declared metric gate failed: the model must not be packaged."""
 
     exit_code = 5
+
+
+class RetrainNeeded(MlopsError):
+    """Monitoring crossed a threshold in params.yaml (drift share, prediction drift or a
+    quality drop): the deployed model is stale and should be retrained."""
+
+    exit_code = 7
+
+
+class BatchContractViolation(ContractViolation):
+    """A monitored batch breaks the data contract (reported apart from drift)."""
+
+    exit_code = 8
