@@ -85,7 +85,9 @@ def _synth(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     s = params.data.synthetic
-    write_batch(args.output, args.rows, s.fraud_rate, args.seed, args.drift, label=not args.no_label)
+    write_batch(
+        args.output, args.rows, s.fraud_rate, args.seed, args.drift, label=not args.no_label
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = mon.add_mutually_exclusive_group()
     where.add_argument("--current", metavar="FILE", help="CSV/Parquet batch (path or URL)")
-    where.add_argument("--sql", action="store_true", help="run monitor.sql.query on monitor.sql.url")
+    where.add_argument(
+        "--sql", action="store_true", help="run monitor.sql.query on monitor.sql.url"
+    )
     where.add_argument(
         "--request-log", nargs="?", const="", metavar="PATH",
         help="the service's request log (default: serve.request_log)",

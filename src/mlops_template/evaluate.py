@@ -182,9 +182,7 @@ def write(result: Evaluation) -> None:
     io.write_parquet(result.predictions, paths.PREDICTIONS)
 
 
-def reference_sample(
-    test: pd.DataFrame, predictions: pd.DataFrame, target: str
-) -> pd.DataFrame:
+def reference_sample(test: pd.DataFrame, predictions: pd.DataFrame, target: str) -> pd.DataFrame:
     """The monitoring reference: raw held-out rows (inputs + label) beside the model's output.
 
     `mlops monitor` compares current batches with it, so drift is measured against exactly

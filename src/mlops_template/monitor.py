@@ -138,15 +138,13 @@ def _request_log_chunks(path: str) -> Iterator[pd.DataFrame]:
     yield read_request_log(path)
 
 
-def read_current(
-    source: Source, columns: list[str], n: int, seed: int
-) -> tuple[pd.DataFrame, int]:
+def read_current(source: Source, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
     """The (sampled) current batch, restricted to ``columns``, and the batch's full length."""
     where = f"monitor {source.kind} {source.location!r}"
-    if source.kind != "sql" and "://" not in source.location:
-        if not Path(source.location).exists():
-            hint = " (no request served yet?)" if source.kind == "request_log" else ""
-            raise DataError(f"{where}: file does not exist{hint}")
+    local = source.kind != "sql" and "://" not in source.location
+    if local and not Path(source.location).exists():
+        hint = " (no request served yet?)" if source.kind == "request_log" else ""
+        raise DataError(f"{where}: file does not exist{hint}")
     try:
         if source.kind == "file" and source.location.endswith((".parquet", ".pq")):
             frame, total = sample_parquet(source.location, columns, n, seed)
