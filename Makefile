@@ -59,3 +59,12 @@ typecheck: install ## Type-check the package with mypy
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .mypy_cache
+
+.PHONY: monitor monitor-alert
+monitor: install ## Monitor the configured batch vs the reference (MONITOR_ARGS="--current FILE"); fails on drift
+	$(RUN) dvc repro evaluate
+	rm -f reports/monitoring/summary.json
+	$(RUN) mlops monitor $(MONITOR_ARGS)
+
+monitor-alert: ## After a failed monitor: open/update the drift issue, dispatch retraining (CI, needs gh)
+	.github/scripts/monitor-alert.sh
