@@ -245,3 +245,24 @@ def test_request_log_of_real_server_is_monitored(
     assert summary["source"] == f"request_log:{log}"
     assert summary["contract"]["ok"] and summary["quality"] is None  # no labels in the log
     assert "amount" in summary["drift"]["drifted_columns"]
+
+
+def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
+    served: tuple[str, Path], setup: dict[str, Any]
+) -> None:
+    from tests.unit.test_grafana_dashboard import label_names, load, metric_names
+
+    url, _ = served
+    good = _records(pd.read_parquet(setup["root"] / "data/split/test.parquet").head(2))
+    for r in good:
+        r.pop("is_fraud")
+    assert requests.post(f"{url}/predict", json={"records": good}, timeout=30).status_code == 200
+    assert requests.post(f"{url}/predict", json={"records": []}, timeout=30).status_code == 400
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    samples = re.findall(r"^(\w+)(?:\{([^}]*)\})? ", text, re.M)
+    exposed = {name for name, _ in samples}
+    dashboard = load()
+    assert metric_names(dashboard) <= exposed, metric_names(dashboard) - exposed
+    labels = {k for name, lbl in samples if name in metric_names(dashboard)
+              for k in re.findall(r"(\w+)=", lbl)}  # fmt: skip
+    assert label_names(dashboard) <= labels, label_names(dashboard) - labels
