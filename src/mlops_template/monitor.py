@@ -440,6 +440,13 @@ def render_markdown(summary: dict[str, Any], source: str) -> str:
         }
         for name, v in rows.items():
             lines.append(f"| {name} | {v['method']} | {v['score']:.4f} | {v['drifted']} |")
+    checks = (summary.get("quality") or {}).get("checks", {})
+    if checks:
+        lines += ["", "| metric | evaluation | this batch | drop | allowed |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for name, c in checks.items():
+            lines.append(f"| {name} | {c['baseline']:.4f} | {c['current']:.4f} | "
+                         f"{c['drop']:.4f} | {c['allowed']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
