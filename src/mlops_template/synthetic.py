@@ -164,4 +164,4 @@ def write_batch(
         io.write_csv(frame, output)
     else:
         io.write_parquet(frame, output)
-    log.info("wrote %d %s rows to %s", n_rows, "drifted" if drift != "none" else "", output)
+    log.info("wrote %d %srows to %s", n_rows, "drifted " if drift != "none" else "", output)
