@@ -113,3 +113,28 @@ def test_monitoring_paths_are_declared_in_the_dvc_files() -> None:
         str(p) for p in (paths.MONITOR_REPORT, paths.MONITOR_SUMMARY, paths.MONITOR_SUMMARY_MD)
     }
     assert str(paths.REFERENCE) in stage["deps"] and str(paths.MODEL) in stage["deps"]
+
+
+def test_sql_batch_is_sampled_and_satisfies_the_contract(tmp_path: Path, contract: Any) -> None:
+    """A real SQLite table: read in chunks, sampled, then coerced by the contract (timestamps
+    come back from SQLite as text)."""
+    import sqlalchemy
+
+    from mlops_template.monitor import check_batch
+    from mlops_template.synthetic import generate_transactions
+
+    url = f"sqlite:///{tmp_path / 'batch.db'}"
+    frame = generate_transactions(3_000, seed=5)
+    frame.to_sql("transactions", sqlalchemy.create_engine(url), index=False)
+    source = Source("sql", url, "SELECT * FROM transactions")
+    sample, total = read_current(source, list(contract.columns), 1_000, seed=0)
+    assert total == 3_000 and len(sample) == 1_000 and set(sample.columns) == set(contract.columns)
+    result = check_batch(sample, contract)
+    assert result.ok and result.usable
+    assert str(result.valid["timestamp"].dtype).startswith("datetime64")
+
+
+def test_bad_sql_names_the_source(tmp_path: Path) -> None:
+    source = Source("sql", f"sqlite:///{tmp_path / 'empty.db'}", "SELECT * FROM missing")
+    with pytest.raises(DataError, match="cannot read the batch"):
+        read_current(source, ["a"], 5, seed=0)
