@@ -170,8 +170,8 @@ def _chromium() -> str:
     names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
     found = next((shutil.which(n) for n in names if shutil.which(n)), None)
     if found is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=False, timeout=600,
-                       capture_output=True)  # fmt: skip
+        for step in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+            subprocess.run(step, check=False, timeout=600, capture_output=True)
         found = shutil.which("chromium")
     if found is None:
         pytest.fail(
