@@ -1,7 +1,8 @@
 """The `mlops` command: pipeline stages (called by dvc.yaml) and user-facing commands.
 
 Every :class:`~mlops_template.errors.MlopsError` becomes one readable message on stderr
-and the error's exit code (2 config, 3 data, 4 tracking, 5 gate); see README "Exit codes".
+and the error's exit code (2 config, 3 data, 4 tracking, 5 gate, 6 package, 7-8 monitor,
+9 registry); see README "Exit codes".
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ def _rollback(args: argparse.Namespace) -> None:
     )
 
 
+def _monitor(args: argparse.Namespace) -> None:
+    """Drift / quality / contract check of a current batch against the reference."""
+    from mlops_template.monitor import resolve_source, run
+
+    params = load_params(args.params)
+    run(params, resolve_source(params, args.current, args.sql, args.request_log))
+
+
+def _synth(args: argparse.Namespace) -> None:
+    """A synthetic batch for the monitoring demo and tests (same generator as the data stage)."""
+    from mlops_template.synthetic import write_batch
+
+    params = load_params(args.params)
+    s = params.data.synthetic
+    write_batch(
+        args.output, args.rows, s.fraud_rate, args.seed, args.drift, label=not args.no_label
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -136,6 +156,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     back = sub.add_parser("rollback", help="move the champion alias to the previous champion")
     back.set_defaults(func=_rollback)
+    mon = sub.add_parser(
+        "monitor",
+        help="compare a current batch with the reference: drift, quality, contract "
+        "(exit 7 = retrain, 8 = batch breaks the contract)",
+    )
+    where = mon.add_mutually_exclusive_group()
+    where.add_argument("--current", metavar="FILE", help="CSV/Parquet batch (path or URL)")
+    where.add_argument(
+        "--sql", action="store_true", help="run monitor.sql.query on monitor.sql.url"
+    )
+    where.add_argument(
+        "--request-log", nargs="?", const="", metavar="PATH",
+        help="the service's request log (default: serve.request_log)",
+    )  # fmt: skip
+    mon.set_defaults(func=_monitor)
+
+    synth = sub.add_parser("synth", help="write a synthetic batch (e.g. a drifted one for demos)")
+    synth.add_argument("--rows", type=int, default=50_000)
+    synth.add_argument("--drift", choices=["none", "shifted"], default="none")
+    synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument("--no-label", action="store_true", help="drop the target column")
+    synth.add_argument("--output", required=True, help="batch file (.parquet or .csv)")
+    synth.set_defaults(func=_synth)
     return parser
 
 

@@ -277,6 +277,36 @@ class GateParams(Section):
     metrics: dict[str, MetricGate] = {}
 
 
+# --------------------------------------------------------------------------- monitor
+
+# Evidently drift methods we know the meaning of: a distance drifts when score >= threshold,
+# a p-value when score < threshold.
+DISTANCE_METHODS = ("wasserstein", "jensenshannon", "psi", "hellinger")
+PVALUE_METHODS = ("ks", "chisquare")
+
+
+class MonitorParams(Section):
+    """`mlops monitor`: where the current batch comes from and when to say "retrain"."""
+
+    source: Literal["file", "sql", "request_log"] = "request_log"
+    path: str = ""  # file: CSV/Parquet path or fsspec URL; request_log: default serve.request_log
+    sql: SqlParams = SqlParams()
+    sample_rows: int = Field(100_000, ge=100)  # seeded sample of larger batches (and reference)
+    seed: int = 42
+    num_method: Literal["wasserstein", "psi", "hellinger", "ks"] = "wasserstein"
+    cat_method: Literal["jensenshannon", "psi", "hellinger", "chisquare"] = "jensenshannon"
+    column_threshold: float = Field(0.1, gt=0)  # per-column drift threshold of the method
+    drift_share: float = Field(0.3, gt=0, le=1)  # retrain when this share of columns drifts
+    prediction_drift: bool = True  # a drifted prediction column alone also says retrain
+    quality_drop: dict[str, Annotated[float, Field(ge=0)]] = {}  # metric -> allowed drop
+
+    @model_validator(mode="after")
+    def _source_needs_location(self) -> MonitorParams:
+        if self.source == "sql" and not (self.sql.url and self.sql.query):
+            raise ValueError("monitor.sql.url and monitor.sql.query are required for 'sql'")
+        return self
+
+
 class Params(Section):
     data: DataParams = DataParams()
     features: FeaturesParams = FeaturesParams()
@@ -287,6 +317,7 @@ class Params(Section):
     serve: ServeParams = ServeParams()
     package: PackageParams = PackageParams()
     gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
 
 
 def _format_errors(err: ValidationError) -> str:

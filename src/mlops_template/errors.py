@@ -43,3 +43,28 @@ class GateFailed(MlopsError):
     """A declared metric gate failed: the model must not be packaged."""
 
     exit_code = 5
+
+
+class PackageError(MlopsError):
+    """The package stage cannot save or build the Bento (missing model, metrics or bentofile)."""
+
+    exit_code = 6
+
+
+class RetrainNeeded(MlopsError):
+    """Monitoring crossed a threshold in params.yaml (drift share, prediction drift or a
+    quality drop): the deployed model is stale and should be retrained."""
+
+    exit_code = 7
+
+
+class BatchContractViolation(ContractViolation):
+    """A monitored batch breaks the data contract (reported apart from drift)."""
+
+    exit_code = 8
+
+
+class RegistryError(TrackingError):
+    """The model registry has no such version, or nothing to roll back to."""
+
+    exit_code = 9

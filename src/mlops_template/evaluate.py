@@ -182,6 +182,15 @@ def write(result: Evaluation) -> None:
     io.write_parquet(result.predictions, paths.PREDICTIONS)
 
 
+def reference_sample(test: pd.DataFrame, predictions: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The monitoring reference: raw held-out rows (inputs + label) beside the model's output.
+
+    `mlops monitor` compares current batches with it, so drift is measured against exactly
+    the data the reported metrics came from."""
+    outputs = predictions.drop(columns=[c for c in predictions if c in test.columns])
+    return pd.concat([test.reset_index(drop=True), outputs.reset_index(drop=True)], axis=1)
+
+
 def log_to_mlflow(result: Evaluation, params: Params, meta: dict[str, Any]) -> str:
     """Add test metrics and plots to the training run (or a new run if the store lacks it)."""
     mlflow = tracking.connect(params.tracking.experiment)
@@ -211,6 +220,7 @@ def run(params: Params) -> None:
         params=params.evaluate, id_column=meta.get("id_column"), seed=params.train.seed,
     )  # fmt: skip
     write(result)
+    io.write_parquet(reference_sample(test, result.predictions, meta["target"]), paths.REFERENCE)
     run_id = log_to_mlflow(result, params, meta)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     log.info("evaluate: %s (MLflow run %s)", shown, run_id)

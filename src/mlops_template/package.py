@@ -6,20 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from mlops_template import io, paths
 from mlops_template.config import Params
-from mlops_template.errors import MlopsError
+from mlops_template.errors import PackageError
+from mlops_template.tracking import git_commit
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "mlops-template"
-
-
-class PackageError(MlopsError):
-    exit_code = 6
 
 
 def file_sha256(path: Path) -> str:
@@ -28,16 +24,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _data_hash() -> str:
@@ -56,7 +42,7 @@ def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         "input_columns": meta["input_columns"],
         "contract": meta.get("contract"),
         "mlflow_run_id": (meta.get("mlflow") or {}).get("run_id"),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "data_sha256": _data_hash(),
         "model_sha256": file_sha256(paths.MODEL),
         "metrics": {k: v for k, v in metrics.items() if v is not None},
@@ -90,7 +76,7 @@ def run(params: Params) -> None:
             "model_tag": model_tag,
             "bento_tag": bento_tag,
             "model_sha256": file_sha256(paths.MODEL),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "data_sha256": _data_hash(),
             "contract": meta.get("contract"),
         },

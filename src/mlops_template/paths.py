@@ -52,3 +52,11 @@ TUNE_IMPORTANCE = TUNE_DIR / "importance.csv"
 
 GATE_MD = REPORTS_DIR / "gate.md"
 GATE_JSON = REPORTS_DIR / "gate.json"
+# Monitoring: the evaluate stage keeps the held-out split (raw inputs, label, predictions) as
+# the reference; `mlops monitor` compares a current batch with it.
+REFERENCE = Path("data/reference/reference.parquet")
+MONITORING_DIR = REPORTS_DIR / "monitoring"
+MONITOR_REPORT = MONITORING_DIR / "report.html"
+MONITOR_SUMMARY = MONITORING_DIR / "summary.json"
+MONITOR_SUMMARY_MD = MONITORING_DIR / "summary.md"
+MONITOR_CONTRACT_FAILURES = MONITORING_DIR / "contract_failures.csv"

@@ -20,19 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from mlops_template import paths
-from mlops_template.errors import TrackingError
+from mlops_template.errors import RegistryError, TrackingError
 from mlops_template.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
-
-
-class RegistryError(TrackingError):
-    """The registry has no such version, or nothing to roll back to."""
-
-    exit_code = 7
 
 
 @dataclass(frozen=True)

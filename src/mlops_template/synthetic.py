@@ -149,3 +149,19 @@ def generate_transactions(
     frame["transaction_id"] = np.arange(1, n + 1, dtype="int64")
     log.info("generated %d synthetic transactions, fraud rate %.4f", n, is_fraud.mean())
     return frame
+
+
+def write_batch(
+    output: str, n_rows: int, fraud_rate: float, seed: int, drift: str, *, label: bool = True
+) -> None:
+    """Write a generated batch to ``output`` (.parquet or .csv) atomically (`mlops synth`)."""
+    from mlops_template import io
+
+    frame = generate_transactions(n_rows, fraud_rate, seed, drift=drift)
+    if not label:
+        frame = frame.drop(columns=["is_fraud"])
+    if output.endswith(".csv"):
+        io.write_csv(frame, output)
+    else:
+        io.write_parquet(frame, output)
+    log.info("wrote %d %srows to %s", n_rows, "drifted " if drift != "none" else "", output)

@@ -92,4 +92,4 @@ def test_cli_promote_and_rollback(registry, capsys):
     assert main(["--params", params, "rollback"]) == 0
     out = capsys.readouterr().out
     assert "champion -> version 2 (was 3); redeploy image img:2" in out
-    assert main(["--params", params, "promote", "--version", "7"]) == 7
+    assert main(["--params", params, "promote", "--version", "7"]) == 9

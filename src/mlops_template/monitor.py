@@ -1,0 +1,519 @@
+"""`mlops monitor`: compare a current batch with the reference and say when to retrain.
+
+The reference is the held-out split as the evaluate stage scored it (data/reference/). A
+current batch comes from a CSV/Parquet file, a SQL query or the service's request log. Large
+batches are sampled (seeded; Parquet row by row without loading the file, other sources chunk
+by chunk) so memory stays bounded. The sample is checked against the data contract first:
+contract failures are reported apart from drift (exit 8). Then Evidently measures per-column
+drift, the share of drifted input columns and drift of the model's output; when the batch has
+labels, quality is compared with reports/metrics.json. Crossing a threshold of the ``monitor``
+section of params.yaml exits 7 ("retrain"). The summary is written in every case.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_template import io, metrics, paths
+from mlops_template.config import PVALUE_METHODS, MonitorParams, Params
+from mlops_template.contract import Contract, check, describe_failures, load_contract
+from mlops_template.errors import BatchContractViolation, ConfigError, DataError, RetrainNeeded
+
+log = logging.getLogger(__name__)
+
+CHUNK_ROWS = 250_000  # rows per batch read from a large source
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Source:
+    """Where the current batch comes from: kind is file, sql or request_log."""
+
+    kind: str
+    location: str = ""
+    query: str = ""
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.location}" if self.location else self.kind
+
+
+def resolve_source(
+    params: Params,
+    current: str | None = None,
+    sql: bool = False,
+    request_log: str | None = None,
+) -> Source:
+    """Command-line choice (--current / --sql / --request-log) over params.yaml's monitor."""
+    m = params.monitor
+    if current:
+        return Source("file", current)
+    if sql:
+        if not (m.sql.url and m.sql.query):
+            raise ConfigError("monitor.sql.url and monitor.sql.query are required for --sql")
+        return Source("sql", m.sql.url, m.sql.query)
+    if request_log is not None:
+        return Source("request_log", request_log or params.serve.request_log)
+    if m.source == "file":
+        if not m.path:
+            raise ConfigError("monitor.path is required when monitor.source is 'file'")
+        return Source("file", m.path)
+    if m.source == "sql":
+        return Source("sql", m.sql.url, m.sql.query)
+    return Source("request_log", m.path or params.serve.request_log)
+
+
+def reservoir(chunks: Iterable[pd.DataFrame], n: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """A seeded uniform sample of at most ``n`` rows from a stream of chunks, in stream order.
+
+    Every row gets a random key and the ``n`` smallest keys are kept, so memory holds at most
+    ``n`` rows plus one chunk whatever the stream's length."""
+    rng = np.random.default_rng(seed)
+    kept: pd.DataFrame | None = None
+    keys = np.empty(0)
+    total = 0
+    for chunk in chunks:
+        chunk = chunk.set_axis(pd.RangeIndex(total, total + len(chunk)), axis=0)
+        total += len(chunk)
+        kept = chunk if kept is None else pd.concat([kept, chunk])
+        keys = np.concatenate([keys, rng.random(len(chunk))])
+        if len(kept) > n:
+            best = np.sort(np.argpartition(keys, n)[:n])
+            kept, keys = kept.iloc[best], keys[best]
+    if kept is None:
+        return pd.DataFrame(), 0
+    return kept.sort_index().reset_index(drop=True), total
+
+
+def sample_parquet(path: str, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """Seeded sample of ``n`` rows of a Parquet file, reading only ``columns``, batch by batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    handle: Any = path
+    if "://" in path:
+        import fsspec
+
+        handle = fsspec.open(path, "rb").open()
+    pf = pq.ParquetFile(handle)
+    total = pf.metadata.num_rows
+    wanted = [c for c in pf.schema_arrow.names if c in columns]
+    if total <= n:
+        return pf.read(columns=wanted).to_pandas(), total
+    chosen = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    pieces, start = [], 0
+    for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=wanted):
+        end = start + batch.num_rows
+        lo, hi = np.searchsorted(chosen, [start, end])
+        if hi > lo:
+            pieces.append(batch.take(pa.array(chosen[lo:hi] - start)))
+        start = end
+    return pa.Table.from_batches(pieces, schema=pieces[0].schema).to_pandas(), total
+
+
+def _csv_chunks(path: str, columns: list[str]) -> Iterator[pd.DataFrame]:
+    yield from pd.read_csv(path, usecols=lambda c: c in columns, chunksize=CHUNK_ROWS)
+
+
+def _sql_chunks(url: str, query: str) -> Iterator[pd.DataFrame]:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.connect() as conn:
+        yield from pd.read_sql_query(sqlalchemy.text(query), conn, chunksize=CHUNK_ROWS)
+
+
+def _request_log_chunks(path: str) -> Iterator[pd.DataFrame]:
+    from mlops_template.request_log import read_request_log
+
+    yield read_request_log(path)
+
+
+def read_current(source: Source, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """The (sampled) current batch, restricted to ``columns``, and the batch's full length."""
+    where = f"monitor {source.kind} {source.location!r}"
+    local = source.kind != "sql" and "://" not in source.location
+    if local and not Path(source.location).exists():
+        hint = " (no request served yet?)" if source.kind == "request_log" else ""
+        raise DataError(f"{where}: file does not exist{hint}")
+    try:
+        if source.kind == "file" and source.location.endswith((".parquet", ".pq")):
+            frame, total = sample_parquet(source.location, columns, n, seed)
+        elif source.kind == "file":
+            frame, total = reservoir(_csv_chunks(source.location, columns), n, seed)
+        elif source.kind == "sql":
+            frame, total = reservoir(_sql_chunks(source.location, source.query), n, seed)
+        else:
+            frame, total = reservoir(_request_log_chunks(source.location), n, seed)
+    except DataError:
+        raise
+    except Exception as err:  # pandas, pyarrow, sqlalchemy and sqlite each raise their own
+        raise DataError(f"{where}: cannot read the batch: {err}") from None
+    return frame[[c for c in frame.columns if c in columns]], total
+
+
+# --------------------------------------------------------------------------- contract
+
+
+@dataclass
+class ContractResult:
+    valid: pd.DataFrame
+    failures: pd.DataFrame
+    usable: bool  # False when a failure concerns whole columns: drift cannot be measured
+
+    @property
+    def ok(self) -> bool:
+        return self.failures.empty
+
+
+def check_batch(frame: pd.DataFrame, contract: Contract) -> ContractResult:
+    """Validate the batch; rows failing a row-level check are dropped, the rest is coerced."""
+    with_target = contract.target in frame.columns
+    report = check(frame, contract, with_target=with_target)
+    if report.ok:
+        return ContractResult(report.valid, report.failures, usable=True)
+    index = pd.to_numeric(report.failures["index"], errors="coerce")
+    if index.isna().any():
+        return ContractResult(frame.iloc[0:0], report.failures, usable=False)
+    rest = frame.drop(index=index.astype(int).unique())
+    again = check(rest, contract, with_target=with_target) if len(rest) else None
+    if again is None or not again.ok:
+        return ContractResult(frame.iloc[0:0], report.failures, usable=False)
+    return ContractResult(again.valid, report.failures, usable=True)
+
+
+# --------------------------------------------------------------------------- drift
+
+
+@dataclass
+class Columns:
+    """Input columns by Evidently type, and the model-output column drift is measured on."""
+
+    numerical: list[str]
+    categorical: list[str]
+    prediction: str
+    prediction_numerical: bool
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.numerical + self.categorical
+
+
+def columns_for(contract: Contract, meta: dict[str, Any]) -> Columns:
+    """Contract dtypes decide the types (never Evidently's guessing); id and time are skipped."""
+    skip = {contract.target, contract.id, contract.timestamp}
+    inputs = [c for c in meta.get("input_columns", contract.feature_columns) if c not in skip]
+    num = [c for c in inputs if contract.columns[c].dtype in ("int", "float")]
+    cat = [c for c in inputs if c not in num and contract.columns[c].dtype != "datetime"]
+    if meta["task"] == "binary":
+        return Columns(num, cat, f"proba_{meta['classes'][1]}", True)
+    return Columns(num, cat, "prediction", meta["task"] == "regression")
+
+
+def prediction_column(output: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
+    """What the reference stores for the output: P(positive), the class label or the value."""
+    if meta["task"] == "multiclass":
+        return np.asarray(meta["classes"], dtype=object)[np.argmax(output, axis=1)]
+    return output
+
+
+def evidently_frame(frame: pd.DataFrame, cols: Columns) -> pd.DataFrame:
+    """Plain dtypes Evidently handles: float64 numbers (nullable ints too), object labels."""
+    out = pd.DataFrame(index=frame.index)
+    for c in cols.numerical:
+        out[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+    for c in cols.categorical:
+        values = frame[c].astype(object)
+        out[c] = values.where(values.notna(), None).map(lambda v: None if v is None else str(v))
+    pred = frame[cols.prediction]
+    out[cols.prediction] = (
+        pred.astype("float64") if cols.prediction_numerical else pred.astype(str).astype(object)
+    )
+    return out.reset_index(drop=True)
+
+
+@dataclass
+class Drift:
+    share: float
+    drifted: list[str]
+    columns: dict[str, dict[str, Any]]
+    prediction: dict[str, Any]
+    snapshot: Any = field(repr=False, default=None)
+
+
+def _drifted(score: float, method: str, threshold: float) -> bool:
+    return score < threshold if method in PVALUE_METHODS else score >= threshold
+
+
+def measure_drift(
+    current: pd.DataFrame, reference: pd.DataFrame, cols: Columns, params: MonitorParams
+) -> Drift:
+    """Evidently's DataDriftPreset on the input columns plus ValueDrift on the model output."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
+    from evidently.presets import DataDriftPreset
+
+    numerical = cols.numerical + ([cols.prediction] if cols.prediction_numerical else [])
+    categorical = cols.categorical + ([] if cols.prediction_numerical else [cols.prediction])
+    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
+    pred_method = params.num_method if cols.prediction_numerical else params.cat_method
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=cols.inputs, drift_share=params.drift_share,
+                num_method=params.num_method, cat_method=params.cat_method,
+                num_threshold=params.column_threshold, cat_threshold=params.column_threshold,
+            ),
+            ValueDrift(column=cols.prediction, method=pred_method,
+                       threshold=params.column_threshold),
+        ]
+    )  # fmt: skip
+    snapshot = report.run(
+        Dataset.from_pandas(current, data_definition=definition),
+        Dataset.from_pandas(reference, data_definition=definition),
+    )
+    return _parse(json.loads(snapshot.json()), cols, params, snapshot)
+
+
+def _parse(result: dict[str, Any], cols: Columns, params: MonitorParams, snapshot: Any) -> Drift:
+    share, per_column = 0.0, {}
+    for m in result["metrics"]:
+        kind = m["config"]["type"].rsplit(":", 1)[-1]
+        if kind == "DriftedColumnsCount":
+            share = float(m["value"]["share"])
+        elif kind == "ValueDrift":
+            column = m["config"]["column"]
+            numeric = column in cols.numerical or (
+                column == cols.prediction and cols.prediction_numerical
+            )
+            method = params.num_method if numeric else params.cat_method
+            score = float(m["value"])
+            per_column[column] = {
+                "method": method,
+                "score": round(score, 6),
+                "threshold": params.column_threshold,
+                "drifted": _drifted(score, method, params.column_threshold),
+            }
+    prediction = per_column.pop(cols.prediction) | {"column": cols.prediction}
+    drifted = sorted(c for c, v in per_column.items() if v["drifted"])
+    return Drift(round(share, 6), drifted, per_column, prediction, snapshot)
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def quality(
+    frame: pd.DataFrame,
+    output: np.ndarray,
+    meta: dict[str, Any],
+    baseline: dict[str, float],
+    allowed: dict[str, float],
+    threshold: float,
+) -> dict[str, Any]:
+    """Metrics on the labelled batch vs the evaluation metrics; a drop beyond ``allowed`` fails."""
+    classes = np.asarray(meta["classes"]) if meta.get("classes") is not None else None
+    current = metrics.score(meta["task"], frame[meta["target"]].to_numpy(), output, classes,
+                            threshold)  # fmt: skip
+    checks: dict[str, Any] = {}
+    for name, limit in sorted(allowed.items()):
+        if name not in current or name not in baseline:
+            raise ConfigError(
+                f"monitor.quality_drop.{name}: not a metric of this task "
+                f"(known: {', '.join(sorted(baseline))})"
+            )
+        now, before = current[name], baseline[name]
+        drop = (before - now) if metrics.HIGHER_IS_BETTER[name] else (now - before)
+        failed = bool(np.isfinite(drop) and drop > limit)
+        checks[name] = {"baseline": before, "current": now, "drop": round(drop, 6),
+                        "allowed": limit, "failed": failed}  # fmt: skip
+    return {"metrics": current, "checks": checks}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Outcome:
+    summary: dict[str, Any]
+    failures: pd.DataFrame
+    drift: Drift | None
+    reasons: list[str]
+
+
+def retrain_reasons(drift: Drift, qual: dict[str, Any] | None, params: MonitorParams) -> list[str]:
+    """Plain sentences, one per crossed threshold."""
+    reasons = []
+    n, k = len(drift.columns), len(drift.drifted)
+    if drift.share >= params.drift_share:
+        reasons.append(
+            f"drift share {drift.share:.2f} >= {params.drift_share:.2f} "
+            f"({k} of {n} input columns drifted: {', '.join(drift.drifted)})"
+        )
+    p = drift.prediction
+    if params.prediction_drift and p["drifted"]:
+        reasons.append(
+            f"prediction {p['column']} drifted ({p['method']} {p['score']:.3f}, "
+            f"threshold {p['threshold']})"
+        )
+    for name, c in (qual or {}).get("checks", {}).items():
+        if c["failed"]:
+            reasons.append(
+                f"{name} dropped {c['drop']:.3f} > {c['allowed']} "
+                f"({c['baseline']:.4f} -> {c['current']:.4f})"
+            )
+    return reasons
+
+
+def monitor(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    *,
+    model: Any,
+    meta: dict[str, Any],
+    contract: Contract,
+    baseline: dict[str, float],
+    params: MonitorParams,
+    threshold: float = 0.5,
+    total_rows: int | None = None,
+) -> Outcome:
+    """The pure core: contract check, drift, quality, decision. Writes nothing."""
+    from mlops_template.train import model_output
+
+    result = check_batch(current, contract)
+    summary: dict[str, Any] = {
+        "rows_total": int(total_rows if total_rows is not None else len(current)),
+        "rows_sampled": len(current),
+        "rows_reference": len(reference),
+        "contract": {"ok": result.ok, "failures": len(result.failures),
+                     "rows_dropped": len(current) - len(result.valid)},
+    }  # fmt: skip
+    if not result.usable:
+        summary |= {"status": "contract_violation", "retrain": False}
+        return Outcome(summary, result.failures, None, [])
+    cols = columns_for(contract, meta)
+    valid = result.valid.reset_index(drop=True)
+    output = model_output(model, valid[meta["input_columns"]], meta["task"])
+    valid[cols.prediction] = prediction_column(output, meta)
+    drift = measure_drift(evidently_frame(valid, cols), evidently_frame(reference, cols),
+                          cols, params)  # fmt: skip
+    labelled = meta["target"] in valid.columns
+    qual = (
+        quality(valid, output, meta, baseline, params.quality_drop, threshold) if labelled else None
+    )
+    reasons = retrain_reasons(drift, qual, params)
+    status = "contract_violation" if not result.ok else ("retrain" if reasons else "ok")
+    summary |= {
+        "status": status,
+        "retrain": bool(reasons),
+        "reasons": reasons,
+        "drift": {"share": drift.share, "threshold": params.drift_share,
+                  "drifted_columns": drift.drifted, "columns": drift.columns},
+        "prediction_drift": drift.prediction,
+        "quality": qual,
+    }  # fmt: skip
+    return Outcome(summary, result.failures, drift, reasons)
+
+
+def render_markdown(summary: dict[str, Any], source: str) -> str:
+    """A short human summary (the body of the drift issue the monitor workflow opens)."""
+    lines = [f"## Monitoring: {summary['status']}", "", f"Current batch: `{source}`, "
+             f"{summary['rows_total']} rows ({summary['rows_sampled']} sampled) vs "
+             f"{summary['rows_reference']} reference rows.", ""]  # fmt: skip
+    for reason in summary.get("reasons", []):
+        lines.append(f"- retrain: {reason}")
+    c = summary["contract"]
+    if not c["ok"]:
+        lines.append(f"- contract: {c['failures']} failures, {c['rows_dropped']} rows dropped")
+    if "drift" in summary:
+        lines += ["", "| column | method | score | drifted |", "| --- | --- | --- | --- |"]
+        rows = summary["drift"]["columns"] | {
+            f"{summary['prediction_drift']['column']} (prediction)": summary["prediction_drift"]
+        }
+        for name, v in rows.items():
+            lines.append(f"| {name} | {v['method']} | {v['score']:.4f} | {v['drifted']} |")
+    checks = (summary.get("quality") or {}).get("checks", {})
+    if checks:
+        lines += ["", "| metric | evaluation | this batch | drop | allowed |",
+                  "| --- | --- | --- | --- | --- |"]  # fmt: skip
+        for name, c in checks.items():
+            lines.append(f"| {name} | {c['baseline']:.4f} | {c['current']:.4f} | "
+                         f"{c['drop']:.4f} | {c['allowed']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _clear_outputs() -> None:
+    for stale in (paths.MONITOR_REPORT, paths.MONITOR_SUMMARY, paths.MONITOR_SUMMARY_MD,
+                  paths.MONITOR_CONTRACT_FAILURES):  # fmt: skip
+        stale.unlink(missing_ok=True)
+
+
+def write(outcome: Outcome, source: str) -> None:
+    """Summary (JSON + Markdown) always; the HTML report when drift was measured."""
+    if outcome.drift is not None:
+        snap = outcome.drift.snapshot
+        io.write_atomic(paths.MONITOR_REPORT, lambda p: snap.save_html(str(p)))
+    if not outcome.failures.empty:
+        io.write_csv(outcome.failures, paths.MONITOR_CONTRACT_FAILURES)
+    io.write_text(render_markdown(outcome.summary, source), paths.MONITOR_SUMMARY_MD)
+    io.write_json(outcome.summary | {"source": source}, paths.MONITOR_SUMMARY)
+
+
+def load_reference(n: int, seed: int) -> pd.DataFrame:
+    if not paths.REFERENCE.exists():
+        raise DataError(f"{paths.REFERENCE}: no reference sample (run `dvc repro evaluate`)")
+    reference = pd.read_parquet(paths.REFERENCE)
+    if len(reference) > n:
+        reference = reference.sample(n=n, random_state=seed).sort_index()
+    return reference.reset_index(drop=True)
+
+
+def run(params: Params, source: Source) -> dict[str, Any]:
+    """Entry point of `mlops monitor`: read, check, measure, write, then exit 0, 7 or 8."""
+    from mlops_template.evaluate import load_model
+
+    _clear_outputs()
+    m = params.monitor
+    contract = load_contract(params.data.contract)
+    model, meta = load_model()
+    baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else {}
+    reference = load_reference(m.sample_rows, m.seed)
+    current, total = read_current(source, list(contract.columns), m.sample_rows, m.seed)
+    log.info("monitor: %d of %d rows from %s vs %d reference rows",
+             len(current), total, source.describe(), len(reference))  # fmt: skip
+    outcome = monitor(
+        current, reference, model=model, meta=meta, contract=contract, baseline=baseline,
+        params=m, threshold=params.evaluate.threshold, total_rows=total,
+    )  # fmt: skip
+    write(outcome, source.describe())
+    finish(outcome, source.describe())
+    return outcome.summary
+
+
+def finish(outcome: Outcome, source: str) -> None:
+    """Log the verdict; raise the documented status (8 contract before 7 retrain)."""
+    s = outcome.summary
+    if "drift" in s:
+        log.info("monitor: drift share %.2f (%d of %d columns), prediction %s %.3f",
+                 s["drift"]["share"], len(s["drift"]["drifted_columns"]),
+                 len(s["drift"]["columns"]), s["prediction_drift"]["method"],
+                 s["prediction_drift"]["score"])  # fmt: skip
+    retrain = "retrain: " + "; ".join(outcome.reasons) if outcome.reasons else ""
+    if not outcome.failures.empty:
+        text = describe_failures(outcome.failures, f"monitored batch {source}")
+        more = f"\n{retrain}" if retrain else ""
+        raise BatchContractViolation(
+            f"{text}\nfull failure table: {paths.MONITOR_CONTRACT_FAILURES}{more}",
+            outcome.failures,
+        )
+    if retrain:
+        raise RetrainNeeded(retrain)
+    log.info("monitor: no drift over the thresholds, no retraining needed")

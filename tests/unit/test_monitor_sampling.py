@@ -1,0 +1,140 @@
+"""Bounded, seeded sampling of large current batches and the choice of source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mlops_template.config import parse_params
+from mlops_template.errors import ConfigError, DataError
+from mlops_template.monitor import Source, read_current, reservoir, resolve_source, sample_parquet
+
+
+def _chunks(n: int, size: int) -> list[pd.DataFrame]:
+    return [pd.DataFrame({"i": np.arange(s, min(n, s + size))}) for s in range(0, n, size)]
+
+
+def test_reservoir_is_seeded_uniform_and_in_stream_order() -> None:
+    a, total = reservoir(_chunks(100_000, 7_000), 1_000, seed=3)
+    b, _ = reservoir(_chunks(100_000, 7_000), 1_000, seed=3)
+    c, _ = reservoir(_chunks(100_000, 7_000), 1_000, seed=4)
+    assert total == 100_000 and len(a) == 1_000 and a["i"].is_unique
+    pd.testing.assert_frame_equal(a, b)
+    assert not a.equals(c)
+    assert a["i"].is_monotonic_increasing
+    # uniform: each decile of the stream holds about a tenth of the sample
+    counts = np.bincount(a["i"].to_numpy() // 10_000, minlength=10)
+    assert counts.min() > 60 and counts.max() < 140, counts
+
+
+def test_reservoir_keeps_everything_when_the_stream_is_small() -> None:
+    out, total = reservoir(_chunks(500, 200), 1_000, seed=0)
+    assert total == 500 and out["i"].tolist() == list(range(500))
+
+
+@pytest.fixture
+def parquet(tmp_path: Path) -> Path:
+    n = 50_000
+    table = pa.table({"i": np.arange(n), "x": np.arange(n) * 2.0, "unused": np.zeros(n)})
+    path = tmp_path / "batch.parquet"
+    pq.write_table(table, path, row_group_size=4_096)
+    return path
+
+
+def test_sample_parquet_reads_only_needed_columns_seeded(parquet: Path) -> None:
+    a, total = sample_parquet(str(parquet), ["i", "x", "absent"], 2_000, seed=1)
+    b, _ = sample_parquet(str(parquet), ["i", "x"], 2_000, seed=1)
+    assert total == 50_000 and list(a.columns) == ["i", "x"] and len(a) == 2_000
+    pd.testing.assert_frame_equal(a, b)
+    assert a["i"].is_unique and a["i"].is_monotonic_increasing
+    assert (a["x"] == a["i"] * 2.0).all()  # rows stay whole across row groups
+    assert a["i"].min() < 2_000 and a["i"].max() > 48_000
+
+
+def test_read_current_csv_matches_columns(tmp_path: Path) -> None:
+    path = tmp_path / "batch.csv"
+    pd.DataFrame({"a": range(10), "b": range(10), "c": range(10)}).to_csv(path, index=False)
+    frame, total = read_current(Source("file", str(path)), ["a", "c"], 5, seed=0)
+    assert total == 10 and list(frame.columns) == ["a", "c"] and len(frame) == 5
+
+
+@pytest.mark.parametrize("kind", ["file", "request_log"])
+def test_missing_batch_names_the_file(tmp_path: Path, kind: str) -> None:
+    with pytest.raises(DataError, match=r"nope\.parquet"):
+        read_current(Source(kind, str(tmp_path / "nope.parquet")), ["a"], 5, seed=0)
+
+
+def test_unreadable_batch_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="cannot read the batch"):
+        read_current(Source("file", str(path)), ["a"], 5, seed=0)
+
+
+def test_source_resolution(raw_params: dict[str, Any]) -> None:
+    params = parse_params(raw_params)
+    assert resolve_source(params) == Source("request_log", params.serve.request_log)
+    assert resolve_source(params, current="b.csv") == Source("file", "b.csv")
+    assert resolve_source(params, request_log="x.db") == Source("request_log", "x.db")
+    with pytest.raises(ConfigError, match=r"monitor\.sql"):
+        resolve_source(params, sql=True)
+    raw_params["monitor"] |= {"source": "file", "path": ""}
+    with pytest.raises(ConfigError, match=r"monitor\.path"):
+        resolve_source(parse_params(raw_params))
+
+
+def test_monitor_params_name_bad_keys(raw_params: dict[str, Any]) -> None:
+    raw_params["monitor"]["drift_share"] = 1.5
+    with pytest.raises(ConfigError, match=r"monitor\.drift_share"):
+        parse_params(raw_params)
+    raw_params["monitor"] |= {"drift_share": 0.3, "source": "sql"}
+    with pytest.raises(ConfigError, match=r"monitor\.sql\.url"):
+        parse_params(raw_params)
+
+
+def test_monitoring_paths_are_declared_in_the_dvc_files() -> None:
+    import yaml
+
+    from mlops_template import paths
+
+    root = Path(__file__).resolve().parents[2]
+    evaluate = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["evaluate"]
+    assert str(paths.REFERENCE) in evaluate["outs"]
+    stage = yaml.safe_load((root / "monitoring/dvc.yaml").read_text())["stages"]["monitor"]
+    assert stage["wdir"] == ".." and stage["cmd"] == "mlops monitor"
+    declared = {next(iter(e)) for e in stage["outs"] + stage["metrics"]}
+    assert declared == {
+        str(p) for p in (paths.MONITOR_REPORT, paths.MONITOR_SUMMARY, paths.MONITOR_SUMMARY_MD)
+    }
+    assert str(paths.REFERENCE) in stage["deps"] and str(paths.MODEL) in stage["deps"]
+
+
+def test_sql_batch_is_sampled_and_satisfies_the_contract(tmp_path: Path, contract: Any) -> None:
+    """A real SQLite table: read in chunks, sampled, then coerced by the contract (timestamps
+    come back from SQLite as text)."""
+    import sqlalchemy
+
+    from mlops_template.monitor import check_batch
+    from mlops_template.synthetic import generate_transactions
+
+    url = f"sqlite:///{tmp_path / 'batch.db'}"
+    frame = generate_transactions(3_000, seed=5)
+    frame.to_sql("transactions", sqlalchemy.create_engine(url), index=False)
+    source = Source("sql", url, "SELECT * FROM transactions")
+    sample, total = read_current(source, list(contract.columns), 1_000, seed=0)
+    assert total == 3_000 and len(sample) == 1_000 and set(sample.columns) == set(contract.columns)
+    result = check_batch(sample, contract)
+    assert result.ok and result.usable
+    assert str(result.valid["timestamp"].dtype).startswith("datetime64")
+
+
+def test_bad_sql_names_the_source(tmp_path: Path) -> None:
+    source = Source("sql", f"sqlite:///{tmp_path / 'empty.db'}", "SELECT * FROM missing")
+    with pytest.raises(DataError, match="cannot read the batch"):
+        read_current(source, ["a"], 5, seed=0)
