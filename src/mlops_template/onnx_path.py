@@ -59,9 +59,9 @@ def _string_imputers(core: Any) -> Any:
     for _, transformer, _ in getattr(preprocess, "transformers_", []):
         steps = getattr(transformer, "named_steps", {})
         imputer = steps.get("impute")
-        if imputer is not None and getattr(imputer, "_fit_dtype", None) is not None:
-            if imputer._fit_dtype.kind == "O":
-                imputer.missing_values = ""
+        fit_dtype = getattr(imputer, "_fit_dtype", None)
+        if imputer is not None and fit_dtype is not None and fit_dtype.kind == "O":
+            imputer.missing_values = ""
     return core
 
 

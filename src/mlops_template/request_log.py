@@ -49,7 +49,9 @@ def _dumps(value: Any) -> str:
 def _rows(item: Batch) -> list[tuple[str, str, str, str, str]]:
     request_id, logged_at, version, columns, predictions = item
     names = list(columns)
-    records = (dict(zip(names, values, strict=True)) for values in zip(*columns.values()))
+    records = (
+        dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+    )
     return [
         (request_id, logged_at, version, _dumps(r), _dumps(p))
         for r, p in zip(records, predictions, strict=True)

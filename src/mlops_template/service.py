@@ -179,4 +179,4 @@ class MlopsService:
         ]
 
 
-MlopsService.add_asgi_middleware(RejectionCounter)
+MlopsService.add_asgi_middleware(RejectionCounter)  # type: ignore[attr-defined]
