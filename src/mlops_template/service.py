@@ -22,7 +22,7 @@ import bentoml
 import numpy as np
 import orjson
 import pandas as pd
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from starlette.responses import Response
 
 from mlops_template import paths
@@ -40,7 +40,21 @@ _CONTRACT = load_contract(_PARAMS.data.contract)
 _INPUTS = [c for c in _CONTRACT.columns if c != _CONTRACT.target]
 _UNIQUE = [c for c in _INPUTS if _CONTRACT.columns[c].unique]
 Record = record_model(_CONTRACT)
-BatchRecords = Annotated[list[Record], Field(min_length=1, max_length=_SERVE.max_rows)]  # type: ignore[valid-type]
+
+
+def _unique(records: list[Any]) -> list[Any]:
+    """The contract's unique columns, checked per request (before adaptive batching merges)."""
+    for name in _UNIQUE:
+        if len({getattr(r, name) for r in records}) != len(records):
+            raise ValueError(f"{name}: duplicate values (the data contract says unique)")
+    return records
+
+
+BatchRecords = Annotated[
+    list[Record],  # type: ignore[valid-type]
+    Field(min_length=1, max_length=_SERVE.max_rows),
+    AfterValidator(_unique),
+]
 PREDICTIONS = bentoml.metrics.Counter(
     name="mlops_predictions", documentation="Predictions served, by class", labelnames=["label"]
 )
@@ -148,8 +162,8 @@ class MlopsService:
         max_latency_ms=_SERVE.batch_max_latency_ms,
     )
     def predict_batched(self, records: BatchRecords) -> list[dict[str, Any]]:
-        """Rows of concurrent requests are predicted in one call (uniqueness of ids is not
-        checked across the merged requests)."""
+        """Rows of concurrent requests are predicted in one call; each request is validated
+        on its own first (schema, size, unique ids)."""
         return self._serve(self._columns(records))
 
     def _columns(self, records: list[Any]) -> dict[str, list[Any]]:
