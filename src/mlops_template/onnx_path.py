@@ -129,7 +129,9 @@ def _outputs(model: Any, features: pd.DataFrame, task: str) -> np.ndarray:
     return np.asarray(model.predict_proba(features), dtype="float64")
 
 
-def export(model: Any, X_test: pd.DataFrame, task: str) -> tuple[bytes | None, dict[str, Any]]:
+def export(
+    model: Any, X_test: pd.DataFrame, task: str, tolerance: float = TOLERANCE
+) -> tuple[bytes | None, dict[str, Any]]:
     """Convert and check on ``X_test``; returns (ONNX bytes or None, decision record)."""
     feature_step, core = split_pipeline(model)
     features = feature_step.transform(X_test)
@@ -142,21 +144,21 @@ def export(model: Any, X_test: pd.DataFrame, task: str) -> tuple[bytes | None, d
     diff = float(np.max(np.abs(onnx_out - _outputs(core, features, task))))
     record: dict[str, Any] = {
         "onnx_max_abs_diff": diff,
-        "onnx_tolerance": TOLERANCE,
+        "onnx_tolerance": tolerance,
         "onnx_checked_rows": len(X_test),
     }
-    if diff <= TOLERANCE:
+    if diff <= tolerance:
         log.info(
             "onnx: max abs diff %.3g <= %g on %d rows: serving with onnxruntime",
             diff,
-            TOLERANCE,
+            tolerance,
             len(X_test),
         )
         return onnx_bytes, record | {"runtime": "onnx"}
     log.warning(
         "onnx: max abs diff %.3g > %g on %d test rows: serving with scikit-learn instead",
         diff,
-        TOLERANCE,
+        tolerance,
         len(X_test),
     )
     return None, record | {"runtime": "sklearn"}
