@@ -238,7 +238,7 @@ class ServeParams(Section):
     request_log: str = Field("logs/requests.db", pattern=r"\.(db|sqlite|jsonl)$")  # SQLite|JSONL
     workers: int = Field(1, ge=1)
     batch_max_size: int = Field(1_000, ge=1)
-    batch_max_latency_ms: int = Field(20, ge=1)
+    batch_max_latency_ms: int = Field(1_000, ge=1)
     runtime: Literal["auto", "sklearn"] = "auto"
 
 
