@@ -30,7 +30,7 @@ from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_log import RequestLog
-from mlops_template.request_schema import record_model
+from mlops_template.request_schema import record_model, typed_column
 
 MODEL_NAME = "mlops-template"
 PREDICT_PATHS = ("/predict", "/predict_batched")
@@ -170,7 +170,7 @@ class MlopsService:
         return {name: [getattr(r, name) for r in records] for name in _INPUTS}
 
     def _serve(self, columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
-        X = pd.DataFrame(columns).astype(self.dtypes)
+        X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
         out = self._predict(self.features.transform(X))
         for row in out:
             PREDICTIONS.labels(label=str(row["prediction"])).inc()
