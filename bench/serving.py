@@ -1,13 +1,14 @@
 """Serving benchmark: this BentoML service vs a plain FastAPI app vs `mlflow models serve`.
 
 All three serve the same trained pipeline (models/model.joblib, its BentoML copy, and the
-registered MLflow model of the same run) on loopback with the same worker count. A closed-loop
+registered MLflow model of the same run) on loopback with the same worker count, all running at
+once; rounds interleave the servers step by step so machine noise hits all alike. A closed-loop
 asyncio/aiohttp load generator (bounded: --seconds per step and --max-requests) sweeps the
 number of concurrent connections for 1-row and 100-row requests. Reported: the best throughput
 whose p99 latency stays under 50 ms, p50/p99 at each step, and the in-process predict time per
 row (the floor). Writes reports/benchmarks/serving.md.
 
-    uv run python bench/serving.py [--workers N] [--seconds 4] [--concurrency 1 4 16]
+    uv run python bench/serving.py [--seconds 2] [--rounds 3] [--concurrency 1 4 16]
 
 Needs `dvc repro` (or the stages up to `package`) first. BENTOML_HOME / MLFLOW_TRACKING_URI are
 taken from the environment as usual.
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,11 +205,6 @@ async def _load(url: str, body: bytes, concurrency: int, seconds: float, cap: in
     )
 
 
-def sweep(url: str, body: bytes, levels: list[int], seconds: float, cap: int) -> list[Step]:
-    asyncio.run(_load(url, body, 2, 1.0, 200))  # warm-up (lazy imports, first batch)
-    return [asyncio.run(_load(url, body, c, seconds, cap)) for c in levels]
-
-
 def best_under_budget(steps: list[Step]) -> Step | None:
     ok = [s for s in steps if s.p99_ms < P99_BUDGET_MS and s.errors == 0]
     return max(ok, key=lambda s: s.rps) if ok else None
@@ -334,11 +330,17 @@ def _fmt(step: Step | None) -> str:
     return f"{step.rps:,.0f} req/s (c={step.concurrency})"
 
 
+def _median_step(steps: list[Step]) -> Step:
+    """The round with the median throughput (rounds interleave servers: fair under noise)."""
+    return sorted(steps, key=lambda st: st.rps)[len(steps) // 2]
+
+
 def main() -> None:
     params = load_params()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=params.serve.workers)
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--skip", nargs="*", default=[], help="server names to skip")
@@ -346,33 +348,37 @@ def main() -> None:
     if args.workers != params.serve.workers:
         raise SystemExit("set serve.workers in params.yaml to benchmark another worker count")
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the servers on kill too
     meta = json.loads(paths.MODEL_META.read_text())
     registered = f"models:/{meta['mlflow']['registered_model']}/{meta['mlflow']['version']}"
     test = pd.read_parquet(paths.TEST_SPLIT).drop(columns=[meta["target"]])
     payloads = {n: _records(test.head(n)) for n in (1, 100)}
-    results: dict[tuple[str, str, int], list[Step]] = {}
-    port = _free_port()
-    for server in servers(args.workers, port, registered):
-        if any(s in server.name for s in args.skip):
-            continue
-        with running(server, port) as url:
+    rounds: dict[tuple[str, str, int], dict[int, list[Step]]] = {}
+    with ExitStack() as stack:
+        targets = []  # (server name, endpoint, url, body key)
+        for index in range(3):
+            port = _free_port()
+            server = servers(args.workers, port, registered)[index]
+            if any(s in server.name for s in args.skip):
+                continue
+            url = stack.enter_context(running(server, port))
             endpoints = [server.predict] + (
                 ["/predict_batched"] if "bentoml" in server.name else []
             )
-            for endpoint in endpoints:
-                for n, records in payloads.items():
-                    body = json.dumps({server.body_key: records}).encode()
-                    steps = sweep(
-                        url + endpoint, body, args.concurrency, args.seconds, args.max_requests
-                    )
-                    results[(server.name, endpoint, n)] = steps
-                    print(
-                        server.name,
-                        endpoint,
-                        n,
-                        [(s.concurrency, round(s.rps), round(s.p99_ms, 1)) for s in steps],
-                        flush=True,
-                    )
+            targets += [(server.name, e, url + e, server.body_key) for e in endpoints]
+        for _name, _endpoint, url, key in targets:  # warm-up
+            asyncio.run(_load(url, json.dumps({key: payloads[1]}).encode(), 2, 1.0, 200))
+        for r in range(args.rounds):
+            for n, records in payloads.items():
+                for c in args.concurrency:
+                    for name, endpoint, url, key in targets:
+                        body = json.dumps({key: records}).encode()
+                        step = asyncio.run(_load(url, body, c, args.seconds, args.max_requests))
+                        rounds.setdefault((name, endpoint, n), {}).setdefault(c, []).append(step)
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+    results = {
+        key: [_median_step(by_c[c]) for c in args.concurrency] for key, by_c in rounds.items()
+    }
     report(results, floor_per_row(test), levers(test), args)
 
 
@@ -387,9 +393,11 @@ def report(
     runtime = package.get("runtime", {})
     lines += [
         f"\nSame model in all servers; {args.workers} worker(s) each; OMP_NUM_THREADS=1; "
-        f"closed-loop aiohttp load generator on the same machine, {args.seconds:g} s per step "
-        f"(at most "
-        f"{args.max_requests} requests), connections {args.concurrency}. Served runtime of "
+        f"all servers up at once; closed-loop aiohttp load generator on the same machine, "
+        f"{args.rounds} rounds interleaving the servers step by step, {args.seconds:g} s per "
+        f"step (at most "
+        f"{args.max_requests} requests), connections {args.concurrency}; each number is the "
+        f"median-throughput round. Served runtime of "
         f"this service: **{runtime.get('runtime', 'unknown')}** (ONNX max abs diff on the test "
         f"split: {runtime.get('onnx_max_abs_diff', 'n/a')}).\n",
         "## Throughput at p99 < 50 ms\n",
