@@ -240,6 +240,7 @@ class ServeParams(Section):
     batch_max_size: int = Field(1_000, ge=1)
     batch_max_latency_ms: int = Field(1_000, ge=1)
     runtime: Literal["auto", "sklearn"] = "auto"
+    threads: int = Field(4, ge=1)
 
 
 class PackageParams(Section):

@@ -115,7 +115,7 @@ def _dtypes() -> dict[str, str]:
     return {name: str(columns[name].dtype) for name in _INPUTS}
 
 
-@bentoml.service(name="mlops_template", workers=_SERVE.workers)
+@bentoml.service(name="mlops_template", workers=_SERVE.workers, threads=_SERVE.threads)
 class MlopsService:
     """POST /predict: a list of records -> prediction (+ probabilities) and model version.
     POST /predict_batched: the same, with concurrent requests merged (adaptive batching)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,5 +45,14 @@ def test_concurrent_appends_all_rows_readable(tmp_path: Path, name: str) -> None
 
 
 def test_missing_log_names_the_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="requests.jsonl"):
+    with pytest.raises(FileNotFoundError, match=r"requests\.jsonl"):
         read_request_log(tmp_path / "requests.jsonl")
+
+
+def test_request_log_suffix_is_checked(raw_params: dict[str, Any]) -> None:
+    from mlops_template.config import parse_params
+    from mlops_template.errors import ConfigError
+
+    raw_params["serve"]["request_log"] = "logs/requests.txt"
+    with pytest.raises(ConfigError, match=r"serve\.request_log"):
+        parse_params(raw_params)
