@@ -235,8 +235,12 @@ class TuneParams(Section):
 
 class ServeParams(Section):
     max_rows: int = Field(1_000, ge=1)
-    request_log: str = Field("logs/requests.db", min_length=1)
+    request_log: str = Field("logs/requests.db", pattern=r"\.(db|sqlite|jsonl)$")  # SQLite|JSONL
     workers: int = Field(1, ge=1)
+    batch_max_size: int = Field(1_000, ge=1)
+    batch_max_latency_ms: int = Field(1_000, ge=1)
+    runtime: Literal["auto", "sklearn"] = "auto"
+    threads: int = Field(4, ge=1)
 
 
 class PackageParams(Section):

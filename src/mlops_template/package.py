@@ -30,12 +30,34 @@ def _data_hash() -> str:
     return file_sha256(paths.TRAIN_SPLIT) if paths.TRAIN_SPLIT.exists() else "unknown"
 
 
-def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """Save models/model.joblib to the BentoML store; returns the model tag."""
+def onnx_export(model: Any, meta: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+    """The ONNX runtime path, only if it matches scikit-learn on the test split."""
+    import pandas as pd
+
+    from mlops_template.onnx_path import export
+
+    if not paths.TEST_SPLIT.exists():
+        log.warning("onnx: %s missing, serving with scikit-learn", paths.TEST_SPLIT)
+        return None, {"runtime": "sklearn", "onnx_error": f"{paths.TEST_SPLIT} missing"}
+    test = pd.read_parquet(paths.TEST_SPLIT).drop(columns=[meta["target"]], errors="ignore")
+    return export(model, test, meta["task"])
+
+
+def _drop_none(value: Any) -> Any:
+    """``value`` without ``None`` entries in dicts, at any depth (BentoML rejects them)."""
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Save models/model.joblib (+ the checked ONNX graph of its model step) to the BentoML
+    store; returns the model tag and the runtime decision."""
     import bentoml
     import joblib
 
     model = joblib.load(paths.MODEL)
+    onnx_bytes, runtime = onnx_export(model, meta)
     metadata = {
         "task": meta["task"],
         "classes": meta.get("classes"),
@@ -45,12 +67,15 @@ def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> str:
         "git_commit": git_commit(),
         "data_sha256": _data_hash(),
         "model_sha256": file_sha256(paths.MODEL),
-        "metrics": {k: v for k, v in metrics.items() if v is not None},
+        "metrics": metrics,
+        "runtime": runtime,
     }
     # BentoML metadata takes basic types only: leave out what a task lacks (classes, ...).
-    metadata = {k: v for k, v in metadata.items() if v is not None}
-    saved = bentoml.sklearn.save_model(MODEL_NAME, model, metadata=metadata)
-    return str(saved.tag)
+    metadata = _drop_none(metadata)
+    saved = bentoml.sklearn.save_model(
+        MODEL_NAME, model, metadata=metadata, custom_objects={"onnx": onnx_bytes}
+    )
+    return str(saved.tag), runtime
 
 
 def build_bento() -> str:
@@ -67,8 +92,8 @@ def run(params: Params) -> None:
             raise PackageError(f"{required}: missing (run the train and evaluate stages first)")
     meta = json.loads(paths.MODEL_META.read_text())
     metrics = json.loads(paths.METRICS.read_text())
-    model_tag = save_model(meta, metrics)
-    log.info("saved model %s", model_tag)
+    model_tag, runtime = save_model(meta, metrics)
+    log.info("saved model %s (serving runtime: %s)", model_tag, runtime["runtime"])
     bento_tag = build_bento() if params.package.build_bento else None
     log.info("built bento %s", bento_tag)
     io.write_json(
@@ -79,6 +104,7 @@ def run(params: Params) -> None:
             "git_commit": git_commit(),
             "data_sha256": _data_hash(),
             "contract": meta.get("contract"),
+            "runtime": runtime,
         },
         paths.PACKAGE,
     )

@@ -1,14 +1,18 @@
 """Append-only log of served requests (rows + predictions) that monitoring reads.
 
-SQLite in WAL mode: several worker processes append safely. Writes happen on a background
-thread fed by a bounded queue, so logging never blocks or fails a request; errors are counted
-and logged, never raised to the caller.
+The path's suffix picks the format: ``.db`` / ``.sqlite`` is SQLite in WAL mode, ``.jsonl`` is
+JSON Lines (one object per scored row, each batch written with a single ``write`` under an
+exclusive ``flock``). Both are safe with several worker processes appending. Writes happen on a
+background thread fed by a bounded queue (rows are serialised there too, with orjson), so
+logging never blocks or fails a request; errors are counted and logged, never raised.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -16,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,54 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+Batch = tuple[str, str, str, dict[str, list[Any]], list[dict[str, Any]]]
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _rows(item: Batch) -> list[tuple[str, str, str, str, str]]:
+    request_id, logged_at, version, columns, predictions = item
+    names = list(columns)
+    records = (
+        dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
+    )
+    return [
+        (request_id, logged_at, version, _dumps(r), _dumps(p))
+        for r, p in zip(records, predictions, strict=True)
+    ]
+
+
+class _SqliteSink:
+    def __init__(self, path: Path) -> None:
+        self.conn = _connect(path)
+
+    def write(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+        with self.conn:
+            self.conn.executemany("INSERT INTO requests VALUES (?, ?, ?, ?, ?)", rows)
+
+
+class _JsonlSink:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+        lines = "".join(
+            f'{{"request_id":"{i}","logged_at":"{t}","model_version":{json.dumps(v)},'
+            f'"record":{r},"prediction":{p}}}\n'
+            for i, t, v, r, p in rows
+        ).encode()
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            view = memoryview(lines)
+            while view:  # one write in practice; loop only on a short write
+                view = view[os.write(self.fd, view) :]
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
 class RequestLog:
     """Background writer; ``append`` only enqueues (drops and counts when the queue is full)."""
 
@@ -41,7 +94,7 @@ class RequestLog:
         self.path = Path(path)
         self.errors = 0
         self.dropped = 0
-        self._queue: queue.Queue[list[tuple[str, str, str, str, str]]] = queue.Queue(max_queue)
+        self._queue: queue.Queue[Batch | threading.Event] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -49,39 +102,58 @@ class RequestLog:
         self,
         request_id: str,
         model_version: str,
-        records: list[dict[str, Any]],
+        columns: dict[str, list[Any]],
         predictions: list[dict[str, Any]],
     ) -> None:
-        now = datetime.now(UTC).isoformat()
-        rows = [
-            (request_id, now, model_version, json.dumps(r, default=str), json.dumps(p))
-            for r, p in zip(records, predictions, strict=True)
-        ]
+        """Queue one request: its input columns (name -> values) and per-row predictions."""
+        item = (request_id, datetime.now(UTC).isoformat(), model_version, columns, predictions)
         try:
-            self._queue.put_nowait(rows)
+            self._queue.put_nowait(item)
         except queue.Full:
-            self.dropped += len(rows)
+            self.dropped += len(predictions)
 
     def flush(self, timeout: float = 10.0) -> None:
         """Wait until everything queued so far is written (tests, shutdown)."""
         done = threading.Event()
-        self._queue.put(done)  # type: ignore[arg-type]
+        self._queue.put(done)
         done.wait(timeout)
 
+    def _sink(self) -> _SqliteSink | _JsonlSink:
+        return _JsonlSink(self.path) if self.path.suffix == ".jsonl" else _SqliteSink(self.path)
+
     def _run(self) -> None:
-        conn: sqlite3.Connection | None = None
+        sink: _SqliteSink | _JsonlSink | None = None
         while True:
             item = self._queue.get()
             if isinstance(item, threading.Event):
                 item.set()
                 continue
             try:
-                conn = conn or _connect(self.path)
-                with conn:
-                    conn.executemany("INSERT INTO requests VALUES (?, ?, ?, ?, ?)", item)
+                sink = sink or self._sink()
+                sink.write(_rows(item))
             except Exception:  # logging must never take the service down
                 self.errors += 1
-                log.exception("request log: could not write %d rows to %s", len(item), self.path)
+                log.exception("request log: could not write %d rows to %s", len(item[4]), self.path)
+
+
+def _raw(path: Path) -> pd.DataFrame:
+    if path.suffix == ".jsonl":
+        with open(path, "rb") as fh:
+            lines = [orjson.loads(line) for line in fh if line.strip()]
+        return pd.DataFrame(
+            {
+                "request_id": [x["request_id"] for x in lines],
+                "logged_at": [x["logged_at"] for x in lines],
+                "model_version": [x["model_version"] for x in lines],
+                "record": [x["record"] for x in lines],
+                "prediction": [x["prediction"] for x in lines],
+            }
+        )
+    with sqlite3.connect(path) as conn:
+        raw = pd.read_sql_query("SELECT * FROM requests ORDER BY rowid", conn)
+    raw["record"] = [json.loads(r) for r in raw["record"]]
+    raw["prediction"] = [json.loads(p) for p in raw["prediction"]]
+    return raw
 
 
 def read_request_log(path: str | Path) -> pd.DataFrame:
@@ -90,10 +162,9 @@ def read_request_log(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"request log {path} does not exist (no request served yet?)")
-    with sqlite3.connect(path) as conn:
-        raw = pd.read_sql_query("SELECT * FROM requests ORDER BY rowid", conn)
-    records = pd.DataFrame([json.loads(r) for r in raw["record"]], index=raw.index)
-    preds = pd.DataFrame([json.loads(p) for p in raw["prediction"]], index=raw.index)
+    raw = _raw(path)
+    records = pd.DataFrame(list(raw["record"]), index=raw.index)
+    preds = pd.DataFrame(list(raw["prediction"]), index=raw.index)
     probas = pd.DataFrame(
         [p.pop("probabilities", {}) or {} for p in preds.to_dict("records")], index=raw.index
     ).add_prefix("proba_")

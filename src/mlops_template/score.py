@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -54,41 +55,88 @@ def split_valid(chunk: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, 
     return (split_valid(good, contract)[0] if len(good) else good), bad
 
 
+class _ChunkWriter:
+    """Appends chunks to a Parquet or CSV file (one open file, nothing kept in memory).
+
+    Parquet needs one schema: later chunks are cast to the first chunk's schema."""
+
+    def __init__(self, path: Path, parquet: bool) -> None:
+        self.path = path
+        self.parquet = parquet
+        self.rows = 0
+        self._parquet: Any = None
+        self._csv: Any = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self._parquet is None:
+                table = pa.Table.from_pandas(frame, preserve_index=False)
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            else:
+                table = pa.Table.from_pandas(frame, preserve_index=False).cast(self._parquet.schema)
+            self._parquet.write_table(table)
+        else:
+            if self._csv is None:
+                self._csv = open(self.path, "w", newline="")  # noqa: SIM115 (closed in close())
+                frame.to_csv(self._csv, index=False)
+            else:
+                frame.to_csv(self._csv, index=False, header=False)
+        self.rows += len(frame)
+
+    def close(self, empty: pd.DataFrame) -> None:
+        if self._parquet is None and self._csv is None:
+            self.write(empty)  # no rows at all: still write a file with the columns
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._csv is not None:
+            self._csv.close()
+
+
+def _predict(model: Any, good: pd.DataFrame, classes: list[Any]) -> pd.DataFrame:
+    out = good.copy()
+    if classes:
+        proba = model.predict_proba(good)
+        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
+        for j, c in enumerate(classes):
+            out[f"proba_{c}"] = proba[:, j]
+    else:
+        out["prediction"] = model.predict(good)
+    return out
+
+
 def score(input_path: Path, output: Path, chunk_size: int, contract: Contract) -> tuple[int, int]:
-    """Score ``input_path`` into ``output``; returns (scored rows, rejected rows)."""
+    """Score ``input_path`` into ``output``; returns (scored rows, rejected rows).
+
+    Each chunk is validated, predicted and appended to temporary files that replace ``output``
+    and the side file only at the end, so memory is bounded by the chunk size and a failed run
+    leaves no half-written output."""
     import joblib
     from rich.progress import Progress
 
     model = joblib.load(paths.MODEL)
     classes = list(getattr(model, "classes_", []))
-    scored, rejected = [], []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"scoring {input_path}", total=None)
-        for chunk in read_chunks(input_path, chunk_size):
-            good, bad = split_valid(chunk, contract)
-            if len(bad):
-                rejected.append(bad)
-            if len(good):
-                out = good.copy()
-                if classes:
-                    proba = model.predict_proba(good)
-                    out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
-                    for j, c in enumerate(classes):
-                        out[f"proba_{c}"] = proba[:, j]
-                else:
-                    out["prediction"] = model.predict(good)
-                scored.append(out)
-            progress.advance(task, len(chunk))
-    result = pd.concat(scored) if scored else pd.DataFrame()
-    if output.suffix in (".parquet", ".pq"):
-        io.write_parquet(result, output)
-    else:
-        io.write_csv(result, output)
     side = output.with_name(output.stem + ".rejected.csv")
-    io.write_csv(pd.concat(rejected) if rejected else pd.DataFrame(columns=["reason"]), side)
-    n_bad = sum(len(b) for b in rejected)
-    log.info("scored %d rows -> %s; %d rejected -> %s", len(result), output, n_bad, side)
-    return len(result), n_bad
+    with io.atomic_path(output) as out_tmp, io.atomic_path(side) as side_tmp:
+        scored = _ChunkWriter(out_tmp, parquet=output.suffix in (".parquet", ".pq"))
+        rejected = _ChunkWriter(side_tmp, parquet=False)
+        try:
+            with Progress(transient=True) as progress:
+                task = progress.add_task(f"scoring {input_path}", total=None)
+                for chunk in read_chunks(input_path, chunk_size):
+                    good, bad = split_valid(chunk, contract)
+                    if len(bad):
+                        rejected.write(bad)
+                    if len(good):
+                        scored.write(_predict(model, good, classes))
+                    progress.advance(task, len(chunk))
+        finally:
+            scored.close(pd.DataFrame())
+            rejected.close(pd.DataFrame(columns=["reason"]))
+    log.info("scored %d rows -> %s; %d rejected -> %s", scored.rows, output, rejected.rows, side)
+    return scored.rows, rejected.rows
 
 
 def run_cli(input_path: str, output: str, chunk_size: int, contract_path: str) -> None:

@@ -1,0 +1,50 @@
+"""The ONNX gate: onnxruntime serves only when it matches scikit-learn within 1e-6."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from mlops_template.features import build_features, feature_transformer
+from mlops_template.onnx_path import TOLERANCE, OnnxModel, export
+from mlops_template.synthetic import generate_transactions
+from mlops_template.train import column_roles, make_pipeline
+
+
+def _fitted(params: Any, model: str) -> tuple[Pipeline, Any]:
+    data = generate_transactions(2000, fraud_rate=0.1, seed=1)
+    X, y = data.drop(columns=["is_fraud"]), data["is_fraud"].astype(int)
+    numeric, categorical = column_roles(build_features(X.head(50), params.features))
+    train_params = params.train.model_copy(update={"model": model})
+    core = make_pipeline("binary", train_params, numeric, categorical)
+    pipeline = Pipeline([("features", feature_transformer(params.features)), ("model", core)])
+    return pipeline.fit(X, y), X
+
+
+def test_linear_model_passes_the_gate_and_matches(params: Any) -> None:
+    pipeline, X = _fitted(params, "linear")
+    onnx_bytes, record = export(pipeline, X, "binary")
+    assert record["runtime"] == "onnx", record
+    assert onnx_bytes is not None and record["onnx_max_abs_diff"] <= TOLERANCE
+    features = pipeline.steps[0][1].transform(X)
+    served = OnnxModel(onnx_bytes).predict_proba(features)
+    np.testing.assert_allclose(served, pipeline.predict_proba(X), rtol=0, atol=TOLERANCE)
+
+
+def test_gate_falls_back_to_sklearn_when_onnx_differs(params: Any) -> None:
+    """ONNX trees compute in float32, so they never match exactly: a zero tolerance must
+    reject them (on the 100k-row default model even 1e-6 does: see reports/package.json)."""
+    pipeline, X = _fitted(params, "hist_gradient_boosting")
+    onnx_bytes, record = export(pipeline, X, "binary", tolerance=0.0)
+    assert onnx_bytes is None and record["runtime"] == "sklearn"
+    assert record["onnx_max_abs_diff"] > 0.0 and record["onnx_checked_rows"] == len(X)
+
+
+def test_onnx_handles_missing_numbers(params: Any) -> None:
+    pipeline, X = _fitted(params, "linear")
+    X = X.copy()
+    X.loc[X.index[:20], ["customer_tenure_days", "distance_from_home_km"]] = None
+    _, record = export(pipeline, X, "binary")
+    assert record["runtime"] == "onnx", record

@@ -1,0 +1,58 @@
+"""The request log: both formats round-trip and survive concurrent writers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_template.request_log import RequestLog, read_request_log
+
+
+@pytest.mark.parametrize("name", ["requests.db", "requests.jsonl"])
+def test_concurrent_appends_all_rows_readable(tmp_path: Path, name: str) -> None:
+    """Two writers (as two worker processes would be) fed by 8 threads each."""
+    logs = [RequestLog(tmp_path / name), RequestLog(tmp_path / name)]
+
+    def feed(thread: int) -> None:
+        for i in range(20):
+            ids = [thread * 100 + i * 2, thread * 100 + i * 2 + 1]
+            columns = {
+                "transaction_id": ids,
+                "timestamp": [dt.datetime(2024, 1, 1, 12), dt.datetime(2024, 1, 2)],
+                "channel": ["online", None],
+            }
+            preds = [{"prediction": 1, "probabilities": {"0": 0.25, "1": 0.75}}] * 2
+            logs[thread % 2].append(f"req-{thread}-{i}", "m:1", columns, preds)
+
+    threads = [threading.Thread(target=feed, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for log in logs:
+        log.flush()
+    out = read_request_log(tmp_path / name)
+    assert len(out) == 8 * 20 * 2
+    assert out["transaction_id"].is_unique
+    assert set(out["proba_1"]) == {0.75} and set(out["prediction"]) == {1}
+    assert out["timestamp"].iloc[0].startswith("2024-01-0")
+    assert str(out["logged_at"].dt.tz) == "UTC"
+    assert logs[0].errors == logs[1].errors == 0
+
+
+def test_missing_log_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"requests\.jsonl"):
+        read_request_log(tmp_path / "requests.jsonl")
+
+
+def test_request_log_suffix_is_checked(raw_params: dict[str, Any]) -> None:
+    from mlops_template.config import parse_params
+    from mlops_template.errors import ConfigError
+
+    raw_params["serve"]["request_log"] = "logs/requests.txt"
+    with pytest.raises(ConfigError, match=r"serve\.request_log"):
+        parse_params(raw_params)
