@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
 
@@ -35,3 +38,25 @@ def describe(extra_packages: tuple[str, ...] = ()) -> str:
         ("packages", versions),
     ]
     return "| machine | |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
+
+
+def _spin(n: int) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - start
+
+
+def parallel_ceiling(workers: int = 2, n: int = 20_000_000, repeats: int = 3) -> float:
+    """Median throughput of ``workers`` busy processes relative to one: the most any
+    ``workers``-way parallel speed-up can reach on this machine right now (shared vCPUs are
+    often slower than one free core)."""
+    ratios = []
+    with ProcessPoolExecutor(workers) as pool:
+        for _ in range(repeats):
+            one = _spin(n)
+            start = time.perf_counter()
+            list(pool.map(_spin, [n] * workers))
+            ratios.append(workers * one / (time.perf_counter() - start))
+    return statistics.median(ratios)

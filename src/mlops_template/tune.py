@@ -233,10 +233,13 @@ def tune(
     try:
         if params.method in ("grid", "random"):
             cands = _grid_or_random(params, space)
-            for i in range(0, len(cands), runner.workers):
+            # Independent candidates: hand the workers several per worker at once, so a slow
+            # trial does not leave the other workers idle; the deadline is checked between.
+            chunk = runner.workers if runner.workers == 1 else 4 * runner.workers
+            for i in range(0, len(cands), chunk):
                 if time.monotonic() > deadline:
                     break
-                evaluate(cands[i : i + runner.workers])
+                evaluate(cands[i : i + chunk])
         else:
             _optuna(params, space, higher, evaluate, runner.workers, deadline,
                     evaluate_pruned if prune else None)  # fmt: skip
