@@ -66,6 +66,31 @@ def test_least_privilege_pinned_and_thin(path: Path):
                 assert "${{" not in step["run"], "expressions go through env, not run:"
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_python_of_python_version_is_on_path_before_install(path: Path):
+    """The Makefile sets UV_PYTHON_DOWNLOADS=never and ubuntu-latest has only a newer Python on
+    PATH: a job that runs `make install` must first put .python-version's Python on PATH."""
+    wanted = (ROOT / ".python-version").read_text().strip()
+    for name, job in load(path)["jobs"].items():
+        steps = job["steps"]
+        installs = [i for i, s in enumerate(steps) if s.get("run") == "make install"]
+        if not installs:
+            continue
+        setup = [
+            s for s in steps[: installs[0]] if s.get("uses", "").startswith("actions/setup-python@")
+        ]
+        assert setup, f"{path.name} job {name}: no actions/setup-python before make install"
+        py = setup[0]["with"]
+        assert py.get("python-version-file") == ".python-version" or (
+            str(py.get("python-version")) == wanted
+        ), py
+
+
+def test_main_workflow_can_be_dispatched():
+    """monitor.yml dispatches retraining with `gh workflow run main.yml`."""
+    assert "workflow_dispatch" in triggers(load(ROOT / ".github/workflows/main.yml"))
+
+
 # --------------------------------------------------------------------------- local PR run
 
 TOY_EVALUATE = """\
