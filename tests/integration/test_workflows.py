@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,28 +128,100 @@ def set_quality(repo: Path, quality: float) -> None:
     (repo / "toy_params.yaml").write_text(f"quality: {quality}\n")
 
 
-def run_pr_workflow(repo: Path, summary: Path) -> tuple[list[tuple[str, int]], bool]:
-    """Run pr.yml's `run:` steps in order as GitHub would: after a failure only steps whose
-    `if:` says `!cancelled()` run. Returns (step, exit status) pairs and whether the job failed."""
+def expression(text: str, context: Mapping[str, Any], failed: bool = False) -> Any:
+    """Evaluate a GitHub Actions expression -- the subset our workflows use: contexts, string
+    literals, ==, !=, !, &&, ||, contains, fromJSON and the status functions -- in Python.
+    An unknown context is '' (as on GitHub, e.g. a secret that is not set)."""
+    parts = re.split(r"('[^']*')", expression_body(text))
+    for i in range(0, len(parts), 2):  # the parts outside string literals
+        code = parts[i].replace("&&", " and ").replace("||", " or ")
+        code = re.sub(r"!(?!=)", " not ", code)
+        code = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", code))
+        parts[i] = re.sub(r"[A-Za-z_][\w-]*(?:\.[\w*-]+)+", lambda m: f"_ctx({m[0]!r})", code)
+    functions = {
+        "_ctx": lambda name: context.get(name, ""),
+        "success": lambda: not failed,
+        "failure": lambda: failed,
+        "always": lambda: True,
+        "cancelled": lambda: False,
+        "contains": lambda haystack, needle: needle in haystack,
+        "fromJSON": json.loads,
+    }
+    # eval of our own workflow files' expressions, translated above, without builtins
+    return eval("".join(parts), {"__builtins__": {}}, functions)
+
+
+def substitute(value: Any, context: Mapping[str, Any]) -> str:
+    """An `env:` value with its ${{ }} expressions replaced, as GitHub passes it (a string)."""
+
+    def one(match: re.Match[str]) -> str:
+        out = expression(match[1], context)
+        return str(out).lower() if isinstance(out, bool) else str(out)
+
+    return re.sub(r"\$\{\{(.*?)\}\}", one, str(value))
+
+
+def step_runs(step: dict[str, Any], context: Mapping[str, Any], failed: bool) -> bool:
+    """A step's `if:`; without a status function GitHub adds `success() &&`."""
+    condition = str(step.get("if", "success()"))
+    if not re.search(r"\b(success|failure|always|cancelled)\(\)", condition):
+        condition = f"success() && ({expression_body(condition)})"
+    return bool(expression(condition, context, failed))
+
+
+def expression_body(text: str) -> str:
+    text = text.strip()
+    return text[3:-2] if text.startswith("${{") and text.endswith("}}") else text
+
+
+def pr_context(labels: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "github.base_ref": "main",
+        "github.event.action": "synchronize",
+        "github.event.pull_request.labels.*.name": list(labels),
+    }
+
+
+def run_pr_workflow(
+    repo: Path, summary: Path, labels: tuple[str, ...] = ()
+) -> tuple[list[tuple[str, int]], bool]:
+    """Run pr.yml's `run:` steps in order as GitHub would (each step's `if:`, the job's and the
+    step's `env:` evaluated for a pull request with ``labels``). Returns (step, exit status)
+    pairs and whether the job failed."""
     job = load(ROOT / ".github/workflows/pr.yml")["jobs"]["review"]
-    local = {"BASE_REF": "main", "GITHUB_STEP_SUMMARY": str(summary)}
+    context = pr_context(labels)
+    job_env = {k: substitute(v, context) for k, v in job.get("env", {}).items()}
     results, failed = [], False
     for step in job["steps"]:
         command = step.get("run")
         if command is None or command in NOT_RUN_LOCALLY:
+            if "id" in step:
+                context[f"steps.{step['id']}.outcome"] = "success"
             continue
-        if failed and "!cancelled()" not in str(step.get("if", "")):
+        if not step_runs(step, context, failed):
+            if "id" in step:
+                context[f"steps.{step['id']}.outcome"] = "skipped"
             continue
-        variables = {k: local.get(k, "") for k in step.get("env", {})} | local
-        variables["MLOPS_GATE_OVERRIDE"] = "0"
+        variables = job_env | {k: substitute(v, context) for k, v in step.get("env", {}).items()}
+        variables["GITHUB_STEP_SUMMARY"] = str(summary)
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
         script = f'make() {{ command make -o install RUN= "$@"; }}\nexport {exports}\n{command}'
         done = subprocess.run(
             ["bash", "-c", script], cwd=repo, env=env(), capture_output=True, text=True
         )
         results.append((command, done.returncode))
+        outcome = "success" if done.returncode == 0 else "failure"
+        if "id" in step:
+            context[f"steps.{step['id']}.outcome"] = outcome
         failed = failed or done.returncode != 0
     return results, failed
+
+
+@pytest.mark.parametrize(("labels", "value"), [((), ""), (("accept-metric-regression",), "1")])
+def test_override_variable_is_empty_without_the_label(labels: tuple[str, ...], value: str):
+    """Empty (not "0") without the label, so `gate.override: true` in params.yaml still counts."""
+    job = load(ROOT / ".github/workflows/pr.yml")["jobs"]["review"]
+    assert substitute(job["env"]["MLOPS_GATE_OVERRIDE"], pr_context(labels)) == value
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,15 @@ def test_override_precedence(raw_params, monkeypatch):
     assert resolve_settings(params, override=True)[1] is True
 
 
+def test_empty_override_variable_leaves_params_in_charge(raw_params, monkeypatch):
+    """pr.yml sets MLOPS_GATE_OVERRIDE to "" without the label: gate.override: true holds."""
+    raw_params["gate"]["override"] = True
+    monkeypatch.setenv("MLOPS_GATE_OVERRIDE", "")
+    assert resolve_settings(parse_params(raw_params))[1] is True
+    monkeypatch.setenv("MLOPS_GATE_OVERRIDE", "0")  # an explicit 0 still switches it off
+    assert resolve_settings(parse_params(raw_params))[1] is False
+
+
 def test_report_marks_failures_and_override():
     rows = compare({"roc_auc": 0.9}, {"roc_auc": 0.8}, AUC)
     diff = {"train.model": {"old": "linear", "new": "hist_gradient_boosting"}}
