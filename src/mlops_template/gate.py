@@ -5,7 +5,8 @@ a git ref and fail when a gate declared in params.yaml (``gate.metrics``) fails.
 :func:`compare` (baseline, candidate, gates -> rows); :func:`read_baseline` reads a ref's
 metrics and params through DVC; :func:`run_gate` ties them together, writes reports/gate.md
 and reports/gate.json and raises :class:`GateFailed` (exit 5) unless every gate passes or an
-override (``gate.override``, ``MLOPS_GATE_OVERRIDE=1``, ``mlops gate --override``) accepts it.
+override (``gate.override``, ``MLOPS_GATE_OVERRIDE=1``, ``mlops gate --override``) accepts it;
+only then it writes reports/gate_ok.json, the flag the `package` stage depends on.
 
 Rules (README "Pull-request metric review"): no baseline (first run, a ref without metrics, a
 new metric) passes with a note; a gated metric missing from the candidate fails; floors and
@@ -371,6 +372,8 @@ def run_gate(
 ) -> GateResult:
     """Compare, write reports/gate.md and reports/gate.json, print the report; raise
     GateFailed unless it passed (or was overridden). The reports are written either way."""
+    for stale in (paths.GATE_MD, paths.GATE_JSON, paths.GATE_OK):  # no old report on an error
+        stale.unlink(missing_ok=True)
     ref, override = resolve_settings(params, baseline_ref, override)
     gates = params.gate.metrics
     for metric, gate in gates.items():
@@ -392,6 +395,7 @@ def run_gate(
             f"metric gate failed against {ref}: {summary}; report in {paths.GATE_MD} "
             f"(accept deliberately with {ENV_OVERRIDE}=1 or `mlops gate --override`)"
         )
+    io.write_json({"ok": True}, paths.GATE_OK)
     log.info("gate %s against %s", "overridden" if not result.passed else "passed", ref)
     return result
 

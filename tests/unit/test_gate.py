@@ -164,6 +164,9 @@ def test_gate_stage_sits_between_evaluate_and_package():
 
     stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
     outs = {next(iter(o)) for o in stages["gate"]["outs"]}
-    assert outs == {str(paths.GATE_MD), str(paths.GATE_JSON)}
+    assert outs == {str(paths.GATE_MD), str(paths.GATE_JSON), str(paths.GATE_OK)}
     assert str(paths.METRICS) in stages["gate"]["deps"]
-    assert str(paths.GATE_JSON) in stages["package"]["deps"]
+    assert stages["gate"]["always_changed"] is True  # its baseline is no dep DVC can see
+    # package waits for the pass flag, not for gate.json (which names the baseline commit)
+    assert str(paths.GATE_OK) in stages["package"]["deps"]
+    assert str(paths.GATE_JSON) not in stages["package"]["deps"]
