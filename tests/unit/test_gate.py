@@ -7,11 +7,12 @@ import math
 import pytest
 
 from mlops_template.config import GateParams, MetricGate, parse_params
-from mlops_template.errors import ConfigError
+from mlops_template.errors import ConfigError, DataError
 from mlops_template.gate import (
     Baseline,
     GateResult,
     compare,
+    read_candidate,
     render_markdown,
     resolve_settings,
     to_json,
@@ -134,6 +135,16 @@ def test_empty_override_variable_leaves_params_in_charge(raw_params, monkeypatch
     assert resolve_settings(parse_params(raw_params))[1] is True
     monkeypatch.setenv("MLOPS_GATE_OVERRIDE", "0")  # an explicit 0 still switches it off
     assert resolve_settings(parse_params(raw_params))[1] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("{not json", "not valid JSON"), ("[1]", "got list")]
+)
+def test_unreadable_candidate_is_bad_data_not_a_failed_gate(tmp_path, text, message):
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        read_candidate(tmp_path / "metrics.json")
+    assert err.value.exit_code == 3 and "metrics.json" in str(err.value)
 
 
 def test_report_marks_failures_and_override():
