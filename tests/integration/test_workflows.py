@@ -430,3 +430,31 @@ def test_failed_comment_lookup_posts_no_second_comment(tmp_path: Path):
     assert "::warning title=Gate report comment skipped::" in done.stdout
     assert [c.split()[1] for c in (tmp_path / "calls").read_text().splitlines()] == ["--paginate"]
     assert "✅ Metric gate passed" in (tmp_path / "summary.md").read_text()  # summary still has it
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "expected"),
+    [
+        ({"GATE_OUTCOME": "success", "TESTS_OUTCOME": "failure"}, "- ⚠️ `make test` failed"),
+        ({"GATE_OUTCOME": "failure", "REPRO_OUTCOME": "skipped"}, "✅ Metric gate passed"),
+        (
+            {"GATE_OUTCOME": "skipped", "METRICS_OUTCOME": "failure"},
+            "`make repro-evaluate`: failure",
+        ),
+        ({"GATE_OUTCOME": "cancelled"}, "### ⚠️ Metric review not run"),
+    ],
+)
+def test_report_follows_the_step_outcomes(tmp_path: Path, outcomes: dict[str, str], expected: str):
+    report = tmp_path / "gate.md"
+    report.write_text("<!-- mlops-gate-report -->\n### ✅ Metric gate passed\n")
+    pr_report(tmp_path, report, PR_NUMBER="", **outcomes)
+    text = (tmp_path / "summary.md").read_text()
+    assert text.startswith("<!-- mlops-gate-report -->\n") and expected in text
+    assert ("Metric review not run" in text) == (
+        outcomes["GATE_OUTCOME"] not in ("success", "failure")
+    )
+
+
+def test_gate_error_without_a_report_is_reported_as_not_run(tmp_path: Path):
+    pr_report(tmp_path, tmp_path / "missing.md", PR_NUMBER="", GATE_OUTCOME="failure")
+    assert "the gate step failed before writing a report" in (tmp_path / "summary.md").read_text()
