@@ -90,9 +90,14 @@ def test_python_of_python_version_is_on_path_before_install(name: str):
         ), py
 
 
-def test_main_workflow_can_be_dispatched():
-    """monitor.yml dispatches retraining with `gh workflow run main.yml`."""
-    assert "workflow_dispatch" in triggers(load(ROOT / ".github/workflows/main.yml"))
+def test_main_workflow_can_be_dispatched_for_main_only():
+    """monitor.yml dispatches retraining with `gh workflow run main.yml`; a dispatch naming
+    another branch must not release it."""
+    workflow = load(ROOT / ".github/workflows/main.yml")
+    assert "workflow_dispatch" in triggers(workflow)
+    condition = workflow["jobs"]["release"]["if"]
+    assert expression(condition, {"github.ref": "refs/heads/main"}) is True
+    assert expression(condition, {"github.ref": "refs/heads/feature"}) is False
 
 
 def test_release_builds_the_bento_once_through_dvc():
