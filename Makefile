@@ -82,14 +82,18 @@ dvc-push: install ## Push data and models when a DVC remote is configured (else 
 gate: install ## Metric gate against BASELINE (default HEAD), e.g. make gate BASELINE=origin/main
 	$(RUN) mlops gate --baseline "$$BASELINE"
 
+.PHONY: repro-evaluate
+repro-evaluate: install ## Reproduce the pipeline up to the metrics (dvc repro evaluate; no gate, no package)
+	$(RUN) dvc repro evaluate
+
 pr-report: ## Gate report to the job summary and one sticky PR comment (needs reports/gate.md)
 	.ci/pr-report.sh reports/gate.md
 
 plots-diff: install ## HTML of `dvc plots diff BASELINE` in reports/plots-diff/
 	$(RUN) dvc plots diff "$$BASELINE" --out reports/plots-diff
 
-bento: install ## Save the model to the BentoML store and `bentoml build` (the package stage)
-	$(RUN) mlops stage package
+bento: install ## Save the model to the BentoML store and `bentoml build`: dvc repro package
+	$(RUN) dvc repro package
 
 image: install ## `bentoml containerize` the Bento from reports/package.json as IMAGE (Docker)
 	$(RUN) bentoml containerize "$$($(RUN) python -c 'import json; print(json.load(open("reports/package.json"))["bento_tag"])')" -t "$$IMAGE"

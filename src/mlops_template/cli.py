@@ -82,10 +82,14 @@ def _gate(args: argparse.Namespace) -> None:
 
 def _promote(args: argparse.Namespace) -> None:
     """Point the registry's champion alias at a model version (default: the trained one)."""
-    from mlops_template.registry import packaged_version, promote
+    from mlops_template.registry import promote, trained_model
 
     name = load_params(args.params).tracking.registered_model
-    done = promote(name, args.version or packaged_version(), image=args.image)
+    if args.version:
+        done = promote(name, args.version, image=args.image)
+    else:  # the trained model: its version must come from its own run in this store
+        trained = trained_model()
+        done = promote(name, trained.version, image=args.image, run_id=trained.run_id)
     was = done.previous or "none"
     print(f"{done.name}: champion -> version {done.version} (was {was})")
 

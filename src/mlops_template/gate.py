@@ -5,7 +5,8 @@ a git ref and fail when a gate declared in params.yaml (``gate.metrics``) fails.
 :func:`compare` (baseline, candidate, gates -> rows); :func:`read_baseline` reads a ref's
 metrics and params through DVC; :func:`run_gate` ties them together, writes reports/gate.md
 and reports/gate.json and raises :class:`GateFailed` (exit 5) unless every gate passes or an
-override (``gate.override``, ``MLOPS_GATE_OVERRIDE=1``, ``mlops gate --override``) accepts it.
+override (``gate.override``, ``MLOPS_GATE_OVERRIDE=1``, ``mlops gate --override``) accepts it;
+only then it writes reports/gate_ok.json, the flag the `package` stage depends on.
 
 Rules (README "Pull-request metric review"): no baseline (first run, a ref without metrics, a
 new metric) passes with a note; a gated metric missing from the candidate fails; floors and
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 from mlops_template import io, paths
 from mlops_template.config import MetricGate, Params
-from mlops_template.errors import ConfigError, GateFailed
+from mlops_template.errors import ConfigError, DataError, GateFailed
 from mlops_template.metric_directions import HIGHER_IS_BETTER
 
 log = logging.getLogger(__name__)
@@ -200,15 +201,16 @@ def compare(
 
 
 def read_candidate(path: Path = paths.METRICS) -> dict[str, Any]:
-    """The workspace's metrics; {} when the file is missing (every gated metric then fails)."""
+    """The workspace's metrics; {} when the file is missing (every gated metric then fails).
+    A file that is not a JSON object is bad data (DataError, exit 3), not a failed gate."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
     except json.JSONDecodeError as err:
-        raise GateFailed(f"{path}: not valid JSON ({err}); re-run the evaluate stage") from None
+        raise DataError(f"{path}: not valid JSON ({err}); re-run the evaluate stage") from None
     if not isinstance(data, dict):
-        raise GateFailed(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
+        raise DataError(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
     return data
 
 
@@ -221,11 +223,23 @@ def _flatten_params(diff: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str
     return out
 
 
+def _baseline_error(diff: Mapping[str, Any], ref: str, metrics_path: Path) -> Exception | None:
+    """What DVC met reading ``metrics_path`` at ``ref``; None when it was read or is simply
+    absent there (a first run: no baseline)."""
+    errors = diff.get("errors", {}).get(ref)
+    if isinstance(errors, Exception):  # the whole revision (e.g. its dvc.yaml) was unreadable
+        return errors
+    err = (errors or {}).get(str(metrics_path))
+    return None if err is None or isinstance(err, FileNotFoundError) else err
+
+
 def read_baseline(ref: str, metrics_path: Path = paths.METRICS) -> Baseline:
     """The metrics committed at ``ref`` and the params diff against it, through DVC
-    (`dvc metrics diff <ref>` / `dvc params diff <ref>`). A repository without commits has no
-    baseline; an unknown ref is a ConfigError (in CI: fetch the base branch)."""
-    from dvc.exceptions import NotDvcRepoError
+    (`dvc metrics diff <ref>` / `dvc params diff <ref>`). A repository without commits or a
+    ref without the metrics file has no baseline (the gate passes with a note); an unknown ref
+    is a ConfigError (in CI: fetch the base branch); a baseline DVC cannot read is a DataError
+    -- never a silent "no baseline"."""
+    from dvc.exceptions import DvcException, NotDvcRepoError
     from dvc.repo import Repo
     from dvc.scm import RevError
     from scmrepo.exceptions import RevError as ScmRevError
@@ -246,6 +260,13 @@ def read_baseline(ref: str, metrics_path: Path = paths.METRICS) -> Baseline:
                 f"gate.baseline_ref: unknown git revision {ref!r} (fetch it first, e.g. "
                 "`git fetch origin main`; in CI check out with fetch-depth: 0)"
             ) from None
+        except DvcException as err:
+            raise DataError(f"DVC could not read the baseline at {ref!r}: {err}") from None
+    if unreadable := _baseline_error(metrics, ref, metrics_path):
+        raise DataError(
+            f"{metrics_path} at {ref!r} ({commit[:8]}) is unreadable "
+            f"({type(unreadable).__name__}: {unreadable}); the gate needs a readable baseline"
+        )
     old = {
         name: change["old"]
         for name, change in metrics.get("diff", {}).get(str(metrics_path), {}).items()
@@ -371,6 +392,8 @@ def run_gate(
 ) -> GateResult:
     """Compare, write reports/gate.md and reports/gate.json, print the report; raise
     GateFailed unless it passed (or was overridden). The reports are written either way."""
+    for stale in (paths.GATE_MD, paths.GATE_JSON, paths.GATE_OK):  # no old report on an error
+        stale.unlink(missing_ok=True)
     ref, override = resolve_settings(params, baseline_ref, override)
     gates = params.gate.metrics
     for metric, gate in gates.items():
@@ -392,6 +415,7 @@ def run_gate(
             f"metric gate failed against {ref}: {summary}; report in {paths.GATE_MD} "
             f"(accept deliberately with {ENV_OVERRIDE}=1 or `mlops gate --override`)"
         )
+    io.write_json({"ok": True}, paths.GATE_OK)
     log.info("gate %s against %s", "overridden" if not result.passed else "passed", ref)
     return result
 

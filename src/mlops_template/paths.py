@@ -52,6 +52,9 @@ TUNE_IMPORTANCE = TUNE_DIR / "importance.csv"
 
 GATE_MD = REPORTS_DIR / "gate.md"
 GATE_JSON = REPORTS_DIR / "gate.json"
+# {"ok": true} after a passing (or overridden) gate: what `package` depends on; unlike gate.json
+# it does not change with the baseline commit, so a new commit does not rebuild the Bento.
+GATE_OK = REPORTS_DIR / "gate_ok.json"
 # Monitoring: the evaluate stage keeps the held-out split (raw inputs, label, predictions) as
 # the reference; `mlops monitor` compares a current batch with it.
 REFERENCE = Path("data/reference/reference.parquet")

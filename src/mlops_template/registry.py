@@ -101,13 +101,39 @@ def _run_commit(client: Any, run_id: str | None) -> str | None:
     return tags.get("git_commit")
 
 
-def promote(name: str, version: int, image: str | None = None) -> Champion:
-    """Point ``champion`` at ``version``; record the image to deploy and the history."""
+def _require_run(client: Any, name: str, version: int, mv: Any, run_id: str) -> None:
+    """A version number alone can name another model in another store (a developer's SQLite
+    file vs the shared server): the version must come from the run that trained our model."""
+    if mv.run_id == run_id:
+        return
+    found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if found:
+        hint = f"version {found[0].version} was registered from that run: promote that one"
+    else:
+        hint = (
+            f"no version of {name!r} in {tracking_uri()!r} comes from that run: the model was "
+            f"registered in another store (see mlflow.tracking_uri in {paths.MODEL_META}); "
+            "re-train against this store (dvc repro --force train) or pass --version"
+        )
+    raise RegistryError(
+        f"registered model {name!r} version {version} was registered from run {mv.run_id}, "
+        f"not from the trained model's run {run_id} ({paths.MODEL_META}); {hint}"
+    )
+
+
+def promote(
+    name: str, version: int, image: str | None = None, run_id: str | None = None
+) -> Champion:
+    """Point ``champion`` at ``version``; record the image to deploy and the history.
+    With ``run_id`` (the run that trained the model being shipped) the version must have been
+    registered from that run, else RegistryError and nothing changes."""
     with _mlflow(f"promote {name} version {version}") as client:
         _require_model(client, name)
         _require_version(client, name, version)
-        previous = current_champion(client, name)
         mv = client.get_model_version(name, str(version))
+        if run_id:
+            _require_run(client, name, version, mv, run_id)
+        previous = current_champion(client, name)
         commit = _run_commit(client, mv.run_id)
         if commit:
             client.set_model_version_tag(name, str(version), "git_commit", commit)
@@ -153,14 +179,22 @@ def rollback(name: str) -> Champion:
         return _describe(client, name, target, current)
 
 
-def packaged_version(meta_path: Path = paths.MODEL_META) -> int:
-    """The registry version of the trained model (models/model.json, written by `train`)."""
+@dataclass(frozen=True)
+class TrainedModel:
+    """Where `train` registered the model (models/model.json ``mlflow``)."""
+
+    version: int
+    run_id: str | None
+
+
+def trained_model(meta_path: Path = paths.MODEL_META) -> TrainedModel:
+    """The registry version and MLflow run of the trained model (models/model.json)."""
     try:
-        meta = json.loads(Path(meta_path).read_text())
-        return int(meta["mlflow"]["version"])
+        meta = json.loads(Path(meta_path).read_text())["mlflow"]
+        return TrainedModel(int(meta["version"]), meta.get("run_id") or None)
     except FileNotFoundError:
         raise RegistryError(f"{meta_path}: missing (run `dvc repro` first)") from None
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError):
+    except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError):
         raise RegistryError(
             f"{meta_path}: no mlflow.version (the model was not registered); pass --version"
         ) from None

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mlops_template.config import load_params
-from mlops_template.errors import ConfigError, GateFailed
+from mlops_template.errors import ConfigError, DataError, GateFailed
 from mlops_template.gate import run_gate
 from tests.repo import make_repo, run
 
@@ -137,3 +137,15 @@ def test_cli_override_flag(repo: Path, candidate):
     assert done.returncode == 0, done.stderr
     assert "⚠️ Metric gate failed — overridden" in done.stdout
     assert json.loads((repo / "reports/gate.json").read_text())["override"] is True
+
+
+def test_unreadable_baseline_fails_loudly(repo: Path, candidate):
+    """Unlike a ref without the file (first run), a corrupt baseline is never "no baseline"."""
+    (repo / "reports/metrics.json").write_text("{not json")
+    run(repo, "git", "commit", "-qam", "corrupt metrics")
+    run(repo, "git", "tag", "-f", "corrupt")
+    candidate({})
+    (repo / "reports/gate.md").write_text("an old report")
+    with pytest.raises(DataError, match=r"reports/metrics.json at 'corrupt' .* is unreadable"):
+        run_gate(load_params(), baseline_ref="corrupt")
+    assert not (repo / "reports/gate.md").exists()  # no stale report left to publish

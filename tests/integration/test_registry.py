@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,29 @@ def test_cli_promote_and_rollback(registry, capsys):
     out = capsys.readouterr().out
     assert "champion -> version 2 (was 3); redeploy image img:2" in out
     assert main(["--params", params, "promote", "--version", "7"]) == 9
+
+
+def test_promote_refuses_a_version_from_another_run(registry):
+    """models/model.json's version number may belong to another store (a developer's SQLite
+    file): the version must come from the run that trained the shipped model."""
+    run_of_3 = registry.get_model_version(NAME, "3").run_id
+    with pytest.raises(RegistryError, match="version 3 was registered from that run"):
+        promote(NAME, 2, run_id=run_of_3)
+    with pytest.raises(RegistryError, match="no version of 'mlops-template-model' in"):
+        promote(NAME, 2, run_id="f" * 32)
+    assert CHAMPION not in (registry.get_registered_model(NAME).aliases or {})
+    assert promote(NAME, 3, run_id=run_of_3).version == 3
+
+
+def test_cli_promote_checks_the_trained_models_run(registry, tmp_path, monkeypatch, capsys):
+    run_of_1 = registry.get_model_version(NAME, "1").run_id
+    (tmp_path / "models").mkdir()
+    meta = tmp_path / "models/model.json"
+    meta.write_text(json.dumps({"mlflow": {"version": "2", "run_id": run_of_1}}))
+    monkeypatch.chdir(tmp_path)
+    params = str(ROOT / "params.yaml")
+    assert main(["--params", params, "promote"]) == 9
+    assert "version 1 was registered from that run" in capsys.readouterr().err
+    meta.write_text(json.dumps({"mlflow": {"version": "1", "run_id": run_of_1}}))
+    assert main(["--params", params, "promote", "--image", "img:1"]) == 0
+    assert champion(registry) == 1

@@ -335,3 +335,17 @@ def test_concurrent_requests_never_corrupt_the_log(
     assert logged["proba_1"].between(0, 1).all()
     lines = path.read_bytes().splitlines()
     assert all(json.loads(line)["record"] for line in lines)
+
+
+def test_release_smoke_test_script_against_bentoml_serve(server: str) -> None:
+    """.ci/smoke-test.sh (main.yml's `make smoke-test`; there against the container) with
+    SMOKE_URL: /readyz, .ci/predict-example.json answered, a bad record refused with 400."""
+    done = subprocess.run(
+        [str(ROOT / ".ci/smoke-test.sh")],
+        env=os.environ | {"SMOKE_URL": server},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"smoke-test: {server} is ready, /predict answered, a bad request got 400" in done.stdout

@@ -7,11 +7,12 @@ import math
 import pytest
 
 from mlops_template.config import GateParams, MetricGate, parse_params
-from mlops_template.errors import ConfigError
+from mlops_template.errors import ConfigError, DataError
 from mlops_template.gate import (
     Baseline,
     GateResult,
     compare,
+    read_candidate,
     render_markdown,
     resolve_settings,
     to_json,
@@ -127,6 +128,25 @@ def test_override_precedence(raw_params, monkeypatch):
     assert resolve_settings(params, override=True)[1] is True
 
 
+def test_empty_override_variable_leaves_params_in_charge(raw_params, monkeypatch):
+    """pr.yml sets MLOPS_GATE_OVERRIDE to "" without the label: gate.override: true holds."""
+    raw_params["gate"]["override"] = True
+    monkeypatch.setenv("MLOPS_GATE_OVERRIDE", "")
+    assert resolve_settings(parse_params(raw_params))[1] is True
+    monkeypatch.setenv("MLOPS_GATE_OVERRIDE", "0")  # an explicit 0 still switches it off
+    assert resolve_settings(parse_params(raw_params))[1] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("{not json", "not valid JSON"), ("[1]", "got list")]
+)
+def test_unreadable_candidate_is_bad_data_not_a_failed_gate(tmp_path, text, message):
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(DataError, match=message) as err:
+        read_candidate(tmp_path / "metrics.json")
+    assert err.value.exit_code == 3 and "metrics.json" in str(err.value)
+
+
 def test_report_marks_failures_and_override():
     rows = compare({"roc_auc": 0.9}, {"roc_auc": 0.8}, AUC)
     diff = {"train.model": {"old": "linear", "new": "hist_gradient_boosting"}}
@@ -155,6 +175,9 @@ def test_gate_stage_sits_between_evaluate_and_package():
 
     stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
     outs = {next(iter(o)) for o in stages["gate"]["outs"]}
-    assert outs == {str(paths.GATE_MD), str(paths.GATE_JSON)}
+    assert outs == {str(paths.GATE_MD), str(paths.GATE_JSON), str(paths.GATE_OK)}
     assert str(paths.METRICS) in stages["gate"]["deps"]
-    assert str(paths.GATE_JSON) in stages["package"]["deps"]
+    assert stages["gate"]["always_changed"] is True  # its baseline is no dep DVC can see
+    # package waits for the pass flag, not for gate.json (which names the baseline commit)
+    assert str(paths.GATE_OK) in stages["package"]["deps"]
+    assert str(paths.GATE_JSON) not in stages["package"]["deps"]
