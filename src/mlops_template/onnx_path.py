@@ -197,13 +197,12 @@ def feeds(features: pd.DataFrame, number: str = "float64") -> dict[str, np.ndarr
     """Column arrays for the ONNX graph: numbers as ``number`` (NaN for missing), strings as
     objects ("" for missing)."""
     out: dict[str, np.ndarray] = {}
-    for c in features.columns:
-        s = features[c]
+    for c, s in features.items():
         if _is_numeric(s):
-            out[c] = s.to_numpy(dtype=number, na_value=np.nan).reshape(-1, 1)
+            out[str(c)] = s.to_numpy(dtype=number, na_value=np.nan).reshape(-1, 1)
         else:
-            values = s.astype(object).where(s.notna(), "").to_numpy()
-            out[c] = np.array([str(v) for v in values], dtype=object).reshape(-1, 1)
+            values = s.to_numpy(dtype=object, na_value="")
+            out[str(c)] = np.array([str(v) for v in values], dtype=object).reshape(-1, 1)
     return out
 
 
