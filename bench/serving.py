@@ -430,6 +430,11 @@ def report(
             mine = best_under_budget(results.get(("bentoml (this service)", endpoint, n), []))
             if ref and mine:
                 lines.append(f"- {n}-row, bentoml {endpoint}: **{mine.rps / ref.rps:.2f}x**")
+            elif mine:
+                lines.append(
+                    f"- {n}-row, bentoml {endpoint}: {mine.rps:,.0f} req/s; the baseline has "
+                    "no step under budget"
+                )
             else:
                 lines.append(
                     f"- {n}-row, bentoml {endpoint}: not comparable (no step under budget)"

@@ -32,23 +32,118 @@ def _is_numeric(series: pd.Series) -> bool:
     return series.dtype.kind in "biuf" or str(series.dtype) in ("Int64", "boolean", "Float64")
 
 
+def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:
+    """SimpleImputer in float64: ``Where(IsNaN(x), statistics, x)``. skl2onnx's own converter
+    emits ai.onnx.ml ``Imputer`` with float32 fill values, which onnxruntime runs in float32
+    only; a rounded median can fall on the other side of a tree threshold."""
+    from onnx.helper import np_dtype_to_tensor_dtype
+    from skl2onnx.common.data_types import StringTensorType, guess_numpy_type
+    from skl2onnx.operator_converters.common import concatenate_variables
+    from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+
+    imputer = operator.raw_operator
+    if isinstance(operator.inputs[0].type, StringTensorType):
+        convert_sklearn_imputer(scope, operator, container)
+        return
+    x = concatenate_variables(scope, operator.inputs, container)
+    dtype = np.dtype(guess_numpy_type(operator.inputs[0].type))
+    fill = scope.get_unique_variable_name("fill")
+    container.add_initializer(
+        fill,
+        np_dtype_to_tensor_dtype(dtype),
+        [len(imputer.statistics_)],
+        imputer.statistics_.astype(dtype).tolist(),
+    )
+    isnan = scope.get_unique_variable_name("isnan")
+    container.add_node("IsNaN", [x], [isnan], name=scope.get_unique_operator_name("IsNaN"))
+    container.add_node(
+        "Where",
+        [isnan, fill, x],
+        [operator.outputs[0].full_name],
+        name=scope.get_unique_operator_name("Where"),
+    )
+
+
+_TREE_DOUBLES = ("nodes_values", "nodes_hitrates", "base_values", "class_weights", "target_weights")
+
+
+def _double_trees(converter: Any) -> Any:
+    """A tree-ensemble converter that keeps thresholds, leaf values and base values in float64.
+
+    skl2onnx 1.20 computes them in float64 for float64 inputs but writes them as float32
+    attributes; ai.onnx.ml opset 3 has ``*_as_tensor`` attributes for doubles, and onnxruntime
+    then compares and sums in float64. The operator's own output is float32 (the spec), so it
+    is cast to the float64 output skl2onnx declared (|error| < 1e-7 for probabilities)."""
+    import onnx
+    from skl2onnx.common.data_types import guess_numpy_type
+
+    def convert(scope: Any, operator: Any, container: Any) -> None:
+        if guess_numpy_type(operator.inputs[0].type) != np.float64:
+            converter(scope, operator, container)
+            return
+        add_node = container.add_node
+
+        def add_tree_node(op_type: str, inputs: Any, outputs: Any, *args: Any, **attrs: Any) -> Any:
+            if not op_type.startswith("TreeEnsemble"):
+                return add_node(op_type, inputs, outputs, *args, **attrs)
+            for key in _TREE_DOUBLES:
+                if key in attrs:
+                    values = np.asarray(attrs.pop(key), dtype="float64")
+                    attrs[f"{key}_as_tensor"] = onnx.numpy_helper.from_array(values)
+            outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+            as_float = scope.get_unique_variable_name("float32_output")
+            add_node(op_type, inputs, [*outputs[:-1], as_float], *args, **attrs)
+            return add_node(
+                "Cast",
+                [as_float],
+                [outputs[-1]],
+                name=scope.get_unique_operator_name("Cast"),
+                to=onnx.TensorProto.DOUBLE,
+            )
+
+        container.add_node = add_tree_node
+        try:
+            converter(scope, operator, container, op_version=3)
+        finally:
+            del container.add_node
+
+    return convert
+
+
 @contextmanager
 def _patched_skl2onnx() -> Iterator[None]:
-    """skl2onnx 1.20 passes a Python bool for leaf nodes of HistGradientBoosting trees, which
-    onnx rejects (``ints`` attribute); coerce it to 0/1 while converting."""
-    from skl2onnx.common import tree_ensemble
+    """While converting: (1) skl2onnx 1.20 passes a Python bool for leaf nodes of
+    HistGradientBoosting trees, which onnx rejects (``ints`` attribute): coerce it to 0/1;
+    (2) numeric SimpleImputer in float64 (:func:`_convert_imputer`); (3) HistGradientBoosting
+    trees in float64 (:func:`_double_trees`)."""
+    from skl2onnx.common import _registration, tree_ensemble
+    from skl2onnx.operator_converters.random_forest import (
+        convert_sklearn_random_forest_classifier,
+        convert_sklearn_random_forest_regressor_converter,
+    )
 
     original = tree_ensemble.add_node
+    pool = _registration._converter_pool
+    saved = dict(pool)
+    trees = {
+        "SklearnHistGradientBoostingClassifier": convert_sklearn_random_forest_classifier,
+        "SklearnHistGradientBoostingRegressor": convert_sklearn_random_forest_regressor_converter,
+    }
 
     def add_node(*args: Any, nodes_missing_value_tracks_true: Any = 0, **kwargs: Any) -> Any:
         missing = int(nodes_missing_value_tracks_true)
         return original(*args, nodes_missing_value_tracks_true=missing, **kwargs)
 
     tree_ensemble.add_node = add_node
+    pool["SklearnSimpleImputer"] = _registration.RegisteredConverter(_convert_imputer, None)
+    for name, converter in trees.items():
+        options = pool[name].get_allowed_options()
+        pool[name] = _registration.RegisteredConverter(_double_trees(converter), options)
     try:
         yield
     finally:
         tree_ensemble.add_node = original
+        pool.update(saved)
 
 
 def _string_imputers(core: Any) -> Any:
@@ -66,12 +161,23 @@ def _string_imputers(core: Any) -> Any:
 
 
 def convert(core: Any, features: pd.DataFrame) -> bytes:
-    """skl2onnx conversion with one input per feature column (float or string)."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    """skl2onnx conversion with one input per feature column (float64 or string).
 
+    Float64 inputs with ai.onnx.ml opset 3 keep the trees' thresholds and leaf values in
+    double precision (``*_as_tensor`` attributes), as scikit-learn computes them; float32
+    inputs move rows that lie near a threshold to the other branch."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        StringTensorType,
+    )
+
+    estimator = core.steps[-1][1]
+    # scikit-learn's forests compare float32 copies of the inputs: give them float32
+    number = FloatTensorType if hasattr(estimator, "estimators_") else DoubleTensorType
     types = [
-        (c, FloatTensorType([None, 1]) if _is_numeric(features[c]) else StringTensorType([None, 1]))
+        (c, (number if _is_numeric(features[c]) else StringTensorType)([None, 1]))
         for c in features.columns
     ]
     core = _string_imputers(core)
@@ -87,17 +193,16 @@ def convert(core: Any, features: pd.DataFrame) -> bytes:
     return bytes(onx.SerializeToString())
 
 
-def feeds(features: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Column arrays for the ONNX graph: numbers as float32 (NaN for missing), strings as
+def feeds(features: pd.DataFrame, number: str = "float64") -> dict[str, np.ndarray]:
+    """Column arrays for the ONNX graph: numbers as ``number`` (NaN for missing), strings as
     objects ("" for missing)."""
     out: dict[str, np.ndarray] = {}
-    for c in features.columns:
-        s = features[c]
+    for c, s in features.items():
         if _is_numeric(s):
-            out[c] = s.to_numpy(dtype="float32", na_value=np.nan).reshape(-1, 1)
+            out[str(c)] = s.to_numpy(dtype=number, na_value=np.nan).reshape(-1, 1)
         else:
-            values = s.astype(object).where(s.notna(), "").to_numpy()
-            out[c] = np.array([str(v) for v in values], dtype=object).reshape(-1, 1)
+            values = s.to_numpy(dtype=object, na_value="")
+            out[str(c)] = np.array([str(v) for v in values], dtype=object).reshape(-1, 1)
     return out
 
 
@@ -113,13 +218,15 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
         self.outputs = [o.name for o in self.session.get_outputs()]
+        types = {i.type for i in self.session.get_inputs()}
+        self.number = "float32" if "tensor(float)" in types else "float64"
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        (proba,) = self.session.run([self.outputs[-1]], feeds(features))
+        (proba,) = self.session.run([self.outputs[-1]], feeds(features, self.number))
         return np.asarray(proba, dtype="float64")
 
     def predict(self, features: pd.DataFrame) -> np.ndarray:
-        (values,) = self.session.run([self.outputs[0]], feeds(features))
+        (values,) = self.session.run([self.outputs[0]], feeds(features, self.number))
         return np.asarray(values, dtype="float64").reshape(-1)
 
 
