@@ -1,21 +1,24 @@
 """`mlops monitor`: compare a current batch with the reference and say when to retrain.
 
 The reference is the held-out split as the evaluate stage scored it (data/reference/). A
-current batch comes from a CSV/Parquet file, a SQL query or the service's request log. Large
-batches are sampled (seeded; Parquet row by row without loading the file, other sources chunk
-by chunk) so memory stays bounded. The sample is checked against the data contract first:
-contract failures are reported apart from drift (exit 8). Then Evidently measures per-column
-drift, the share of drifted input columns and drift of the model's output; when the batch has
-labels, quality is compared with reports/metrics.json. Crossing a threshold of the ``monitor``
-section of params.yaml exits 7 ("retrain"). The summary is written in every case.
+current batch comes from a CSV/Parquet file, a SQL query or the service's request log (all of
+it, or its last hours). Large batches are sampled (seeded; Parquet row by row without loading
+the file, the other sources chunk by chunk through a reservoir) so memory stays bounded. The
+sample is checked against the data contract first: contract failures are reported apart from
+drift (exit 8). Then Evidently measures per-column drift, the share of drifted input columns
+and drift of the model's output; when the batch has labels, quality is compared with
+reports/metrics.json. Crossing a threshold of the ``monitor`` section of params.yaml exits 7
+("retrain"). The summary is written whenever the batch could be read.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from mlops_template.errors import BatchContractViolation, ConfigError, DataError
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 250_000  # rows per batch read from a large source
+LOG_CHUNK_ROWS = 50_000  # request-log rows per chunk (each row is parsed JSON: heavier)
 
 
 # --------------------------------------------------------------------------- reading
@@ -37,14 +41,32 @@ CHUNK_ROWS = 250_000  # rows per batch read from a large source
 
 @dataclass
 class Source:
-    """Where the current batch comes from: kind is file, sql or request_log."""
+    """Where the current batch comes from: kind is file, sql or request_log. A request log can
+    be cut to the rows logged since a time and served by one model version."""
 
     kind: str
     location: str = ""
     query: str = ""
+    since: datetime | None = None
+    model_version: str = ""
 
     def describe(self) -> str:
         return f"{self.kind}:{self.location}" if self.location else self.kind
+
+
+def parse_since(text: str) -> datetime:
+    """``--since``: an ISO time (UTC unless it says otherwise) or a look-back like 24h / 7d."""
+    ago = re.fullmatch(r"(\d+)([hd])", text.strip())
+    if ago:
+        hours = int(ago[1]) * (24 if ago[2] == "d" else 1)
+        return datetime.now(UTC) - timedelta(hours=hours)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r}: expected an ISO time (2026-05-01T00:00) or hours/days (24h, 7d)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def resolve_source(
@@ -52,8 +74,25 @@ def resolve_source(
     current: str | None = None,
     sql: bool = False,
     request_log: str | None = None,
+    since: datetime | None = None,
+    model_version: str | None = None,
 ) -> Source:
-    """Command-line choice (--current / --sql / --request-log) over params.yaml's monitor."""
+    """Command-line choice (--current / --sql / --request-log, --since, --model-version) over
+    params.yaml's monitor (window_hours and model_version apply to the request log only)."""
+    source = _pick_source(params, current, sql, request_log)
+    if source.kind != "request_log":
+        if since is not None or model_version:
+            raise ConfigError("--since and --model-version select rows of the request log only")
+        return source
+    m = params.monitor
+    if since is None and m.window_hours:
+        since = datetime.now(UTC) - timedelta(hours=m.window_hours)
+    source.since = since
+    source.model_version = m.model_version if model_version is None else model_version
+    return source
+
+
+def _pick_source(params: Params, current: str | None, sql: bool, request_log: str | None) -> Source:
     m = params.monitor
     if current:
         return Source("file", current)
@@ -132,10 +171,15 @@ def _sql_chunks(url: str, query: str) -> Iterator[pd.DataFrame]:
         yield from pd.read_sql_query(sqlalchemy.text(query), conn, chunksize=CHUNK_ROWS)
 
 
-def _request_log_chunks(path: str) -> Iterator[pd.DataFrame]:
-    from mlops_template.request_log import read_request_log
+def _request_log_chunks(source: Source) -> Iterator[pd.DataFrame]:
+    from mlops_template.request_log import iter_request_log
 
-    yield read_request_log(path)
+    yield from iter_request_log(
+        source.location,
+        since=source.since,
+        model_version=source.model_version,
+        chunk_rows=LOG_CHUNK_ROWS,
+    )
 
 
 def read_current(source: Source, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
@@ -153,11 +197,15 @@ def read_current(source: Source, columns: list[str], n: int, seed: int) -> tuple
         elif source.kind == "sql":
             frame, total = reservoir(_sql_chunks(source.location, source.query), n, seed)
         else:
-            frame, total = reservoir(_request_log_chunks(source.location), n, seed)
+            frame, total = reservoir(_request_log_chunks(source), n, seed)
     except DataError:
         raise
     except Exception as err:  # pandas, pyarrow, sqlalchemy and sqlite each raise their own
         raise DataError(f"{where}: cannot read the batch: {err}") from None
+    if total == 0:
+        window = f" logged since {source.since.isoformat()}" if source.since else ""
+        version = f" served by {source.model_version}" if source.model_version else ""
+        raise DataError(f"{where}: no rows{window}{version}")
     return frame[[c for c in frame.columns if c in columns]], total
 
 
