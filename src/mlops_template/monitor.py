@@ -546,6 +546,31 @@ def run(params: Params, source: Source) -> dict[str, Any]:
     return outcome.summary
 
 
+def preflight(source: Source) -> None:
+    """Can a run measure anything here? The deployed model and its reference must be in the
+    workspace (pulled from the DVC remote in CI: never retrained for the check) and the
+    source must be configured and, if local, exist. Raises DataError naming what is missing,
+    so a scheduled workflow can skip with a notice instead of failing every day."""
+    missing = [str(p) for p in (paths.MODEL, paths.MODEL_META, paths.REFERENCE) if not p.exists()]
+    problems = []
+    if missing:
+        problems.append(
+            f"no deployed model in the workspace ({', '.join(missing)} missing): configure a "
+            "DVC remote and `make dvc-pull`, or `make repro`"
+        )
+    local = source.kind != "sql" and "://" not in source.location
+    if source.kind == "sql" and not (source.location and source.query):
+        problems.append("monitor.sql.url / monitor.sql.query are empty")
+    elif local and not Path(source.location).exists():
+        problems.append(
+            f"current data {source.describe()} not found: point monitor.source / monitor.path "
+            "(or monitor.sql) at data this machine can reach"
+        )
+    if problems:
+        raise DataError("monitor preflight: " + "; ".join(problems))
+    log.info("monitor preflight: model, reference and %s are in place", source.describe())
+
+
 def finish(outcome: Outcome, source: str) -> None:
     """Log the verdict; raise the documented status (8 contract before 7 retrain)."""
     s = outcome.summary
