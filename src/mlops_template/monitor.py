@@ -197,7 +197,10 @@ def read_current(source: Source, columns: list[str], n: int, seed: int) -> tuple
         elif source.kind == "sql":
             frame, total = reservoir(_sql_chunks(source.location, source.query), n, seed)
         else:
-            frame, total = reservoir(_request_log_chunks(source), n, seed)
+            chunks = (
+                c[[x for x in c.columns if x in columns]] for c in _request_log_chunks(source)
+            )
+            frame, total = reservoir(chunks, n, seed)
     except DataError:
         raise
     except Exception as err:  # pandas, pyarrow, sqlalchemy and sqlite each raise their own
@@ -432,10 +435,13 @@ def monitor(
     params: MonitorParams,
     threshold: float = 0.5,
     total_rows: int | None = None,
+    served: pd.Series | None = None,
 ) -> Outcome:
-    """The pure core: contract check, drift, quality, decision. Writes nothing."""
-    from mlops_template.train import model_output
+    """The pure core: contract check, drift, quality, decision. Writes nothing.
 
+    ``served`` (aligned with ``current``): the model output the service logged for each row
+    (P(positive), label or value); prediction drift is then measured on what was served, not
+    on a re-scoring by the local model."""
     result = check_batch(current, contract)
     summary: dict[str, Any] = {
         "rows_total": int(total_rows if total_rows is not None else len(current)),
@@ -449,13 +455,21 @@ def monitor(
         return Outcome(summary, result.failures, None, [])
     cols = columns_for(contract, meta)
     valid = result.valid.reset_index(drop=True)
-    output = model_output(model, valid[meta["input_columns"]], meta["task"])
-    valid[cols.prediction] = prediction_column(output, meta)
+    labelled = meta["target"] in valid.columns
+    kept = served.loc[result.valid.index] if served is not None else None
+    use_served = kept is not None and bool(kept.notna().all())
+    output = score(model, valid, meta) if labelled or not use_served else None
+    if kept is not None and use_served:
+        valid[cols.prediction] = kept.to_numpy()
+    elif output is not None:  # nothing served (or not for every row): the local model's output
+        valid[cols.prediction] = prediction_column(output, meta)
+    summary["prediction_source"] = "served" if use_served else "model"
     drift = measure_drift(evidently_frame(valid, cols), evidently_frame(reference, cols),
                           cols, params)  # fmt: skip
-    labelled = meta["target"] in valid.columns
     qual = (
-        quality(valid, output, meta, baseline, params.quality_drop, threshold) if labelled else None
+        quality(valid, output, meta, baseline, params.quality_drop, threshold)
+        if labelled and output is not None
+        else None
     )
     reasons = retrain_reasons(drift, qual, params)
     status = "contract_violation" if not result.ok else ("retrain" if reasons else "ok")
@@ -469,6 +483,13 @@ def monitor(
         "quality": qual,
     }  # fmt: skip
     return Outcome(summary, result.failures, drift, reasons)
+
+
+def score(model: Any, frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
+    """The local model's output on the batch (for quality, or when nothing was served)."""
+    from mlops_template.train import model_output
+
+    return model_output(model, frame[meta["input_columns"]], meta["task"])
 
 
 def render_markdown(summary: dict[str, Any], source: str) -> str:
@@ -515,6 +536,17 @@ def write(outcome: Outcome, source: str) -> None:
     io.write_json(outcome.summary | {"source": source}, paths.MONITOR_SUMMARY)
 
 
+def _log_selection(source: Source, sample: pd.DataFrame) -> dict[str, Any]:
+    """Which rows of the log were monitored: window, version filter, versions in the sample."""
+    versions = sample["model_version"].value_counts() if "model_version" in sample else None
+    return {
+        "since": source.since.isoformat() if source.since else None,
+        "model_version": source.model_version or None,
+        "sampled_model_versions": {} if versions is None else {
+            str(k): int(v) for k, v in versions.items()},
+    }  # fmt: skip
+
+
 def load_reference(n: int, seed: int) -> pd.DataFrame:
     if not paths.REFERENCE.exists():
         raise DataError(f"{paths.REFERENCE}: no reference sample (run `dvc repro evaluate`)")
@@ -534,13 +566,19 @@ def run(params: Params, source: Source) -> dict[str, Any]:
     model, meta = load_model()
     baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else {}
     reference = load_reference(m.sample_rows, m.seed)
-    current, total = read_current(source, list(contract.columns), m.sample_rows, m.seed)
+    logged = [columns_for(contract, meta).prediction, "model_version"]
+    wanted = list(contract.columns) + (logged if source.kind == "request_log" else [])
+    current, total = read_current(source, wanted, m.sample_rows, m.seed)
     log.info("monitor: %d of %d rows from %s vs %d reference rows",
              len(current), total, source.describe(), len(reference))  # fmt: skip
+    served = current.get(logged[0]) if source.kind == "request_log" else None
     outcome = monitor(
-        current, reference, model=model, meta=meta, contract=contract, baseline=baseline,
-        params=m, threshold=params.evaluate.threshold, total_rows=total,
+        current[[c for c in current.columns if c in contract.columns]], reference, model=model,
+        meta=meta, contract=contract, baseline=baseline, params=m,
+        threshold=params.evaluate.threshold, total_rows=total, served=served,
     )  # fmt: skip
+    if source.kind == "request_log":
+        outcome.summary["request_log"] = _log_selection(source, current)
     write(outcome, source.describe())
     finish(outcome, source.describe())
     return outcome.summary

@@ -245,6 +245,35 @@ def test_request_log_of_real_server_is_monitored(
     assert summary["source"] == f"request_log:{log}"
     assert summary["contract"]["ok"] and summary["quality"] is None  # no labels in the log
     assert "amount" in summary["drift"]["drifted_columns"]
+    # prediction drift is measured on what the service answered, not on a local re-scoring
+    assert summary["prediction_source"] == "served"
+    versions = summary["request_log"]["sampled_model_versions"]
+    assert sum(versions.values()) == len(traffic) and len(versions) == 1
+    served_version = next(iter(versions))
+    assert _cli(setup["root"], monkeypatch, "--request-log", str(log),
+                "--model-version", served_version) == 7  # fmt: skip
+    assert _cli(setup["root"], monkeypatch, "--request-log", str(log),
+                "--model-version", "mlops_model:never-served") == 3  # fmt: skip
+    assert _cli(setup["root"], monkeypatch, "--request-log", str(log), "--since", "1h") == 7
+
+
+def test_prediction_drift_uses_the_served_output(
+    setup: dict[str, Any], large_reference: pd.DataFrame
+) -> None:
+    """Same inputs, but the service answered differently (another model version, a bug): the
+    served column drifts although the local model would have agreed with the reference."""
+    batch = generate_transactions(ROWS, seed=16).drop(columns=["is_fraud"])
+    params = setup["params"].monitor
+    kwargs = dict(model=setup["model"], meta=setup["meta"], contract=setup["contract"],
+                  baseline=setup["baseline"], params=params)  # fmt: skip
+    local = monitor(batch, large_reference, **kwargs)
+    assert local.summary["prediction_source"] == "model"
+    assert not local.summary["prediction_drift"]["drifted"]
+    served = pd.Series(0.9, index=batch.index)
+    out = monitor(batch, large_reference, served=served, **kwargs)
+    assert out.summary["prediction_source"] == "served"
+    assert out.summary["prediction_drift"]["drifted"] and out.summary["retrain"]
+    assert out.summary["drift"]["drifted_columns"] == []
 
 
 def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
