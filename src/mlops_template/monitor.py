@@ -308,7 +308,36 @@ def _drifted(score: float, method: str, threshold: float) -> bool:
 def measure_drift(
     current: pd.DataFrame, reference: pd.DataFrame, cols: Columns, params: MonitorParams
 ) -> Drift:
-    """Evidently's DataDriftPreset on the input columns plus ValueDrift on the model output."""
+    """Evidently's DataDriftPreset on the input columns plus ValueDrift on the model output.
+
+    A column with no value at all in the current sample (a broken feed) or in the reference
+    cannot be compared: Evidently raises on it. It is reported as drifted with no score and
+    left out of the Evidently run; anything else Evidently cannot handle is a DataError."""
+    empty = [c for c in cols.inputs if current[c].isna().all() or reference[c].isna().all()]
+    if current[cols.prediction].isna().all():
+        raise DataError(f"monitor: model output {cols.prediction} has no value in the batch")
+    measured = Columns([c for c in cols.numerical if c not in empty],
+                       [c for c in cols.categorical if c not in empty],
+                       cols.prediction, cols.prediction_numerical)  # fmt: skip
+    if not measured.inputs:
+        raise DataError(f"monitor: every input column is empty in the batch: {', '.join(empty)}")
+    try:
+        drift = _evidently(current, reference, measured, params)
+    except Exception as err:  # Evidently / scipy raise plain ValueError, TypeError, ...
+        raise DataError(f"monitor: Evidently could not measure drift: {err}") from err
+    for c in empty:
+        where = "current batch" if current[c].isna().all() else "reference"
+        drift.columns[c] = {"method": "empty", "score": None, "threshold": None,
+                            "drifted": True, "note": f"no value in the {where}"}  # fmt: skip
+        log.warning("monitor: column %s has no value in the %s: counted as drifted", c, where)
+    drift.drifted = sorted(c for c, v in drift.columns.items() if v["drifted"])
+    drift.share = round(len(drift.drifted) / len(drift.columns), 6)
+    return drift
+
+
+def _evidently(
+    current: pd.DataFrame, reference: pd.DataFrame, cols: Columns, params: MonitorParams
+) -> Drift:
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
@@ -366,11 +395,17 @@ def quality(
     frame: pd.DataFrame,
     output: np.ndarray,
     meta: dict[str, Any],
-    baseline: dict[str, float],
+    baseline: dict[str, float] | None,
     allowed: dict[str, float],
     threshold: float,
 ) -> dict[str, Any]:
     """Metrics on the labelled batch vs the evaluation metrics; a drop beyond ``allowed`` fails."""
+    if baseline is None and allowed:
+        raise DataError(
+            f"{paths.METRICS}: missing, so the labelled batch's quality has nothing to be compared "
+            "with (pull or reproduce the evaluate stage, or empty monitor.quality_drop)"
+        )
+    baseline = baseline or {}
     classes = np.asarray(meta["classes"]) if meta.get("classes") is not None else None
     current = metrics.score(meta["task"], frame[meta["target"]].to_numpy(), output, classes,
                             threshold)  # fmt: skip
@@ -431,7 +466,7 @@ def monitor(
     model: Any,
     meta: dict[str, Any],
     contract: Contract,
-    baseline: dict[str, float],
+    baseline: dict[str, float] | None,
     params: MonitorParams,
     threshold: float = 0.5,
     total_rows: int | None = None,
@@ -489,7 +524,10 @@ def score(model: Any, frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
     """The local model's output on the batch (for quality, or when nothing was served)."""
     from mlops_template.train import model_output
 
-    return model_output(model, frame[meta["input_columns"]], meta["task"])
+    try:
+        return model_output(model, frame[meta["input_columns"]], meta["task"])
+    except Exception as err:  # scikit-learn raises plain ValueError / TypeError
+        raise DataError(f"monitor: the model could not score the batch: {err}") from err
 
 
 def render_markdown(summary: dict[str, Any], source: str) -> str:
@@ -508,7 +546,8 @@ def render_markdown(summary: dict[str, Any], source: str) -> str:
             f"{summary['prediction_drift']['column']} (prediction)": summary["prediction_drift"]
         }
         for name, v in rows.items():
-            lines.append(f"| {name} | {v['method']} | {v['score']:.4f} | {v['drifted']} |")
+            score = "-" if v["score"] is None else f"{v['score']:.4f}"
+            lines.append(f"| {name} | {v['method']} | {score} | {v['drifted']} |")
     checks = (summary.get("quality") or {}).get("checks", {})
     if checks:
         lines += ["", "| metric | evaluation | this batch | drop | allowed |",
@@ -564,7 +603,7 @@ def run(params: Params, source: Source) -> dict[str, Any]:
     m = params.monitor
     contract = load_contract(params.data.contract)
     model, meta = load_model()
-    baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else {}
+    baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else None
     reference = load_reference(m.sample_rows, m.seed)
     logged = [columns_for(contract, meta).prediction, "model_version"]
     wanted = list(contract.columns) + (logged if source.kind == "request_log" else [])

@@ -212,3 +212,44 @@ def test_since_and_window_select_request_log_rows(raw_params: dict[str, Any]) ->
     assert datetime.now(UTC) - explicit.since < timedelta(hours=2, minutes=1)
     with pytest.raises(ConfigError, match="request log only"):
         resolve_source(params, current="b.csv", since=parse_since("2h"))
+
+
+def test_empty_column_is_reported_as_drifted_not_a_traceback() -> None:
+    """Evidently raises on a column with no value; a broken feed is drift, said plainly."""
+    from mlops_template.config import MonitorParams
+    from mlops_template.monitor import Columns, evidently_frame, measure_drift
+
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400),
+                        "c": rng.choice(["x", "y"], 400), "p": rng.random(400)})  # fmt: skip
+    cols = Columns(["a", "b"], ["c"], "p", True)
+    current = ref.sample(frac=1.0, random_state=1).assign(b=np.nan)
+    drift = measure_drift(evidently_frame(current, cols), evidently_frame(ref, cols), cols,
+                          MonitorParams())  # fmt: skip
+    assert drift.drifted == ["b"] and drift.share == pytest.approx(1 / 3)
+    assert drift.columns["b"]["note"] == "no value in the current batch"
+    assert not drift.columns["a"]["drifted"] and not drift.prediction["drifted"]
+    with pytest.raises(DataError, match="model output p has no value"):
+        measure_drift(evidently_frame(current.assign(p=np.nan), cols),
+                      evidently_frame(ref, cols), cols, MonitorParams())  # fmt: skip
+
+
+def test_quality_without_evaluation_metrics_names_the_file() -> None:
+    from mlops_template.monitor import quality
+
+    frame = pd.DataFrame({"y": [0, 1, 0, 1]})
+    meta = {"task": "binary", "target": "y", "classes": [0, 1]}
+    with pytest.raises(DataError, match=r"reports/metrics\.json: missing"):
+        quality(frame, np.array([0.1, 0.8, 0.3, 0.6]), meta, None, {"roc_auc": 0.05}, 0.5)
+    assert quality(frame, np.array([0.1, 0.8, 0.3, 0.6]), meta, None, {}, 0.5)["checks"] == {}
+
+
+def test_model_that_cannot_score_the_batch_is_a_data_error() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_template.monitor import score
+
+    model = LogisticRegression().fit(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}), [0, 0, 1, 1])
+    meta = {"task": "binary", "input_columns": ["x"]}
+    with pytest.raises(DataError, match="the model could not score the batch"):
+        score(model, pd.DataFrame({"x": ["not a number"]}), meta)
