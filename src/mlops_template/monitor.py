@@ -164,11 +164,17 @@ def _csv_chunks(path: str, columns: list[str]) -> Iterator[pd.DataFrame]:
 
 
 def _sql_chunks(url: str, query: str) -> Iterator[pd.DataFrame]:
+    """Server-side cursor (stream_results): without it, drivers such as psycopg buffer the
+    whole result in memory before pandas sees the first chunk."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url)
-    with engine.connect() as conn:
-        yield from pd.read_sql_query(sqlalchemy.text(query), conn, chunksize=CHUNK_ROWS)
+    try:
+        with engine.connect() as conn:
+            streaming = conn.execution_options(stream_results=True, max_row_buffer=CHUNK_ROWS)
+            yield from pd.read_sql_query(sqlalchemy.text(query), streaming, chunksize=CHUNK_ROWS)
+    finally:
+        engine.dispose()
 
 
 def _request_log_chunks(source: Source) -> Iterator[pd.DataFrame]:

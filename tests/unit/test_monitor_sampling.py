@@ -253,3 +253,31 @@ def test_model_that_cannot_score_the_batch_is_a_data_error() -> None:
     meta = {"task": "binary", "input_columns": ["x"]}
     with pytest.raises(DataError, match="the model could not score the batch"):
         score(model, pd.DataFrame({"x": ["not a number"]}), meta)
+
+
+def test_sql_batch_is_read_with_a_streaming_cursor(tmp_path: Path) -> None:
+    """stream_results asks server drivers (psycopg, mysqlclient) for a server-side cursor;
+    checked on the real execution context of every statement the reader sends."""
+    import sqlalchemy
+    from sqlalchemy.engine import Engine
+
+    from mlops_template.monitor import CHUNK_ROWS
+
+    url = f"sqlite:///{tmp_path / 'batch.db'}"
+    pd.DataFrame({"a": range(CHUNK_ROWS + 10)}).to_sql("t", sqlalchemy.create_engine(url),
+                                                       index=False)  # fmt: skip
+    seen: list[dict[str, Any]] = []
+
+    def record(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: Any
+    ) -> None:
+        if "FROM t" in statement:
+            seen.append(dict(context.execution_options))
+
+    sqlalchemy.event.listen(Engine, "before_cursor_execute", record)
+    try:
+        frame, total = read_current(Source("sql", url, "SELECT a FROM t"), ["a"], 100, seed=0)
+    finally:
+        sqlalchemy.event.remove(Engine, "before_cursor_execute", record)
+    assert total == CHUNK_ROWS + 10 and len(frame) == 100
+    assert seen and all(o.get("stream_results") for o in seen), seen
