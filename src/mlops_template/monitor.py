@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_template import io, metrics, paths
-from mlops_template.config import PVALUE_METHODS, MonitorParams, Params
+from mlops_template.config import PVALUE_METHODS, FeaturesParams, MonitorParams, Params
 from mlops_template.contract import Contract, check, describe_failures, load_contract
 from mlops_template.errors import BatchContractViolation, ConfigError, DataError, RetrainNeeded
 
@@ -276,6 +276,28 @@ def columns_for(contract: Contract, meta: dict[str, Any]) -> Columns:
     return Columns(num, cat, "prediction", meta["task"] == "regression")
 
 
+def derived_features(model: Any) -> tuple[FeaturesParams | None, list[str]]:
+    """The model's own feature spec and the derived columns worth a drift check of their own:
+    datetime parts (the timestamp itself is not compared, so "more night-time" shows only
+    here), ratios and aggregates (they combine columns). Log, power and bin transforms are
+    left out: each is a function of one input column whose drift is measured already."""
+    step = getattr(model, "named_steps", {}).get("features")
+    raw = getattr(step, "kw_args", None) or {}
+    if "spec" not in raw:
+        return None, []
+    spec = FeaturesParams.model_validate(raw["spec"])
+    names = [f"{d.column}_{part}" for d in spec.datetime for part in d.parts]
+    names += [r.name for r in spec.ratios] + [a.name for a in spec.aggregates]
+    return spec, [n for n in names if n not in spec.drop]
+
+
+def with_derived(frame: pd.DataFrame, spec: FeaturesParams, names: list[str]) -> pd.DataFrame:
+    from mlops_template.features import build_features
+
+    built = build_features(frame, spec)
+    return frame.assign(**{n: pd.to_numeric(built[n], errors="coerce") for n in names})
+
+
 def prediction_column(output: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     """What the reference stores for the output: P(positive), the class label or the value."""
     if meta["task"] == "multiclass":
@@ -448,7 +470,7 @@ def retrain_reasons(drift: Drift, qual: dict[str, Any] | None, params: MonitorPa
     if drift.share >= params.drift_share:
         reasons.append(
             f"drift share {drift.share:.2f} >= {params.drift_share:.2f} "
-            f"({k} of {n} input columns drifted: {', '.join(drift.drifted)})"
+            f"({k} of {n} columns drifted: {', '.join(drift.drifted)})"
         )
     p = drift.prediction
     if params.prediction_drift and p["drifted"]:
@@ -505,6 +527,14 @@ def monitor(
     elif output is not None:  # nothing served (or not for every row): the local model's output
         valid[cols.prediction] = prediction_column(output, meta)
     summary["prediction_source"] = "served" if use_served else "model"
+    spec, derived = derived_features(model) if params.derived_features else (None, [])
+    if spec is not None and derived:
+        valid, reference = (
+            with_derived(valid, spec, derived),
+            with_derived(reference, spec, derived),
+        )
+        cols = Columns(cols.numerical + derived, cols.categorical, cols.prediction,
+                       cols.prediction_numerical)  # fmt: skip
     drift = measure_drift(evidently_frame(valid, cols), evidently_frame(reference, cols),
                           cols, params)  # fmt: skip
     qual = (

@@ -93,6 +93,9 @@ def test_drift_on_shifted_batch_not_on_same_distribution(
     assert shifted.summary["status"] == "retrain"
     assert drift["share"] >= 0.3
     assert {"amount", "merchant_category", "is_foreign"} <= set(drift["drifted_columns"])
+    # more night-time traffic shows only in the feature function's derived columns
+    assert "timestamp_is_night" in drift["drifted_columns"]
+    assert {"timestamp_hour", "timestamp_weekday", "amount_per_recent_txn"} <= set(drift["columns"])
     assert shifted.summary["prediction_drift"]["drifted"]
     # Evidently's own drifted-column share agrees with the per-column verdicts we report.
     assert drift["share"] == pytest.approx(len(drift["drifted_columns"]) / len(drift["columns"]))
