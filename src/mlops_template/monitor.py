@@ -135,14 +135,18 @@ def reservoir(chunks: Iterable[pd.DataFrame], n: int, seed: int) -> tuple[pd.Dat
 
 def sample_parquet(path: str, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
     """Seeded sample of ``n`` rows of a Parquet file, reading only ``columns``, batch by batch."""
+    if "://" not in path:
+        return _sample_parquet(path, columns, n, seed)
+    import fsspec
+
+    with fsspec.open(path, "rb") as handle:
+        return _sample_parquet(handle, columns, n, seed)
+
+
+def _sample_parquet(handle: Any, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    handle: Any = path
-    if "://" in path:
-        import fsspec
-
-        handle = fsspec.open(path, "rb").open()
     pf = pq.ParquetFile(handle)
     total = pf.metadata.num_rows
     wanted = [c for c in pf.schema_arrow.names if c in columns]

@@ -281,3 +281,18 @@ def test_sql_batch_is_read_with_a_streaming_cursor(tmp_path: Path) -> None:
         sqlalchemy.event.remove(Engine, "before_cursor_execute", record)
     assert total == CHUNK_ROWS + 10 and len(frame) == 100
     assert seen and all(o.get("stream_results") for o in seen), seen
+
+
+def test_sample_parquet_from_a_url_closes_its_handle(parquet: Path) -> None:
+    import os
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for _ in range(5):
+        a, total = sample_parquet(parquet.as_uri(), ["i"], 100, seed=2)
+    assert total == 50_000 and len(a) == 100
+    assert open_fds() == before
+    local, _ = sample_parquet(str(parquet), ["i"], 100, seed=2)
+    pd.testing.assert_frame_equal(a, local)
