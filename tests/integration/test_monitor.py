@@ -24,6 +24,7 @@ from mlops_template.evaluate import load_model
 from mlops_template.monitor import Outcome, monitor
 from mlops_template.synthetic import generate_transactions
 from tests.integration.test_serving import _records, _serve, project  # noqa: F401
+from tests.repo import ROOT, make_repo, run, write_params
 
 pytestmark = pytest.mark.integration
 ROWS = 10_000
@@ -298,3 +299,53 @@ def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
     labels = {k for name, lbl in samples if name in metric_names(dashboard)
               for k in re.findall(r"(\w+)=", lbl)}  # fmt: skip
     assert label_names(dashboard) <= labels, label_names(dashboard) - labels
+
+
+def _readme_demo() -> list[str]:
+    """The commands of README "Monitoring"'s demo block, as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Monitoring") :]
+    block = section[section.index("Demo with the synthetic") :]
+    block = block[block.index("```bash") + len("```bash") : block.index("```", 10)]
+    return [line.split("#")[0].strip() for line in block.strip().splitlines()]
+
+
+def test_readme_demo_and_the_dvc_stage(
+    setup: dict[str, Any], large_reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The README demo in a real git + DVC copy of the template holding a trained model and a
+    default-size reference: exit 0 on the same world, 7 on the drifted one; then the monitor
+    stage of monitoring/dvc.yaml run by `dvc repro` on its own (its upstream is the training
+    pipeline, reproduced elsewhere)."""
+    repo = make_repo(tmp_path / "repo")
+    for rel in ("models/model.joblib", "models/model.json", "reports/metrics.json"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(setup["root"] / rel, repo / rel)
+    (repo / "data/reference").mkdir(parents=True)
+    large_reference.to_parquet(repo / "data/reference/reference.parquet")
+
+    commands = _readme_demo()
+    assert [c.split()[:4] for c in commands] == [["uv", "run", "mlops", "synth"],
+        ["uv", "run", "mlops", "monitor"]] * 2  # fmt: skip
+    codes = []
+    for command in commands:  # `uv run` would build a new venv here: run ours directly
+        done = run(repo, "bash", "-c", command.removeprefix("uv run "), check=False)
+        codes.append(done.returncode)
+        if "|| echo" in command:
+            assert done.stdout.strip() == "exit 7", done.stderr[-2000:]
+    assert codes == [0, 0, 0, 0], codes
+    summary = json.loads((repo / "reports/monitoring/summary.json").read_text())
+    assert summary["status"] == "retrain" and summary["rows_total"] == 50_000
+
+    write_params(repo, {"monitor": {"source": "file", "path": "batch.parquet"}})
+    done = run(repo, "dvc", "repro", "--single-item", "monitoring/dvc.yaml")
+    assert "Running stage 'monitoring/dvc.yaml:monitor'" in done.stdout, done.stdout
+    summary = json.loads((repo / "reports/monitoring/summary.json").read_text())
+    assert summary["status"] == "ok" and summary["source"] == "file:batch.parquet"
+    assert (repo / "reports/monitoring/report.html").stat().st_size > 100_000
+    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
+    flat = json.dumps(shown)
+    assert "reports/monitoring/summary.json" in flat and '"rows_total": 50000' in flat
+    write_params(repo, {"monitor": {"path": "drifted.parquet"}})
+    failed = run(repo, "dvc", "repro", "--single-item", "monitoring/dvc.yaml", check=False)
+    assert failed.returncode != 0 and "retrain: drift share" in failed.stderr + failed.stdout
