@@ -9,12 +9,12 @@ set -uo pipefail
 output=${GITHUB_OUTPUT:-/dev/null}
 summary=${GITHUB_STEP_SUMMARY:-/dev/null}
 
-if message=$("$@" 2>&1); then
+message=$("$@" 2>&1) && code=0 || code=$?
+if [[ $code == 0 ]]; then
   echo "ready=true" >>"$output"
   echo "monitor-preflight: ready"
   exit 0
 fi
-code=$?
 if [[ $code != 3 ]]; then
   printf '%s\n' "$message" >&2
   exit "$code"

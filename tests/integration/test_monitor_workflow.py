@@ -107,6 +107,8 @@ PREFLIGHT = ROOT / ".github/scripts/monitor-preflight.sh"
 
 def _preflight(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProcess[str], str, str]:
     out, summary = tmp_path / "output", tmp_path / "summary"
+    out.unlink(missing_ok=True)
+    summary.unlink(missing_ok=True)
     done = subprocess.run(
         ["bash", str(PREFLIGHT), *command], cwd=tmp_path, capture_output=True, text=True,
         env=env() | {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}, timeout=60,

@@ -188,7 +188,7 @@ def test_request_log_batch_is_sampled_and_windowed(tmp_path: Path) -> None:
     source = Source("request_log", str(path), since=cut)
     frame, total = read_current(source, ["transaction_id"], 1_000, seed=1)
     assert total == 100 and frame["transaction_id"].min() == 300
-    with pytest.raises(DataError, match=r"no rows logged since .* served by m:9"):
+    with pytest.raises(DataError, match=r"no rows served by m:9"):
         read_current(Source("request_log", str(path), model_version="m:9"), ["a"], 5, seed=0)
 
 
@@ -198,7 +198,8 @@ def test_since_and_window_select_request_log_rows(raw_params: dict[str, Any]) ->
     from mlops_template.monitor import parse_since
 
     assert parse_since("2026-05-01T00:00") == datetime(2026, 5, 1, tzinfo=UTC)
-    ago = datetime.now(UTC) - parse_since("7d")
+    since = parse_since("7d")
+    ago = datetime.now(UTC) - since
     assert timedelta(days=7) <= ago < timedelta(days=7, minutes=1)
     with pytest.raises(ConfigError, match="--since 'yesterday'"):
         parse_since("yesterday")
