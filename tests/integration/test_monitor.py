@@ -209,8 +209,10 @@ def test_html_report_renders_in_headless_chromium(
     assert "Dataset Drift" in text
     drifted = len(summary["drift"]["drifted_columns"])
     assert f"{drifted} out of {len(summary['drift']['columns'])}" in text
-    for column in summary["drift"]["columns"]:
-        assert column in text
+    columns = summary["drift"]["columns"]
+    assert f"{len(columns)} Columns {drifted} Drifted Columns" in text
+    shown = [c for c in columns if c in text]  # the table pages 10 columns at a time
+    assert len(shown) >= min(10, len(columns)), shown
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +308,8 @@ def _readme_demo() -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text[text.index("## Monitoring") :]
     block = section[section.index("Demo with the synthetic") :]
-    block = block[block.index("```bash") + len("```bash") : block.index("```", 10)]
+    start = block.index("```bash") + len("```bash")
+    block = block[start : block.index("```", start)]
     return [line.split("#")[0].strip() for line in block.strip().splitlines()]
 
 
@@ -314,38 +317,32 @@ def test_readme_demo_and_the_dvc_stage(
     setup: dict[str, Any], large_reference: pd.DataFrame, tmp_path: Path
 ) -> None:
     """The README demo in a real git + DVC copy of the template holding a trained model and a
-    default-size reference: exit 0 on the same world, 7 on the drifted one; then the monitor
-    stage of monitoring/dvc.yaml run by `dvc repro` on its own (its upstream is the training
-    pipeline, reproduced elsewhere)."""
-    repo = make_repo(tmp_path / "repo")
+    default-size reference: the drifted batch exits 7; the same-world batch exits 0 through the
+    monitor stage of monitoring/dvc.yaml, run by `dvc repro` on its own (its upstream is the
+    training pipeline, reproduced elsewhere). That stage runs the demo's `mlops monitor` on
+    the same file (monitor.path instead of --current), saving one slow process."""
+    repo = make_repo(tmp_path / "repo", {"monitor": {"sample_rows": 10_000}})  # faster runs
     for rel in ("models/model.joblib", "models/model.json", "reports/metrics.json"):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(setup["root"] / rel, repo / rel)
     (repo / "data/reference").mkdir(parents=True)
     large_reference.to_parquet(repo / "data/reference/reference.parquet")
 
-    commands = _readme_demo()
-    assert [c.split()[:4] for c in commands] == [["uv", "run", "mlops", "synth"],
-        ["uv", "run", "mlops", "monitor"]] * 2  # fmt: skip
-    codes = []
-    for command in commands:  # `uv run` would build a new venv here: run ours directly
-        done = run(repo, "bash", "-c", command.removeprefix("uv run "), check=False)
-        codes.append(done.returncode)
-        if "|| echo" in command:
-            assert done.stdout.strip() == "exit 7", done.stderr[-2000:]
-    assert codes == [0, 0, 0, 0], codes
+    synth, same, synth_drifted, drifted = _readme_demo()
+    assert same == "uv run mlops monitor --current batch.parquet"
+    for command in (synth, synth_drifted, drifted):  # `uv run` would build a venv here: ours
+        done = run(repo, "bash", "-c", command.removeprefix("uv run "))
+    assert done.stdout.strip() == "exit 7", done.stderr[-2000:]
     summary = json.loads((repo / "reports/monitoring/summary.json").read_text())
     assert summary["status"] == "retrain" and summary["rows_total"] == 50_000
+    assert summary["source"] == "file:drifted.parquet"
 
     write_params(repo, {"monitor": {"source": "file", "path": "batch.parquet"}})
     done = run(repo, "dvc", "repro", "--single-item", "monitoring/dvc.yaml")
     assert "Running stage 'monitoring/dvc.yaml:monitor'" in done.stdout, done.stdout
     summary = json.loads((repo / "reports/monitoring/summary.json").read_text())
     assert summary["status"] == "ok" and summary["source"] == "file:batch.parquet"
+    assert summary["rows_total"] == 50_000 and summary["drift"]["drifted_columns"] == []
     assert (repo / "reports/monitoring/report.html").stat().st_size > 100_000
-    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
-    flat = json.dumps(shown)
-    assert "reports/monitoring/summary.json" in flat and '"rows_total": 50000' in flat
-    write_params(repo, {"monitor": {"path": "drifted.parquet"}})
-    failed = run(repo, "dvc", "repro", "--single-item", "monitoring/dvc.yaml", check=False)
-    assert failed.returncode != 0 and "retrain: drift share" in failed.stderr + failed.stdout
+    shown = json.dumps(json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout))
+    assert "reports/monitoring/summary.json" in shown and '"rows_total": 50000' in shown
