@@ -118,6 +118,7 @@ def render_logs(results: list[dict], repeats: int) -> list[str]:
         "order; JSONL: line by line), every record's JSON is parsed, and the chunks feed the",
         f"seeded reservoir of `monitor.sample_rows` rows. Median of {repeats} run(s).",
         "",
+        describe(("evidently",)),
         "| log | records | file (MiB) | sampled | wall (s) | peak RSS (GiB) | drift share | "
         "prediction from | exit |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
@@ -129,6 +130,12 @@ def render_logs(results: list[dict], repeats: int) -> list[str]:
             f"{r['code']} |"
         )
     return lines
+
+
+def previous_batches(output: Path) -> str:
+    """With no --rows, keep the batch section (and its machine table) of the last report."""
+    old = output.read_text() if output.exists() else ""
+    return old.split("\n## Request log")[0].rstrip("\n") + "\n" if old else render([], 0)
 
 
 def render(results: list[dict], repeats: int) -> str:
@@ -213,7 +220,8 @@ def main() -> None:
                       f"{r['rss_gib']:5.2f} GiB", flush=True)  # fmt: skip
                 path.unlink()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    text = render(results, args.repeats) + "\n".join(render_logs(logs, args.repeats))
+    head = render(results, args.repeats) if results else previous_batches(Path(args.output))
+    text = head + "\n".join(render_logs(logs, args.repeats))
     Path(args.output).write_text(text.rstrip("\n") + "\n")
     print(f"wrote {args.output}")
 
