@@ -112,11 +112,14 @@ promote: install ## Registry alias champion -> the trained model version (models
 
 rollback: install ## Registry alias champion -> the previous champion; prints the image to redeploy
 	$(RUN) mlops rollback
-.PHONY: monitor monitor-alert
+.PHONY: monitor monitor-alert monitor-preflight
+# Monitors the model in the workspace as it is (pulled in CI: the deployed one); never retrains.
 monitor: install ## Monitor the configured batch vs the reference (MONITOR_ARGS="--current FILE"); fails on drift
-	$(RUN) dvc repro evaluate
 	rm -f reports/monitoring/summary.json
 	$(RUN) mlops monitor $(MONITOR_ARGS)
 
 monitor-alert: ## After a failed monitor: open/update the drift issue, dispatch retraining (CI, needs gh)
 	.github/scripts/monitor-alert.sh
+
+monitor-preflight: install ## Can the monitor measure here (model, reference, source)? Else a CI notice
+	.github/scripts/monitor-preflight.sh $(RUN) mlops monitor --preflight $(MONITOR_ARGS)

@@ -1,13 +1,16 @@
-"""Benchmark `mlops monitor` on 100k, 1M and 10M-row current batches against the reference.
+"""Benchmark `mlops monitor` on 100k, 1M and 10M-row current batches against the reference,
+and on a 1M-row request log (SQLite and JSONL) as the service writes it.
 
 The batches (drifted synthetic transactions, Parquet) are generated once, chunk by chunk, in a
-temporary folder. Each run is a fresh `mlops monitor --current FILE` process in a copy of the
-trained project (model, reference, metrics), timed from outside; peak RSS is the kernel's
-maximum resident set of that process (os.wait4). Writes reports/benchmarks/monitoring.md.
+temporary folder; the logs are written by the service's own RequestLog (rows, predictions of
+the trained model, model version). Each run is a fresh `mlops monitor --current FILE` (or
+`--request-log FILE`) process in a copy of the trained project (model, reference, metrics),
+timed from outside; peak RSS is the kernel's maximum resident set of that process (os.wait4).
+Writes reports/benchmarks/monitoring.md.
 
     uv run dvc repro evaluate                     # a trained model and its reference first
-    uv run python bench/monitoring.py             # 100k, 1M, 10M rows, 3 runs each
-    uv run python bench/monitoring.py --rows 100000 --repeats 1
+    uv run python bench/monitoring.py             # 100k, 1M, 10M rows; 1M-row logs; 3 runs each
+    uv run python bench/monitoring.py --rows 100000 --log-rows 100000 --repeats 1
 """
 
 from __future__ import annotations
@@ -59,13 +62,40 @@ def project(workdir: Path) -> None:
         shutil.copy2(ROOT / name, workdir / name)
 
 
-def run_monitor(workdir: Path, batch: Path) -> dict:
+def write_log(path: Path, rows: int, workdir: Path) -> None:
+    """A drifted request log of ``rows`` scored records, written by the service's RequestLog
+    (1,000 records per request, the trained model's probabilities)."""
+    import joblib
+
+    from mlops_template.request_log import RequestLog
+
+    model = joblib.load(workdir / "models/model.joblib")
+    log = RequestLog(path, max_queue=100_000)
+    for i, start in enumerate(range(0, rows, CHUNK)):
+        frame = generate_transactions(min(CHUNK, rows - start), seed=2000 + i, drift="shifted")
+        frame["transaction_id"] += start
+        inputs = frame.drop(columns=["is_fraud"])
+        proba = model.predict_proba(inputs)[:, 1]
+        columns = {c: inputs[c].astype(object).where(inputs[c].notna(), None).tolist()
+                   for c in inputs}  # fmt: skip
+        columns["timestamp"] = [t.isoformat() for t in inputs["timestamp"]]
+        for lo in range(0, len(inputs), 1_000):
+            preds = [{"prediction": int(p >= 0.5), "probabilities": {"0": 1 - p, "1": p}}
+                     for p in proba[lo : lo + 1_000].tolist()]  # fmt: skip
+            log.append(f"r{start + lo}", "mlops_model:bench",
+                       {c: v[lo : lo + 1_000] for c, v in columns.items()}, preds)  # fmt: skip
+        log.flush(timeout=600)
+    if log.errors or log.dropped:
+        raise SystemExit(f"request log: {log.errors} write errors, {log.dropped} rows dropped")
+
+
+def run_monitor(workdir: Path, batch: Path, flag: str = "--current") -> dict:
     """One `mlops monitor` process: wall seconds, peak RSS (GiB), exit status, summary."""
     env = dict(os.environ, DO_NOT_TRACK="1", MLFLOW_DISABLE_TELEMETRY="true")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     start = time.perf_counter()
     with open(workdir / "monitor.log", "w") as log:
-        proc = subprocess.Popen(["mlops", "monitor", "--current", str(batch)], cwd=workdir,
+        proc = subprocess.Popen(["mlops", "monitor", flag, str(batch)], cwd=workdir,
                                 env=env, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -74,6 +104,38 @@ def run_monitor(workdir: Path, batch: Path) -> dict:
         raise SystemExit(f"monitor exited {code}:\n{(workdir / 'monitor.log').read_text()[-3000:]}")
     summary = json.loads((workdir / "reports/monitoring/summary.json").read_text())
     return {"seconds": wall, "rss_gib": usage.ru_maxrss / 2**20, "code": code, "summary": summary}
+
+
+def render_logs(results: list[dict], repeats: int) -> list[str]:
+    if not results:
+        return []
+    lines = [
+        "",
+        "## Request log",
+        "",
+        "`mlops monitor --request-log FILE` on a drifted log written by the service's",
+        "RequestLog. The log is read in chunks of 50,000 records (SQLite: a cursor in rowid",
+        "order; JSONL: line by line), every record's JSON is parsed, and the chunks feed the",
+        f"seeded reservoir of `monitor.sample_rows` rows. Median of {repeats} run(s).",
+        "",
+        describe(("evidently",)),
+        "| log | records | file (MiB) | sampled | wall (s) | peak RSS (GiB) | drift share | "
+        "prediction from | exit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['format']} | {r['rows']:,} | {r['mib']:.0f} | {r['sampled']:,} | "
+            f"{r['seconds']:.1f} | {r['rss_gib']:.2f} | {r['share']:.2f} | {r['source']} | "
+            f"{r['code']} |"
+        )
+    return lines
+
+
+def previous_batches(output: Path) -> str:
+    """With no --rows, keep the batch section (and its machine table) of the last report."""
+    old = output.read_text() if output.exists() else ""
+    return old.split("\n## Request log")[0].rstrip("\n") + "\n" if old else render([], 0)
 
 
 def render(results: list[dict], repeats: int) -> str:
@@ -92,6 +154,10 @@ def render(results: list[dict], repeats: int) -> str:
         "between sizes are within the noise of a shared machine (see the load average).",
         "",
         describe(("evidently",)),
+    ]
+    if not results:
+        return "\n".join(lines) + "\n"
+    lines += [
         "| rows | file (MiB) | sampled | wall (s) | peak RSS (GiB) | drift share | exit | target |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -110,7 +176,9 @@ def render(results: list[dict], repeats: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--rows", type=int, nargs="*", default=[100_000, 1_000_000, 10_000_000])
+    parser.add_argument("--log-rows", type=int, nargs="*", default=[1_000_000])
+    parser.add_argument("--log-formats", nargs="*", default=["db", "jsonl"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default=str(ROOT / "reports/benchmarks/monitoring.md"))
     args = parser.parse_args()
@@ -133,8 +201,28 @@ def main() -> None:
             r = results[-1]
             print(f"{rows:>11,} rows  {r['seconds']:7.1f} s  {r['rss_gib']:5.2f} GiB", flush=True)
             batch.unlink()
+        logs = []
+        for rows in args.log_rows:
+            for fmt in args.log_formats:
+                path = workdir / f"requests_{rows}.{fmt}"
+                write_log(path, rows, workdir)
+                runs = [run_monitor(workdir, path, "--request-log") for _ in range(args.repeats)]
+                summary = runs[-1]["summary"]
+                logs.append({
+                    "format": fmt, "rows": rows, "mib": path.stat().st_size / 2**20,
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "rss_gib": statistics.median(r["rss_gib"] for r in runs),
+                    "code": runs[-1]["code"], "sampled": summary["rows_sampled"],
+                    "share": summary["drift"]["share"], "source": summary["prediction_source"],
+                })  # fmt: skip
+                r = logs[-1]
+                print(f"{fmt:>5} log {rows:>9,} rows  {r['seconds']:7.1f} s  "
+                      f"{r['rss_gib']:5.2f} GiB", flush=True)  # fmt: skip
+                path.unlink()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(render(results, args.repeats))
+    head = render(results, args.repeats) if results else previous_batches(Path(args.output))
+    text = head + "\n".join(render_logs(logs, args.repeats))
+    Path(args.output).write_text(text.rstrip("\n") + "\n")
     print(f"wrote {args.output}")
 
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # After a failed `make monitor`: open the one open monitoring issue or comment on it (never a
-# duplicate), then dispatch the retraining workflow when DISPATCH_RETRAIN=true and the status
-# is "retrain". Needs `gh` with GH_TOKEN (issues: write; actions: write to dispatch).
+# duplicate), then dispatch the retraining workflow when DISPATCH_RETRAIN=true and the summary
+# says retrain (also when the batch broke the contract too: status contract_violation hides
+# a crossed drift/quality threshold, `retrain` does not). Needs `gh` with GH_TOKEN
+# (issues: write; actions: write to dispatch).
 # Exit 1 when there is no summary: the monitor failed before measuring (config, missing model).
 set -euo pipefail
 
@@ -13,7 +15,8 @@ if [[ ! -f $summary ]]; then
   echo "monitor-alert: no $summary: the monitor failed before measuring (see its log)" >&2
   exit 1
 fi
-status=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["status"])' "$summary")
+read -r status retrain < <(python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))
+print(s["status"], str(s.get("retrain", False)).lower())' "$summary")
 if [[ $status == ok ]]; then
   echo "monitor-alert: status ok, nothing to report"
   exit 0
@@ -36,7 +39,7 @@ else
   gh issue create --title "Model monitoring: $status" --label "$label" --body-file "$body"
 fi
 
-if [[ $status == retrain && ${DISPATCH_RETRAIN:-false} == true ]]; then
+if [[ $retrain == true && ${DISPATCH_RETRAIN:-false} == true ]]; then
   gh workflow run "${RETRAIN_WORKFLOW:-main.yml}" --ref "${RETRAIN_REF:-main}"
   echo "monitor-alert: dispatched ${RETRAIN_WORKFLOW:-main.yml}"
 fi

@@ -108,10 +108,17 @@ def _rollback(args: argparse.Namespace) -> None:
 
 def _monitor(args: argparse.Namespace) -> None:
     """Drift / quality / contract check of a current batch against the reference."""
-    from mlops_template.monitor import resolve_source, run
+    from mlops_template.monitor import parse_since, preflight, resolve_source, run
 
     params = load_params(args.params)
-    run(params, resolve_source(params, args.current, args.sql, args.request_log))
+    since = parse_since(args.since) if args.since else None
+    source = resolve_source(
+        params, args.current, args.sql, args.request_log, since, args.model_version
+    )
+    if args.preflight:
+        preflight(source)
+    else:
+        run(params, source)
 
 
 def _synth(args: argparse.Namespace) -> None:
@@ -173,6 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--request-log", nargs="?", const="", metavar="PATH",
         help="the service's request log (default: serve.request_log)",
+    )  # fmt: skip
+    mon.add_argument(
+        "--since", metavar="WHEN",
+        help="request log: rows logged since an ISO time or for the last 24h / 7d "
+        "(default: monitor.window_hours)",
+    )  # fmt: skip
+    mon.add_argument(
+        "--model-version", metavar="TAG",
+        help="request log: rows served by this model version (default: monitor.model_version)",
+    )  # fmt: skip
+    mon.add_argument(
+        "--preflight", action="store_true",
+        help="only check that the model, reference and source are in place (exit 3 if not)",
     )  # fmt: skip
     mon.set_defaults(func=_monitor)
 

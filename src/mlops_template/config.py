@@ -303,6 +303,9 @@ class MonitorParams(Section):
     drift_share: float = Field(0.3, gt=0, le=1)  # retrain when this share of columns drifts
     prediction_drift: bool = True  # a drifted prediction column alone also says retrain
     quality_drop: dict[str, Annotated[float, Field(ge=0)]] = {}  # metric -> allowed drop
+    window_hours: int = Field(0, ge=0)  # request log: only the last N hours (0 = all of it)
+    model_version: str = ""  # request log: only rows served by this version ("" = all)
+    derived_features: bool = True  # also drift-check datetime parts, ratios, aggregates
 
     @model_validator(mode="after")
     def _source_needs_location(self) -> MonitorParams:

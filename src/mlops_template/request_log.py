@@ -16,6 +16,7 @@ import os
 import queue
 import sqlite3
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -136,43 +137,94 @@ class RequestLog:
                 log.exception("request log: could not write %d rows to %s", len(item[4]), self.path)
 
 
-def _raw(path: Path) -> pd.DataFrame:
-    if path.suffix == ".jsonl":
-        with open(path, "rb") as fh:
-            lines = [orjson.loads(line) for line in fh if line.strip()]
-        return pd.DataFrame(
-            {
-                "request_id": [x["request_id"] for x in lines],
-                "logged_at": [x["logged_at"] for x in lines],
-                "model_version": [x["model_version"] for x in lines],
-                "record": [x["record"] for x in lines],
-                "prediction": [x["prediction"] for x in lines],
-            }
-        )
-    with sqlite3.connect(path) as conn:
-        raw = pd.read_sql_query("SELECT * FROM requests ORDER BY rowid", conn)
-    raw["record"] = [json.loads(r) for r in raw["record"]]
-    raw["prediction"] = [json.loads(p) for p in raw["prediction"]]
-    return raw
+_FIELDS = ("request_id", "logged_at", "model_version", "record", "prediction")
 
 
-def read_request_log(path: str | Path) -> pd.DataFrame:
-    """One row per scored record: input columns, prediction, proba_<class>, model_version,
-    request_id, logged_at (UTC)."""
+def _sqlite_rows(path: Path, since: str, version: str, size: int) -> Iterator[list[tuple]]:
+    """Rows in insertion order, ``size`` at a time: the cursor streams, the log is never
+    loaded whole. ``logged_at`` is ISO-8601 UTC text, so a string comparison is a time one."""
+    where, args = [], []
+    if since:
+        where.append("logged_at >= ?")
+        args.append(since)
+    if version:
+        where.append("model_version = ?")
+        args.append(version)
+    sql = f"SELECT {', '.join(_FIELDS)} FROM requests"
+    sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+    conn = sqlite3.connect(path)
+    try:
+        cursor = conn.execute(sql, args)
+        while rows := cursor.fetchmany(size):
+            yield [(i, t, v, orjson.loads(r), orjson.loads(p)) for i, t, v, r, p in rows]
+    finally:
+        conn.close()
+
+
+def _jsonl_rows(path: Path, since: str, version: str, size: int) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    with open(path, "rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            x = orjson.loads(line)
+            if (since and x["logged_at"] < since) or (version and x["model_version"] != version):
+                continue
+            batch.append(tuple(x[f] for f in _FIELDS))
+            if len(batch) == size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
+    """Parsed log rows -> the columns of :func:`read_request_log`."""
+    index = pd.RangeIndex(len(rows))
+    records = pd.DataFrame([r[3] for r in rows], index=index)
+    preds = [dict(r[4]) for r in rows]
+    probas = pd.DataFrame([p.pop("probabilities", None) or {} for p in preds], index=index)
+    preds_frame = pd.DataFrame(preds, index=index).drop(columns=["model_version"], errors="ignore")
+    out = pd.concat([records, preds_frame, probas.add_prefix("proba_")], axis=1)
+    out["model_version"] = [r[2] for r in rows]
+    out["request_id"] = [r[0] for r in rows]
+    out["logged_at"] = pd.to_datetime([r[1] for r in rows], utc=True, format="ISO8601")
+    return out
+
+
+def _utc_text(since: datetime | None) -> str:
+    if since is None:
+        return ""
+    if since.tzinfo is None:
+        raise ValueError(f"since={since.isoformat()}: give a time zone (the log is in UTC)")
+    return since.astimezone(UTC).isoformat()
+
+
+def iter_request_log(
+    path: str | Path,
+    *,
+    since: datetime | None = None,
+    model_version: str = "",
+    chunk_rows: int = 50_000,
+) -> Iterator[pd.DataFrame]:
+    """The log in chunks of at most ``chunk_rows`` scored records, oldest first, each in the
+    shape of :func:`read_request_log`; only records logged at or after ``since`` (aware
+    datetime) and, when given, served by ``model_version``. Memory holds one chunk."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"request log {path} does not exist (no request served yet?)")
-    raw = _raw(path)
-    records = pd.DataFrame(list(raw["record"]), index=raw.index)
-    preds = pd.DataFrame(list(raw["prediction"]), index=raw.index)
-    probas = pd.DataFrame(
-        [p.pop("probabilities", {}) or {} for p in preds.to_dict("records")], index=raw.index
-    ).add_prefix("proba_")
-    out = pd.concat(
-        [records, preds.drop(columns=["probabilities", "model_version"], errors="ignore"), probas],
-        axis=1,
-    )
-    out["model_version"] = raw["model_version"]
-    out["request_id"] = raw["request_id"]
-    out["logged_at"] = pd.to_datetime(raw["logged_at"], utc=True)
-    return out
+    rows = _jsonl_rows if path.suffix == ".jsonl" else _sqlite_rows
+    for batch in rows(path, _utc_text(since), model_version, chunk_rows):
+        yield _frame(batch)
+
+
+def read_request_log(
+    path: str | Path, *, since: datetime | None = None, model_version: str = ""
+) -> pd.DataFrame:
+    """One row per scored record: input columns, prediction, proba_<class>, model_version,
+    request_id, logged_at (UTC). Loads the whole selection: large logs go through
+    :func:`iter_request_log`."""
+    chunks = list(iter_request_log(path, since=since, model_version=model_version))
+    if not chunks:
+        return _frame([])
+    return pd.concat(chunks, ignore_index=True)

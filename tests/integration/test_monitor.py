@@ -24,6 +24,7 @@ from mlops_template.evaluate import load_model
 from mlops_template.monitor import Outcome, monitor
 from mlops_template.synthetic import generate_transactions
 from tests.integration.test_serving import _records, _serve, project  # noqa: F401
+from tests.repo import ROOT, make_repo, run, write_params
 
 pytestmark = pytest.mark.integration
 ROWS = 10_000
@@ -93,6 +94,9 @@ def test_drift_on_shifted_batch_not_on_same_distribution(
     assert shifted.summary["status"] == "retrain"
     assert drift["share"] >= 0.3
     assert {"amount", "merchant_category", "is_foreign"} <= set(drift["drifted_columns"])
+    # more night-time traffic shows only in the feature function's derived columns
+    assert "timestamp_is_night" in drift["drifted_columns"]
+    assert {"timestamp_hour", "timestamp_weekday", "amount_per_recent_txn"} <= set(drift["columns"])
     assert shifted.summary["prediction_drift"]["drifted"]
     # Evidently's own drifted-column share agrees with the per-column verdicts we report.
     assert drift["share"] == pytest.approx(len(drift["drifted_columns"]) / len(drift["columns"]))
@@ -205,8 +209,10 @@ def test_html_report_renders_in_headless_chromium(
     assert "Dataset Drift" in text
     drifted = len(summary["drift"]["drifted_columns"])
     assert f"{drifted} out of {len(summary['drift']['columns'])}" in text
-    for column in summary["drift"]["columns"]:
-        assert column in text
+    columns = summary["drift"]["columns"]
+    assert f"{len(columns)} Columns {drifted} Drifted Columns" in text
+    shown = [c for c in columns if c in text]  # the table pages 10 columns at a time
+    assert len(shown) >= min(10, len(columns)), shown
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +251,35 @@ def test_request_log_of_real_server_is_monitored(
     assert summary["source"] == f"request_log:{log}"
     assert summary["contract"]["ok"] and summary["quality"] is None  # no labels in the log
     assert "amount" in summary["drift"]["drifted_columns"]
+    # prediction drift is measured on what the service answered, not on a local re-scoring
+    assert summary["prediction_source"] == "served"
+    versions = summary["request_log"]["sampled_model_versions"]
+    assert sum(versions.values()) == len(traffic) and len(versions) == 1
+    served_version = next(iter(versions))
+    assert _cli(setup["root"], monkeypatch, "--request-log", str(log),
+                "--model-version", served_version) == 7  # fmt: skip
+    assert _cli(setup["root"], monkeypatch, "--request-log", str(log),
+                "--model-version", "mlops_model:never-served") == 3  # fmt: skip
+    assert _cli(setup["root"], monkeypatch, "--request-log", str(log), "--since", "1h") == 7
+
+
+def test_prediction_drift_uses_the_served_output(
+    setup: dict[str, Any], large_reference: pd.DataFrame
+) -> None:
+    """Same inputs, but the service answered differently (another model version, a bug): the
+    served column drifts although the local model would have agreed with the reference."""
+    batch = generate_transactions(ROWS, seed=16).drop(columns=["is_fraud"])
+    params = setup["params"].monitor
+    kwargs = dict(model=setup["model"], meta=setup["meta"], contract=setup["contract"],
+                  baseline=setup["baseline"], params=params)  # fmt: skip
+    local = monitor(batch, large_reference, **kwargs)
+    assert local.summary["prediction_source"] == "model"
+    assert not local.summary["prediction_drift"]["drifted"]
+    served = pd.Series(0.9, index=batch.index)
+    out = monitor(batch, large_reference, served=served, **kwargs)
+    assert out.summary["prediction_source"] == "served"
+    assert out.summary["prediction_drift"]["drifted"] and out.summary["retrain"]
+    assert out.summary["drift"]["drifted_columns"] == []
 
 
 def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
@@ -266,3 +301,48 @@ def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
     labels = {k for name, lbl in samples if name in metric_names(dashboard)
               for k in re.findall(r"(\w+)=", lbl)}  # fmt: skip
     assert label_names(dashboard) <= labels, label_names(dashboard) - labels
+
+
+def _readme_demo() -> list[str]:
+    """The commands of README "Monitoring"'s demo block, as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Monitoring") :]
+    block = section[section.index("Demo with the synthetic") :]
+    start = block.index("```bash") + len("```bash")
+    block = block[start : block.index("```", start)]
+    return [line.split("#")[0].strip() for line in block.strip().splitlines()]
+
+
+def test_readme_demo_and_the_dvc_stage(
+    setup: dict[str, Any], large_reference: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The README demo in a real git + DVC copy of the template holding a trained model and a
+    default-size reference: the drifted batch exits 7; the same-world batch exits 0 through the
+    monitor stage of monitoring/dvc.yaml, run by `dvc repro` on its own (its upstream is the
+    training pipeline, reproduced elsewhere). That stage runs the demo's `mlops monitor` on
+    the same file (monitor.path instead of --current), saving one slow process."""
+    repo = make_repo(tmp_path / "repo", {"monitor": {"sample_rows": 10_000}})  # faster runs
+    for rel in ("models/model.joblib", "models/model.json", "reports/metrics.json"):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(setup["root"] / rel, repo / rel)
+    (repo / "data/reference").mkdir(parents=True)
+    large_reference.to_parquet(repo / "data/reference/reference.parquet")
+
+    synth, same, synth_drifted, drifted = _readme_demo()
+    assert same == "uv run mlops monitor --current batch.parquet"
+    for command in (synth, synth_drifted, drifted):  # `uv run` would build a venv here: ours
+        done = run(repo, "bash", "-c", command.removeprefix("uv run "))
+    assert done.stdout.strip() == "exit 7", done.stderr[-2000:]
+    summary = json.loads((repo / "reports/monitoring/summary.json").read_text())
+    assert summary["status"] == "retrain" and summary["rows_total"] == 50_000
+    assert summary["source"] == "file:drifted.parquet"
+
+    write_params(repo, {"monitor": {"source": "file", "path": "batch.parquet"}})
+    done = run(repo, "dvc", "repro", "--single-item", "monitoring/dvc.yaml")
+    assert "Running stage 'monitoring/dvc.yaml:monitor'" in done.stdout, done.stdout
+    summary = json.loads((repo / "reports/monitoring/summary.json").read_text())
+    assert summary["status"] == "ok" and summary["source"] == "file:batch.parquet"
+    assert summary["rows_total"] == 50_000 and summary["drift"]["drifted_columns"] == []
+    assert (repo / "reports/monitoring/report.html").stat().st_size > 100_000
+    shown = json.dumps(json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout))
+    assert "reports/monitoring/summary.json" in shown and '"rows_total": 50000' in shown

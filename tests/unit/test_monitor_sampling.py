@@ -138,3 +138,162 @@ def test_bad_sql_names_the_source(tmp_path: Path) -> None:
     source = Source("sql", f"sqlite:///{tmp_path / 'empty.db'}", "SELECT * FROM missing")
     with pytest.raises(DataError, match="cannot read the batch"):
         read_current(source, ["a"], 5, seed=0)
+
+
+def _write_log(path: Path, version: str, ids: range) -> None:
+    """Real writes through the service's RequestLog (one request per 10 rows)."""
+    from mlops_template.request_log import RequestLog
+
+    log = RequestLog(path)
+    for start in range(ids.start, ids.stop, 10):
+        chunk = list(range(start, min(start + 10, ids.stop)))
+        preds = [{"prediction": 0, "probabilities": {"0": 0.9, "1": 0.1}}] * len(chunk)
+        log.append(f"r{start}", version, {"transaction_id": chunk, "amount": [1.5] * len(chunk)},
+                   preds)  # fmt: skip
+    log.flush()
+    assert log.errors == 0
+
+
+@pytest.mark.parametrize("name", ["requests.db", "requests.jsonl"])
+def test_request_log_is_read_in_chunks_by_time_and_version(tmp_path: Path, name: str) -> None:
+    from datetime import UTC, datetime
+
+    from mlops_template.request_log import iter_request_log, read_request_log
+
+    path = tmp_path / name
+    _write_log(path, "m:1", range(0, 95))
+    cut = datetime.now(UTC)
+    _write_log(path, "m:2", range(95, 130))
+    chunks = list(iter_request_log(path, chunk_rows=20))
+    assert [len(c) for c in chunks] == [20] * 6 + [10]
+    whole = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(whole, read_request_log(path))
+    assert whole["transaction_id"].tolist() == list(range(130))  # oldest first
+    assert set(whole["proba_1"]) == {0.1}
+    recent = read_request_log(path, since=cut)
+    assert recent["transaction_id"].tolist() == list(range(95, 130))
+    assert set(read_request_log(path, model_version="m:1")["transaction_id"]) == set(range(95))
+    assert read_request_log(path, since=cut, model_version="m:1").empty
+
+
+def test_request_log_batch_is_sampled_and_windowed(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    path = tmp_path / "requests.db"
+    _write_log(path, "m:1", range(0, 300))
+    cut = datetime.now(UTC)
+    _write_log(path, "m:1", range(300, 400))
+    frame, total = read_current(Source("request_log", str(path)), ["transaction_id"], 50, seed=1)
+    assert total == 400 and len(frame) == 50 and list(frame.columns) == ["transaction_id"]
+    source = Source("request_log", str(path), since=cut)
+    frame, total = read_current(source, ["transaction_id"], 1_000, seed=1)
+    assert total == 100 and frame["transaction_id"].min() == 300
+    with pytest.raises(DataError, match=r"no rows served by m:9"):
+        read_current(Source("request_log", str(path), model_version="m:9"), ["a"], 5, seed=0)
+
+
+def test_since_and_window_select_request_log_rows(raw_params: dict[str, Any]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mlops_template.monitor import parse_since
+
+    assert parse_since("2026-05-01T00:00") == datetime(2026, 5, 1, tzinfo=UTC)
+    since = parse_since("7d")
+    ago = datetime.now(UTC) - since
+    assert timedelta(days=7) <= ago < timedelta(days=7, minutes=1)
+    with pytest.raises(ConfigError, match="--since 'yesterday'"):
+        parse_since("yesterday")
+    raw_params["monitor"] |= {"window_hours": 24, "model_version": "m:3"}
+    params = parse_params(raw_params)
+    source = resolve_source(params)
+    assert source.model_version == "m:3" and source.since is not None
+    assert timedelta(hours=24) <= datetime.now(UTC) - source.since < timedelta(hours=24, minutes=1)
+    explicit = resolve_source(params, request_log="x.db", since=parse_since("2h"), model_version="")
+    assert explicit.model_version == "" and explicit.since is not None
+    assert datetime.now(UTC) - explicit.since < timedelta(hours=2, minutes=1)
+    with pytest.raises(ConfigError, match="request log only"):
+        resolve_source(params, current="b.csv", since=parse_since("2h"))
+
+
+def test_empty_column_is_reported_as_drifted_not_a_traceback() -> None:
+    """Evidently raises on a column with no value; a broken feed is drift, said plainly."""
+    from mlops_template.config import MonitorParams
+    from mlops_template.monitor import Columns, evidently_frame, measure_drift
+
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400),
+                        "c": rng.choice(["x", "y"], 400), "p": rng.random(400)})  # fmt: skip
+    cols = Columns(["a", "b"], ["c"], "p", True)
+    current = ref.sample(frac=1.0, random_state=1).assign(b=np.nan)
+    drift = measure_drift(evidently_frame(current, cols), evidently_frame(ref, cols), cols,
+                          MonitorParams())  # fmt: skip
+    assert drift.drifted == ["b"] and drift.share == pytest.approx(1 / 3)
+    assert drift.columns["b"]["note"] == "no value in the current batch"
+    assert not drift.columns["a"]["drifted"] and not drift.prediction["drifted"]
+    with pytest.raises(DataError, match="model output p has no value"):
+        measure_drift(evidently_frame(current.assign(p=np.nan), cols),
+                      evidently_frame(ref, cols), cols, MonitorParams())  # fmt: skip
+
+
+def test_quality_without_evaluation_metrics_names_the_file() -> None:
+    from mlops_template.monitor import quality
+
+    frame = pd.DataFrame({"y": [0, 1, 0, 1]})
+    meta = {"task": "binary", "target": "y", "classes": [0, 1]}
+    with pytest.raises(DataError, match=r"reports/metrics\.json: missing"):
+        quality(frame, np.array([0.1, 0.8, 0.3, 0.6]), meta, None, {"roc_auc": 0.05}, 0.5)
+    assert quality(frame, np.array([0.1, 0.8, 0.3, 0.6]), meta, None, {}, 0.5)["checks"] == {}
+
+
+def test_model_that_cannot_score_the_batch_is_a_data_error() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_template.monitor import score
+
+    model = LogisticRegression().fit(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}), [0, 0, 1, 1])
+    meta = {"task": "binary", "input_columns": ["x"]}
+    with pytest.raises(DataError, match="the model could not score the batch"):
+        score(model, pd.DataFrame({"x": ["not a number"]}), meta)
+
+
+def test_sql_batch_is_read_with_a_streaming_cursor(tmp_path: Path) -> None:
+    """stream_results asks server drivers (psycopg, mysqlclient) for a server-side cursor;
+    checked on the real execution context of every statement the reader sends."""
+    import sqlalchemy
+    from sqlalchemy.engine import Engine
+
+    from mlops_template.monitor import CHUNK_ROWS
+
+    url = f"sqlite:///{tmp_path / 'batch.db'}"
+    pd.DataFrame({"a": range(CHUNK_ROWS + 10)}).to_sql("t", sqlalchemy.create_engine(url),
+                                                       index=False)  # fmt: skip
+    seen: list[dict[str, Any]] = []
+
+    def record(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: Any
+    ) -> None:
+        if "FROM t" in statement:
+            seen.append(dict(context.execution_options))
+
+    sqlalchemy.event.listen(Engine, "before_cursor_execute", record)
+    try:
+        frame, total = read_current(Source("sql", url, "SELECT a FROM t"), ["a"], 100, seed=0)
+    finally:
+        sqlalchemy.event.remove(Engine, "before_cursor_execute", record)
+    assert total == CHUNK_ROWS + 10 and len(frame) == 100
+    assert seen and all(o.get("stream_results") for o in seen), seen
+
+
+def test_sample_parquet_from_a_url_closes_its_handle(parquet: Path) -> None:
+    import os
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for _ in range(5):
+        a, total = sample_parquet(parquet.as_uri(), ["i"], 100, seed=2)
+    assert total == 50_000 and len(a) == 100
+    assert open_fds() == before
+    local, _ = sample_parquet(str(parquet), ["i"], 100, seed=2)
+    pd.testing.assert_frame_equal(a, local)
