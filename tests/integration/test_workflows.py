@@ -69,7 +69,7 @@ def test_least_privilege_pinned_and_thin(path: Path):
                 assert "${{" not in step["run"], "expressions go through env, not run:"
 
 
-@pytest.mark.parametrize("name", ["pr.yml", "main.yml"])
+@pytest.mark.parametrize("name", ["pr.yml", "main.yml", "monitor.yml"])
 def test_python_of_python_version_is_on_path_before_install(name: str):
     """The Makefile sets UV_PYTHON_DOWNLOADS=never and ubuntu-latest has only a newer Python on
     PATH: a job that runs `make install` must first put .python-version's Python on PATH."""
