@@ -83,7 +83,7 @@ def test_run_is_tracked_in_mlflow_and_registered(repo: Path):
 def test_force_repro_is_byte_identical(repo: Path, tmp_path: Path):
     before = (repo / "reports/metrics.json").read_bytes()
     predictions = pd.read_parquet(repo / "data/predictions/test.parquet")
-    run(repo, "dvc", "repro", "--force", "evaluate")  # the stages that make these files
+    run(repo, "dvc", "repro", "--force")
     assert (repo / "reports/metrics.json").read_bytes() == before
     pd.testing.assert_frame_equal(
         pd.read_parquet(repo / "data/predictions/test.parquet"), predictions
@@ -105,9 +105,11 @@ def test_push_to_remote_then_clone_and_pull_reproduces_nothing(repo: Path, tmp_p
         repo / "models/model.joblib"
     ).read_bytes()
     # dvc.yaml = the training pipeline; monitoring/dvc.yaml's `monitor` is always_changed
-    status = run(clone, "dvc", "status", "dvc.yaml", "--json")
-    assert json.loads(status.stdout) == {}
-    assert ran_stages(run(clone, "dvc", "repro").stdout) == []
+    status = json.loads(run(clone, "dvc", "status", "dvc.yaml", "--json").stdout)
+    # Only the gate is pending: it always runs (its baseline moves) and its reports are not
+    # versioned; it writes the same reports/gate_ok.json, so package is not rebuilt.
+    assert set(status) <= {"gate", "package"}, status
+    assert ran_stages(run(clone, "dvc", "repro").stdout) == ["gate"]
 
 
 def test_exp_run_with_train_param_reruns_only_downstream_of_train(tmp_path: Path, repo: Path):

@@ -107,7 +107,9 @@ def test_release_builds_the_bento_once_through_dvc():
         s.get("run") for s in load(ROOT / ".github/workflows/main.yml")["jobs"]["release"]["steps"]
     ]
     assert "make repro" in runs and "make bento" not in runs
-    recipe = run(ROOT, "make", "-n", "bento", "-o", "install", "RUN=").stdout
+    recipe = run(
+        ROOT, "make", "--no-print-directory", "-n", "bento", "-o", "install", "RUN="
+    ).stdout
     assert recipe.split() == ["dvc", "repro", "package"]
 
 
