@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from mlops_template import paths
-from mlops_template.errors import RegistryError, TrackingError
-from mlops_template.tracking import tracking_uri
+from mlops_template.errors import RegistryError
+from mlops_template.tracking import guarded, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,8 @@ def _mlflow(action: str) -> Iterator[Any]:
     """An MlflowClient on the project's store; MLflow failures become TrackingError."""
     from mlflow import MlflowClient
 
-    try:
+    with guarded(action):
         yield MlflowClient(tracking_uri=tracking_uri(), registry_uri=tracking_uri())
-    except TrackingError:
-        raise
-    except Exception as err:
-        raise TrackingError(
-            f"MLflow could not {action} at {tracking_uri()!r}: {type(err).__name__}: {err}"
-        ) from None
 
 
 def _history(client: Any, name: str) -> list[int]:

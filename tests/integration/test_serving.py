@@ -20,6 +20,8 @@ import pytest
 import requests
 import yaml
 
+from tests.repo import TINY, merge
+
 ROOT = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
 BENTOML = str(Path(sys.executable).parent / "bentoml")
@@ -39,14 +41,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     for name in ("contract.yaml", "bentofile.yaml"):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "src", root / "src")
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["data"]["synthetic"]["n_rows"] = 3000
-    raw["train"]["cv"]["folds"] = 2
-    raw["train"]["hist_gradient_boosting"]["max_iter"] = 20
-    raw["evaluate"]["importance_rows"] = 200
-    raw["evaluate"]["importance_repeats"] = 1
-    raw["serve"]["request_log"] = "logs/requests.jsonl"  # SQLite: tests/unit/test_request_log.py
-    raw["serve"]["workers"] = 2  # two processes append to the same log
+    serve = {
+        "request_log": "logs/requests.jsonl",  # SQLite: tests/unit/test_request_log.py
+        "workers": 2,  # two processes append to the same log
+    }
+    small = merge(TINY, {"data": {"synthetic": {"n_rows": 3000}}, "serve": serve})
+    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), small)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"),

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.repo import make_repo
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
@@ -30,27 +29,8 @@ def _sh(*cmd: str, cwd: Path) -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    files = _sh("git", "ls-files", cwd=ROOT).split()
-    dest = tmp_path / "repo"
-    for name in files:
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    params["data"]["synthetic"]["n_rows"] = 2000
-    params["train"]["cv"]["folds"] = 2
-    params["train"]["hist_gradient_boosting"]["max_iter"] = 20
-    params["evaluate"]["importance_rows"] = 200
-    params["evaluate"]["importance_repeats"] = 1
-    params["tune"].update(folds=2, n_trials=2, method="random")
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (dest / "dvc.lock").unlink(missing_ok=True)
-    # the committed 100k-row metrics are no baseline for the metric gate of a 2,000-row run
-    (dest / "reports/metrics.json").unlink(missing_ok=True)
-    _sh("git", "init", "-q", "-b", "main", cwd=dest)
-    _sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A", cwd=dest)
-    _sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init", cwd=dest)
-    return dest
+    """A committed template copy (no outputs, so no metric baseline) with a 2-trial search."""
+    return make_repo(tmp_path / "repo", {"tune": {"folds": 2, "n_trials": 2, "method": "random"}})
 
 
 def test_queued_experiments_run_and_show(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
