@@ -8,13 +8,19 @@ export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export UV_PYTHON_DOWNLOADS ?= never
+# The interpreter of the venv: the machine's python3 (3.11-3.13) unless UV_PYTHON names another.
+export UV_PYTHON ?= python3
 # Compile .pyc at install: imports stay fast even where PYTHONDONTWRITEBYTECODE is set
 # (every stage is a new process; this halves their start-up time).
 export UV_COMPILE_BYTECODE ?= 1
 
-# Use uv from PATH; otherwise install it with pip into .tools/ (needs only python3).
+# Use uv from PATH; otherwise install it with pip into .tools/ (needs only python3). The locked
+# environment holds uv too (`bentoml build` locks the Bento's requirements with it), so after
+# `source .venv/bin/activate` every tool, uv included, is on PATH.
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
-VENV := .venv
+# VENV=.venv-3.13 UV_PYTHON=python3.13 make test-fast: a second environment beside the first.
+VENV ?= .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
 
@@ -23,9 +29,12 @@ PYTEST_ARGS ?=
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
+# The same uv release as the one in uv.lock.
+UV_VERSION = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"/\1/p;}' uv.lock)
+
 .tools/bin/uv:
 	python3 -m venv .tools
-	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
 	$(UV) sync --frozen
@@ -58,7 +67,7 @@ typecheck: install ## Type-check the package with mypy
 	$(RUN) mypy
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .venv-* .tools .pytest_cache .ruff_cache .mypy_cache
 
 # ------------------------------------------------------------ pull-request metric review, release
 # Called by .github/workflows/pr.yml and main.yml (README "Pull-request metric review").

@@ -31,7 +31,7 @@ else
   cp "$report" "$published"
 fi
 warnings=()
-[ "${TESTS_OUTCOME:-success}" = failure ] && warnings+=("\`make test\` failed: see the job log.")
+[ "${TESTS_OUTCOME:-success}" = failure ] && warnings+=("the checks (\`make lint\`, \`make typecheck\`, \`make test\`) failed: see their jobs.")
 [ "${REPRO_OUTCOME:-success}" = failure ] \
   && warnings+=("\`make repro\` (the gate stage and packaging) failed: see the job log.")
 if [ "${#warnings[@]}" -gt 0 ]; then

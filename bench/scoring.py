@@ -4,7 +4,7 @@ Builds N-row inputs by tiling the test split (fresh transaction ids), scores the
 CLI in a child process and reports its peak resident memory, so "memory bounded by the chunk
 size" is checked at 1M and 10M rows. Writes reports/benchmarks/scoring.md.
 
-    uv run python bench/scoring.py [--rows 1000000 10000000] [--chunk-size 100000]
+    python bench/scoring.py [--rows 1000000 10000000] [--chunk-size 100000]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ number of concurrent connections for 1-row and 100-row requests. Reported: the b
 whose p99 latency stays under 50 ms, p50/p99 at each step, and the in-process predict time per
 row (the floor). Writes reports/benchmarks/serving.md.
 
-    uv run python bench/serving.py [--seconds 2] [--rounds 3] [--concurrency 1 4 16]
+    python bench/serving.py [--seconds 2] [--rounds 3] [--concurrency 1 4 16]
 
 Needs `dvc repro` (or the stages up to `package`) first. BENTOML_HOME / MLFLOW_TRACKING_URI are
 taken from the environment as usual.

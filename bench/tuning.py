@@ -1,7 +1,7 @@
 """Benchmark: the same 20-trial search with 1 and 2 local workers and on a 2-worker LocalCluster.
 
 Writes reports/benchmarks/tuning.md (machine, medians over repeats, speed-up ratios).
-Run: ``uv run python bench/tuning.py [--rows 20000] [--repeats 3]``.
+Run: ``python bench/tuning.py [--rows 20000] [--repeats 3]``.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,11 +79,25 @@ def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, dict
     return str(saved.tag), runtime
 
 
-def build_bento() -> str:
-    """`bentoml build` from bentofile.yaml; returns the Bento tag."""
-    import bentoml
+def python_version() -> str:
+    """The image's Python: the interpreter that trained the model (this venv's), so the pickled
+    pipeline is loaded by the Python minor version that wrote it."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
-    bento = bentoml.bentos.build_bentofile("bentofile.yaml", build_ctx=".")
+
+def build_bento() -> str:
+    """`bentoml build` from bentofile.yaml, with the image Python set to ours; returns the tag."""
+    import tempfile
+
+    import bentoml
+    import yaml
+
+    config = yaml.safe_load(Path("bentofile.yaml").read_text())
+    config.setdefault("docker", {})["python_version"] = python_version()
+    with tempfile.TemporaryDirectory() as tmp:
+        bentofile = Path(tmp, "bentofile.yaml")
+        bentofile.write_text(yaml.safe_dump(config, sort_keys=False))
+        bento = bentoml.bentos.build_bentofile(str(bentofile), build_ctx=".")
     return str(bento.tag)
 
 

@@ -14,6 +14,7 @@ import json
 import re
 import shlex
 import subprocess
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.integration
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
 # Steps the local run leaves out: the venv exists already; `make test` is this test suite.
 NOT_RUN_LOCALLY = {"make install", "make test"}
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
 GATE = 'make gate BASELINE="origin/$BASE_REF"'
 PLOTS = 'make plots-diff BASELINE="origin/$BASE_REF"'
 
@@ -70,12 +72,12 @@ def test_least_privilege_pinned_and_thin(path: Path):
 
 
 @pytest.mark.parametrize("name", ["pr.yml", "main.yml", "monitor.yml"])
-def test_python_of_python_version_is_on_path_before_install(name: str):
-    """The Makefile sets UV_PYTHON_DOWNLOADS=never and ubuntu-latest has only a newer Python on
-    PATH: a job that runs `make install` must first put .python-version's Python on PATH."""
+def test_a_supported_python_is_on_path_before_install(name: str):
+    """The Makefile builds the venv from python3 on PATH and forbids uv's downloads; the
+    runner's own Python may be one requires-python refuses: every job that runs
+    `make install` first sets up a Python that pyproject.toml admits."""
     path = ROOT / ".github/workflows" / name
-    wanted = (ROOT / ".python-version").read_text().strip()
-    for name, job in load(path)["jobs"].items():
+    for job_name, job in load(path)["jobs"].items():
         steps = job["steps"]
         installs = [i for i, s in enumerate(steps) if s.get("run") == "make install"]
         if not installs:
@@ -83,11 +85,26 @@ def test_python_of_python_version_is_on_path_before_install(name: str):
         setup = [
             s for s in steps[: installs[0]] if s.get("uses", "").startswith("actions/setup-python@")
         ]
-        assert setup, f"{path.name} job {name}: no actions/setup-python before make install"
-        py = setup[0]["with"]
-        assert py.get("python-version-file") == ".python-version" or (
-            str(py.get("python-version")) == wanted
-        ), py
+        assert setup, f"{path.name} job {job_name}: no actions/setup-python before make install"
+        wanted = str(setup[0]["with"]["python-version"])
+        versions = job.get("strategy", {}).get("matrix", {}).get("python", [wanted])
+        assert versions and all(v in SUPPORTED_PYTHONS for v in versions), versions
+
+
+def test_pull_requests_check_the_oldest_and_newest_python_and_gate_once():
+    jobs = load(ROOT / ".github/workflows/pr.yml")["jobs"]
+    assert jobs["checks"]["strategy"]["matrix"]["python"] == ["3.11", "3.13"]
+    runs = [s.get("run") for s in jobs["checks"]["steps"]]
+    assert {"make lint", "make typecheck", "make test"} <= set(runs)
+    assert "strategy" not in jobs["review"]
+    assert "make test" not in [s.get("run") for s in jobs["review"]["steps"]]
+
+
+def test_requires_python_admits_what_ci_checks():
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        requires = tomllib.load(fh)["project"]["requires-python"]
+    assert requires == ">=3.11,<3.14"
+    assert not (ROOT / ".python-version").exists(), "a pin fails on a machine without it"
 
 
 def test_main_workflow_can_be_dispatched_for_main_only():
@@ -442,7 +459,7 @@ def test_failed_comment_lookup_posts_no_second_comment(tmp_path: Path):
 @pytest.mark.parametrize(
     ("outcomes", "expected"),
     [
-        ({"GATE_OUTCOME": "success", "TESTS_OUTCOME": "failure"}, "- ⚠️ `make test` failed"),
+        ({"GATE_OUTCOME": "success", "TESTS_OUTCOME": "failure"}, "- ⚠️ the checks (`make lint`"),
         ({"GATE_OUTCOME": "failure", "REPRO_OUTCOME": "skipped"}, "✅ Metric gate passed"),
         (
             {"GATE_OUTCOME": "skipped", "METRICS_OUTCOME": "failure"},
