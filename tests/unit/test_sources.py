@@ -19,10 +19,11 @@ import pytest
 import sqlalchemy
 from sklearn import datasets
 
-from mlops_template import sources
+from mlops_template import cli, sources
 from mlops_template.errors import DataError
 from mlops_template.sources import Table, chunks, read, read_sample, reservoir, sample
 
+ROOT = Path(__file__).resolve().parents[2]
 # how a table is stored: local files by suffix, SQLite, and fsspec URLs
 KINDS = [
     "csv",
@@ -355,6 +356,39 @@ def test_each_bad_file_is_a_data_error_naming_it(
         read_sample(str(path), max_rows=10, seed=0)
     with pytest.raises(DataError, match=expected):
         list(chunks(sources.table(path), chunk_rows=10))
+
+
+@pytest.mark.parametrize(
+    ("name", "prepare", "expected"),
+    [
+        ("nope.csv", None, "does not exist"),
+        ("empty.parquet", _empty, "is empty"),
+        ("broken.parquet", _garbage, "cannot read"),
+        ("table.txt", _garbage, "cannot tell the format"),
+    ],
+)
+def test_cli_exits_3_with_one_line_naming_the_file(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    prepare: Callable[[Path], Any] | None,
+    expected: str,
+) -> None:
+    path = tmp_path / name
+    if prepare is not None:
+        prepare(path)
+    code = cli.main(
+        [
+            "--params",
+            str(ROOT / "params.yaml"),
+            "validate",
+            str(path),
+            "--contract",
+            str(ROOT / "contract.yaml"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 3 and str(path) in err and expected in err and "Traceback" not in err
 
 
 def test_missing_memory_url_is_named(memory_root: str) -> None:
