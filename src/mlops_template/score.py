@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_template import io, paths, sources
+from mlops_template import io, sources
 from mlops_template.contract import Contract, check, load_contract
+from mlops_template.model import ModelMeta, load, predict
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +83,9 @@ class _ChunkWriter:
             self._csv.close()
 
 
-def _predict(model: Any, good: pd.DataFrame, classes: list[Any]) -> pd.DataFrame:
-    out = good.copy()
-    if classes:
-        proba = model.predict_proba(good)
-        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
-        for j, c in enumerate(classes):
-            out[f"proba_{c}"] = proba[:, j]
-    else:
-        out["prediction"] = model.predict(good)
-    return out
+def _predict(model: Any, good: pd.DataFrame, meta: ModelMeta) -> pd.DataFrame:
+    prediction = predict(model, good, meta).frame(meta.classes)
+    return pd.concat([good.reset_index(drop=True), prediction], axis=1)
 
 
 def score(
@@ -102,12 +96,10 @@ def score(
     Each chunk is validated, predicted and appended to temporary files that replace ``output``
     and the side file only at the end, so memory is bounded by the chunk size and a failed run
     leaves no half-written output."""
-    import joblib
     from rich.progress import Progress
 
     source = sources.table(input_path, name="mlops score")
-    model = joblib.load(paths.MODEL)
-    classes = list(getattr(model, "classes_", []))
+    model, meta = load()
     side = output.with_name(output.stem + ".rejected.csv")
     with io.atomic_path(output) as out_tmp, io.atomic_path(side) as side_tmp:
         scored = _ChunkWriter(out_tmp, parquet=output.suffix in (".parquet", ".pq"))
@@ -120,7 +112,7 @@ def score(
                     if len(bad):
                         rejected.write(bad)
                     if len(good):
-                        scored.write(_predict(model, good, classes))
+                        scored.write(_predict(model, good, meta))
                     progress.advance(task, len(chunk))
         finally:
             scored.close(pd.DataFrame())

@@ -137,7 +137,7 @@ def monitor(
 
 def score(model: Any, frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
     """The local model's output on the batch (for quality, or when nothing was served)."""
-    from mlops_template.train import model_output
+    from mlops_template.model import model_output
 
     try:
         return model_output(model, frame[meta["input_columns"]], meta["task"])

@@ -34,12 +34,13 @@ def load_reference(n: int, seed: int) -> pd.DataFrame:
 
 def run(params: Params, source: Source) -> dict[str, Any]:
     """Entry point of `mlops monitor`: read, check, measure, write, then exit 0, 7 or 8."""
-    from mlops_template.evaluate import load_model
+    from mlops_template.model import load
 
     clear_outputs()
     m = params.monitor
     contract = load_contract(params.data.contract)
-    model, meta = load_model()
+    model, model_meta = load()
+    meta = model_meta.model_dump()
     baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else None
     reference = load_reference(m.sample_rows, m.seed)
     logged = [columns_for(contract, meta).prediction, "model_version"]
@@ -61,7 +62,7 @@ def run(params: Params, source: Source) -> dict[str, Any]:
         contract=contract,
         baseline=baseline,
         params=m,
-        threshold=params.evaluate.threshold,
+        threshold=model_meta.threshold or 0.5,
         total_rows=total,
         served=served,
     )
