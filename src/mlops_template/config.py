@@ -258,8 +258,16 @@ def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
     }
 
 
+# Bytes a request may take per record before it is refused unread (413): a demo record is about
+# 250 bytes of JSON; long string columns need a larger serve.max_body_bytes.
+BODY_BYTES_PER_ROW = 2048
+BODY_ENVELOPE_BYTES = 65_536
+
+
 class ServeParams(Section):
     max_rows: int = Field(1_000, ge=1)
+    # larger bodies get 413 before they are read; null: max_rows x 2 KiB + 64 KiB
+    max_body_bytes: int | None = Field(None, ge=1024)
     request_log: str = Field("logs/requests.db", pattern=r"\.(db|sqlite|jsonl)$")  # SQLite|JSONL
     workers: int = Field(1, ge=1)
     batch_max_size: int = Field(1_000, ge=1)
@@ -267,9 +275,25 @@ class ServeParams(Section):
     runtime: Literal["auto", "sklearn"] = "auto"
     threads: int = Field(1, ge=1)
 
+    @property
+    def body_limit(self) -> int:
+        """Most bytes a predict request body may have (``max_body_bytes`` or sized from
+        ``max_rows``)."""
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        return self.max_rows * BODY_BYTES_PER_ROW + BODY_ENVELOPE_BYTES
+
+
+# A BentoML tag's name: lowercase letters, digits, '-', '_', '.', at most 63 characters.
+TAG_NAME = r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$"
+
 
 class PackageParams(Section):
     build_bento: bool = True
+    # the name of this project's models and Bentos in the BentoML store; "": the project
+    # folder's name (so two projects on one machine never share a name)
+    model_name: str = Field("", pattern=f"({TAG_NAME})|^$")
+    keep: int = Field(5, ge=1)  # the store keeps this project's last N models and Bentos
 
 
 # --------------------------------------------------------------------------- gate

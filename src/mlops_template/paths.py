@@ -35,6 +35,11 @@ VALIDATION_DIR = REPORTS_DIR / "data_validation"
 VALIDATION_FAILURES = VALIDATION_DIR / "failures.csv"
 VALIDATION_SUMMARY = VALIDATION_DIR / "summary.txt"
 PACKAGE = REPORTS_DIR / "package.json"
+# Files of a model in the BentoML store (written by `package`, read by the service): the
+# pipeline file exactly as train wrote it (same sha256 as models/model.joblib) and, if it passed
+# its check, the ONNX graph of the model step.
+STORE_MODEL_FILE = "model.joblib"
+STORE_ONNX_FILE = "model.onnx"
 
 
 def tracking_root() -> Path:

@@ -1,8 +1,9 @@
 """The service's request schema, derived from the data contract.
 
 One pydantic field per input column (type, ge/le, Literal categories, required unless
-nullable), extra fields forbidden and floats finite, so the OpenAPI document describes exactly
-what the model accepts and bad requests fail with a 4xx naming the field.
+nullable), extra fields forbidden, floats finite and integers within int64 (what the model's
+columns hold), so the OpenAPI document describes exactly what the model accepts and bad
+requests fail with a 4xx naming the field. :func:`bounded_error` keeps error bodies small.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
@@ -18,6 +20,10 @@ from mlops_template.contract import ColumnSpec, Contract
 
 _EARLIEST = dt.datetime(1678, 1, 1)
 _LATEST = dt.datetime(2262, 1, 1)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_ERRORS = 20  # errors listed in a 4xx body
+MAX_TEXT = 100  # characters kept of a value (a field name, an input) in a 4xx body
+MAX_MESSAGE = 300  # ... of a message
 
 
 def _naive_utc(value: dt.datetime) -> dt.datetime:
@@ -52,10 +58,14 @@ def _field(spec: ColumnSpec) -> tuple[Any, Any]:
         annotation = _PY_TYPE[spec.dtype]
     if spec.nullable:
         annotation = annotation | None
+    low, high = spec.min, spec.max
+    if spec.dtype == "int":  # the model's int64 columns: a larger JSON integer is a 400, not a 500
+        low = INT64_MIN if low is None else max(low, INT64_MIN)
+        high = INT64_MAX if high is None else min(high, INT64_MAX)
     field = Field(
         None if spec.nullable else ...,
-        ge=spec.min,
-        le=spec.max,
+        ge=low,
+        le=high,
         description=spec.description or None,
     )
     return annotation, field
@@ -80,3 +90,43 @@ def typed_column(values: list[Any], dtype: str) -> Any:
     if dtype in ("int64", "bool", "datetime64[ns]"):
         return np.array(values, dtype=dtype)
     return pd.array(values, dtype=dtype)
+
+
+def _cut(value: Any, limit: int = MAX_TEXT) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + "…"
+    if isinstance(value, list):
+        return [_cut(v, limit) for v in value[:MAX_ERRORS]]
+    if isinstance(value, dict):
+        return {
+            _cut(k): _cut(v, MAX_MESSAGE if k in ("msg", "error") else limit)
+            for k, v in value.items()
+        }
+    return value
+
+
+def error_reason(body: Any, status: int) -> str:
+    """The error type of a 4xx body: pydantic's ``detail[0].type`` (our own rejections use the
+    same shape), else the status code."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        return str(detail[0].get("type") or status)[:MAX_TEXT]
+    return str(status)
+
+
+def bounded_error(raw: bytes, status: int) -> tuple[bytes, str]:
+    """A 4xx body cut to size, and its error type (for the rejection counter): at most
+    ``MAX_ERRORS`` errors listed (``error`` says how many there were), every value cut to
+    ``MAX_TEXT`` characters and messages to ``MAX_MESSAGE``, so a 1 MB bad key or 1,000 bad
+    records never come back in full."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw[: MAX_MESSAGE * 4].decode("utf-8", "replace")
+        return _cut(text, MAX_MESSAGE).encode(), str(status)
+    reason = error_reason(body, status)
+    if isinstance(body, dict) and isinstance(body.get("detail"), list):
+        total = len(body["detail"])
+        if total > MAX_ERRORS:
+            body["error"] = f"{total} errors, the first {MAX_ERRORS} listed"
+    return orjson.dumps(_cut(body)), reason

@@ -1,9 +1,22 @@
-"""The BentoML service: `bentoml serve` from the repo root serves the latest packaged model.
+"""The BentoML service: serves exactly the model the `package` stage recorded.
+
+Which model: ``bentoml serve ... --arg model_tag=NAME:VERSION`` if given (a Bento built by the
+package stage records its model's tag this way), else the ``model_tag`` of
+reports/package.json; never ``latest``, which a second project sharing the BentoML store could
+replace. Responses, ``/readyz`` and ``GET /version`` carry that tag.
+
+The model's files are checked against the sha256 the package stage recorded before anything is
+unpickled: ``bentoml serve`` exits with one line when the stored copy is corrupt, and a worker
+whose model still fails to load answers 503 with the reason instead of restarting forever.
 
 The request schema comes from the same contract.yaml as training; the feature function runs
 unchanged, then the model step runs in onnxruntime (if the `package` stage found it equal to
 scikit-learn within 1e-6 on the test split) or in scikit-learn, so served predictions equal
 the offline ones.
+
+:class:`RequestGuard` checks what is cheap to check before BentoML parses a request: the
+content type (415), the body size (413, unread), the number of records (400, without
+validating any of them); it also bounds error bodies and counts every rejection by reason.
 
 Speed levers (measured in bench/serving.py): pydantic already enforces the contract's types,
 ranges, categories and nullability, so the model input is built column-wise from the validated
@@ -14,32 +27,60 @@ orjson; one BLAS/OpenMP thread per worker; ``serve.workers`` processes; and
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
 import orjson
 import pandas as pd
-from pydantic import AfterValidator, Field
+from bentoml.exceptions import NotFound
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.responses import Response
 
 from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
-from mlops_template.model import ModelMeta, decide
+from mlops_template.errors import ModelError
+from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_log import RequestLog
-from mlops_template.request_schema import record_model, typed_column
+from mlops_template.request_schema import bounded_error, record_model, typed_column
 
-MODEL_NAME = "mlops-template"
+log = logging.getLogger(__name__)
 PREDICT_PATHS = ("/predict", "/predict_batched")
+VERSION_PATH = "/version"
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
 _SERVE = _PARAMS.serve
 _CONTRACT = load_contract(_PARAMS.data.contract)
 _INPUTS = [c for c in _CONTRACT.columns if c != _CONTRACT.target]
 _UNIQUE = [c for c in _INPUTS if _CONTRACT.columns[c].unique]
 Record = record_model(_CONTRACT)
+
+
+class ServeArgs(BaseModel):
+    """``bentoml serve|build ... --arg model_tag=NAME:VERSION``: the model to serve."""
+
+    model_tag: str = ""
+
+
+def served_tag(record: Path = paths.PACKAGE) -> tuple[str, str]:
+    """(the model tag to serve, where it came from)."""
+    tag = bentoml.use_arguments(ServeArgs).model_tag
+    if tag:
+        return tag, "--arg model_tag"
+    try:
+        tag = json.loads(record.read_text())["model_tag"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ModelError(
+            f"{record}: no model_tag recorded; run the package stage (dvc repro) or serve a "
+            "stored model with --arg model_tag=NAME:VERSION"
+        ) from None
+    return str(tag), str(record)
 
 
 def _unique(records: list[Any]) -> list[Any]:
@@ -65,48 +106,64 @@ REJECTED = bentoml.metrics.Counter(
 )
 
 
-def _reason(status: int, body: bytes) -> str:
-    """The error type of a 4xx body: pydantic's ``detail[0].type`` (our own rejections use the
-    same shape), else the status code."""
+# --------------------------------------------------------------------------- the model
+
+
+def verified_file(stored: Any, name: str, key: str) -> Path:
+    """A file of the stored model, after its sha256 matched the one recorded at packaging
+    (metadata ``key``): a truncated or swapped copy is never unpickled."""
+    path = Path(stored.path_of(name))
+    expected = str(stored.info.metadata.get(key, ""))
+    if not path.is_file():
+        raise ModelError(f"{path}: missing from the stored model {stored.tag}")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path}: sha256 {actual[:12]}… is not the {expected[:12] or 'none'}… recorded when "
+            f"{stored.tag} was packaged: the stored copy is corrupt or changed "
+            "(delete it and re-run the package stage)"
+        )
+    return path
+
+
+def check_stored(tag: str) -> Any:
+    """The stored model ``tag`` with every file it serves from checked."""
     try:
-        detail = orjson.loads(body).get("detail") or [{}]
-        return str(detail[0].get("type") or status)
-    except (orjson.JSONDecodeError, AttributeError, IndexError, TypeError):
-        return str(status)
+        stored = bentoml.models.get(tag)
+    except NotFound:
+        raise ModelError(f"model {tag}: not in the BentoML store ({_store()})") from None
+    verified_file(stored, paths.STORE_MODEL_FILE, "model_sha256")
+    if "onnx_sha256" in stored.info.metadata:
+        verified_file(stored, paths.STORE_ONNX_FILE, "onnx_sha256")
+    return stored
 
 
-class RejectionCounter:
-    """ASGI middleware: counts every 4xx of the predict endpoints by reason, including the ones
-    BentoML raises while parsing the request (wrong types, missing fields, bad JSON)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") not in PREDICT_PATHS:
-            await self.app(scope, receive, send)
-            return
-        state: dict[str, Any] = {"status": 0, "body": b""}
-
-        async def counting_send(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-            elif message["type"] == "http.response.body" and 400 <= state["status"] < 500:
-                state["body"] += message.get("body", b"")[:65536]
-                if not message.get("more_body"):
-                    REJECTED.labels(reason=_reason(state["status"], state["body"])).inc()
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
+def _store() -> str:
+    return os.environ.get("BENTOML_HOME", "~/bentoml")
 
 
-def _reject(reason: str, message: str) -> Response:
-    """A 400 in pydantic's shape, naming the field (``loc``) and the problem (``msg``)."""
-    body = {
-        "error": f"records: {message}",
-        "detail": [{"type": reason, "loc": ["records"], "msg": message}],
-    }
-    return Response(orjson.dumps(body), status_code=400, media_type="application/json")
+@dataclass
+class Health:
+    """What this worker serves, or why it serves nothing (read by :class:`RequestGuard`)."""
+
+    model_tag: str = ""
+    source: str = ""
+    failure: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        status = "failed" if self.failure else "ready"
+        body = {"status": status, "model_tag": self.model_tag, "model_tag_source": self.source}
+        bento = bentoml.server_context.bento_name
+        if bentoml.server_context.bento_version not in (None, "not available"):
+            body["bento_tag"] = f"{bento}:{bentoml.server_context.bento_version}"
+        if self.failure:
+            body["reason"] = self.failure
+        return body | self.info
+
+
+HEALTH = Health()
+_TAG, _TAG_SOURCE = served_tag()
 
 
 def _dtypes() -> dict[str, str]:
@@ -115,28 +172,61 @@ def _dtypes() -> dict[str, str]:
     return {name: str(columns[name].dtype) for name in _INPUTS}
 
 
+def _reject(reason: str, message: str, status: int = 400, loc: str = "records") -> Response:
+    """A 4xx in pydantic's shape, naming the field (``loc``) and the problem (``msg``)."""
+    body = {
+        "error": f"{loc}: {message}",
+        "detail": [{"type": reason, "loc": [loc], "msg": message}],
+    }
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
 @bentoml.service(name="mlops_template", workers=_SERVE.workers, threads=_SERVE.threads)
 class MlopsService:
     """POST /predict: a list of records -> prediction (+ probabilities) and model version.
     POST /predict_batched: the same, with concurrent requests merged (adaptive batching)."""
 
-    model_ref = bentoml.models.BentoModel(f"{MODEL_NAME}:latest")
+    model_ref = bentoml.models.BentoModel(_TAG)  # a class attribute: the Bento packs it
+
+    @bentoml.on_deployment
+    def check_model() -> None:
+        """Once, in the `bentoml serve` process, before any worker starts: a missing or
+        corrupt model stops the server with one line, not a loop of crashing workers."""
+        try:
+            check_stored(_TAG)
+        except ModelError as err:
+            raise SystemExit(f"mlops_template.service: cannot serve: {err}") from None
 
     def __init__(self) -> None:
+        HEALTH.model_tag, HEALTH.source = _TAG, _TAG_SOURCE
+        try:
+            self._load()
+        except Exception as err:  # any cause: answered as 503 + reason, never a restart loop
+            cause = str(err) if isinstance(err, ModelError) else f"{type(err).__name__}: {err}"
+            HEALTH.failure = f"model {_TAG} not loaded: {cause}"[:1000]
+            log.error("%s", HEALTH.failure)
+
+    def _load(self) -> None:
+        import joblib
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)  # OpenMP/BLAS threads slow small-batch prediction; use workers
-        model = bentoml.sklearn.load_model(self.model_ref)
+        stored = check_stored(_TAG)
+        path = stored.path_of(paths.STORE_MODEL_FILE)
+        try:
+            model = joblib.load(path)
+        except Exception as err:  # the hash matched, yet it does not load (another library?)
+            raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
         self.features, self.core = split_pipeline(model)
-        self.meta = ModelMeta.model_validate_json(self.model_ref.info.metadata["model_meta"])
+        self.meta = ModelMeta.model_validate_json(stored.info.metadata["model_meta"])
         self.runtime = "sklearn"
-        stored = getattr(self.model_ref, "stored", self.model_ref)  # a Model once served
-        onnx_bytes = stored.custom_objects.get("onnx")
-        if onnx_bytes is not None and _SERVE.runtime == "auto":
+        if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
+            onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
             self.core, self.runtime = OnnxModel(onnx_bytes), "onnx"
-        self.version = str(self.model_ref.tag)
+        self.version = str(stored.tag)
         self.dtypes = _dtypes()
         self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
+        HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.runtime}
 
     @bentoml.api
     def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
@@ -182,4 +272,165 @@ class MlopsService:
         return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
-MlopsService.add_asgi_middleware(RejectionCounter)  # type: ignore[attr-defined]
+# --------------------------------------------------------------------------- request guard
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    """No header (BentoML reads JSON then), application/json or a ``+json`` type."""
+    if content_type is None:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The request body, or None as soon as it grows past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _too_many_rows(body: bytes) -> Response | None:
+    """A 400 when the body holds more than ``serve.max_rows`` records, found without validating
+    any: a body with at most max_rows ``{`` cannot (0.1 ms per MB); only above that is it
+    parsed (orjson) and its records counted."""
+    limit = _SERVE.max_rows
+    if body.count(b"{") - 1 <= limit:
+        return None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as err:
+        return _reject("json_invalid", f"not valid JSON ({err})"[:200], loc="body")
+    records = parsed.get("records") if isinstance(parsed, dict) else None
+    if isinstance(records, list) and len(records) > limit:
+        return _reject("too_many_rows", f"{len(records)} rows, more than serve.max_rows={limit}")
+    return None
+
+
+class _BoundedSend:
+    """Wraps ASGI ``send``: a 4xx response is held until complete, cut to size
+    (:func:`bounded_error`) and counted by reason; other responses pass unchanged."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.start: dict[str, Any] | None = None
+        self.body = bytearray()
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            self.start = message
+            return
+        if message["type"] != "http.response.body" or self.start is None:
+            await self.send(message)
+            return
+        self.body += message.get("body", b"")
+        if message.get("more_body"):
+            return
+        body, reason = bounded_error(bytes(self.body), self.start["status"])
+        REJECTED.labels(reason=reason).inc()
+        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.send(self.start | {"headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """ASGI middleware. On the predict endpoints: 503 + reason while the model failed to load;
+    415 for a body that is not JSON; 413 for a body over ``serve.body_limit`` (when the
+    Content-Length says so, before reading a byte, and the connection is closed); 400 for more
+    than ``serve.max_rows`` records before any is validated. Every 4xx there, BentoML's own
+    parse errors included, is bounded and counted by reason. ``/readyz`` and ``GET /version``
+    answer with the served model's tag (503 and the reason if it did not load)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path in ("/readyz", VERSION_PATH) and (HEALTH.failure or HEALTH.info):
+            status = 503 if HEALTH.failure else 200
+            await Response(orjson.dumps(HEALTH.describe()), status, media_type="application/json")(
+                scope, receive, send
+            )
+        elif path not in PREDICT_PATHS:
+            await self.app(scope, receive, send)
+        else:
+            try:
+                await self._predict(scope, receive, _BoundedSend(send))
+            except _ClientGone:
+                return
+
+    async def _predict(self, scope: Any, receive: Any, send: Any) -> None:
+        early = self._refuse_unread(scope)
+        if early is not None:
+            await early(scope, receive, send)
+            return
+        body = await _read_body(receive, _SERVE.body_limit)
+        response = _too_large() if body is None else _too_many_rows(body)
+        if response is not None:
+            await response(scope, receive, send)
+            return
+        await self.app(scope, _replay(body or b"", receive), send)
+
+    def _refuse_unread(self, scope: Any) -> Response | None:
+        if HEALTH.failure:
+            body = orjson.dumps(HEALTH.describe())
+            return Response(body, status_code=503, media_type="application/json")
+        if scope.get("method") != "POST":
+            return None
+        content_type = _header(scope, b"content-type")
+        if not _is_json(content_type):
+            shown = content_type.split(b";", 1)[0].decode("latin-1")[:100] if content_type else ""
+            message = f"send application/json, not {shown}"
+            return _reject("unsupported_media_type", message, 415, loc="content-type")
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > _SERVE.body_limit:
+            return _too_large()
+        return None
+
+
+def _too_large() -> Response:
+    limit = _SERVE.body_limit
+    message = f"body larger than serve.max_body_bytes={limit} bytes; send fewer records"
+    response = _reject("body_too_large", message, 413, loc="body")
+    response.headers["connection"] = "close"  # the unread rest of the body is not wanted
+    return response
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that hands the already-read body over once, then waits on the
+    client's (for BentoML's disconnect checks)."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return dict(await receive())
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+MlopsService.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]

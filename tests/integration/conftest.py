@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A copy of the project with a 3000-row, 20-iteration model, packaged into a Bento."""
-    root = tmp_path_factory.mktemp("project")
+def make_project(root: Path, env: dict[str, str], overrides: dict[str, Any] | None = None) -> Path:
+    """A copy of the project in ``root`` (3000 rows, 20 iterations, ``overrides``) trained and
+    packaged with ``env`` (its BENTOML_HOME is the store)."""
     shutil.copy(ROOT / "bentofile.yaml", root / "bentofile.yaml")
     shutil.copy(DEMO_CONTRACT, root / "contract.yaml")
     shutil.copytree(ROOT / "src", root / "src")
@@ -47,44 +47,79 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     small = merge(
         TINY, {"data": {"synthetic": {"n_rows": 3000}}, "serve": serve, "evaluate": evaluate}
     )
-    raw = merge(yaml.safe_load(DEMO_PARAMS.read_text()), small)
+    raw = merge(merge(yaml.safe_load(DEMO_PARAMS.read_text()), small), overrides or {})
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    for stage in ("data", "features", "train", "evaluate", "package"):
+        subprocess.run([MLOPS, "stage", stage], cwd=root, env=env, check=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A copy of the project with a 3000-row, 20-iteration model, packaged into a Bento."""
+    root = tmp_path_factory.mktemp("project")
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "OMP_NUM_THREADS": "1",
     }
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    for stage in ("data", "features", "train", "evaluate", "package"):
-        subprocess.run([MLOPS, "stage", stage], cwd=root, env=env, check=True)
-    return root, env
+    return make_project(root, env), env
 
 
-def serve(target: str, root: Path, env: dict[str, str]) -> Iterator[str]:
+@dataclass
+class Served:
+    """A running (or exited) `bentoml serve`: its process, URL and stderr file."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    stderr: Path
+
+    def log(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def start(target: str, root: Path, env: dict[str, str], *args: str) -> Served:
+    """`bentoml serve target` on a free loopback port, stderr to a file (never a pipe nobody
+    reads, which would block the server once full)."""
     port = _free_port()
-    proc = subprocess.Popen(
-        [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    stderr = root / f"serve-{port}.stderr"
+    with open(stderr, "wb") as err:
+        proc = subprocess.Popen(
+            [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args],
+            cwd=root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    return Served(proc, f"http://127.0.0.1:{port}", stderr)
+
+
+def wait_for_readyz(served: Served, status: int = 200) -> None:
+    for _ in range(240):
+        try:
+            if requests.get(f"{served.url}/readyz", timeout=1).status_code == status:
+                return
+        except requests.RequestException:
+            pass
+        assert served.proc.poll() is None, f"bentoml serve exited: {served.log()[-2000:]}"
+        time.sleep(0.25)
+    raise AssertionError(f"bentoml serve: /readyz not {status} after 60 s")
+
+
+def serve(
+    target: str, root: Path, env: dict[str, str], *args: str, status: int = 200
+) -> Iterator[str]:
+    served = start(target, root, env, *args)
     try:
-        for _ in range(120):
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, "bentoml serve exited"
-            time.sleep(0.5)
-        else:
-            raise AssertionError("bentoml serve not ready after 60 s")
-        yield url
+        wait_for_readyz(served, status)
+        yield served.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        served.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,10 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.conftest import MLOPS, records, serve
+from tests.integration.conftest import MLOPS, make_project, records, serve, start, wait_for_readyz
 
 ROOT = Path(__file__).resolve().parents[2]
+JSON = {"content-type": "application/json"}
 pytestmark = pytest.mark.integration
 
 
@@ -87,6 +91,9 @@ BAD = [
     ("unknown category", lambda r: [r | {"channel": "carrier_pigeon"}], "channel"),
     ("empty list", lambda r: [], "records"),
     ("too many rows", lambda r: [r] * 1001, "records"),
+    ("int64 overflow", lambda r: [r | {"transaction_id": 2**63}], "transaction_id"),
+    ("huge integer", lambda r: [r | {"customer_tenure_days": 10**30}], "customer_tenure_days"),
+    ("above the contract's max", lambda r: [r | {"txn_count_24h": 10_001}], "txn_count_24h"),
 ]
 
 
@@ -114,22 +121,31 @@ def _rejected(server: str) -> dict[str, float]:
     return out
 
 
+def _body(rows: list[Any]) -> bytes:
+    return json.dumps({"records": rows}).encode()
+
+
 @pytest.mark.parametrize(
-    ("make", "reason"),
+    ("make", "headers", "reason"),
     [
-        (lambda r: [r | {"txn_count_24h": "many"}], "int_parsing"),
-        (lambda r: [r | {"colour": "red"}], "extra_forbidden"),
-        (lambda r: [], "empty"),
+        (lambda r: _body([r | {"txn_count_24h": "many"}]), JSON, "int_parsing"),
+        (lambda r: _body([r | {"colour": "red"}]), JSON, "extra_forbidden"),
+        (lambda r: _body([]), JSON, "empty"),
+        (lambda r: _body([r] * 1001), JSON, "too_many_rows"),
+        (lambda r: _body([r]), {"content-type": "text/plain"}, "unsupported_media_type"),
+        (lambda r: _body([r] * 10_000), JSON, "body_too_large"),
     ],
-    ids=["wrong type", "extra field", "empty list"],
+    ids=["wrong type", "extra field", "empty list", "too many rows", "text/plain", "too large"],
 )
 def test_rejections_counted_by_reason(
-    server: str, test_split: pd.DataFrame, make: Any, reason: str
+    server: str, test_split: pd.DataFrame, make: Any, headers: dict[str, str], reason: str
 ) -> None:
-    """Parse-level 400s (raised by BentoML/pydantic before our code runs) are counted too."""
+    """Parse-level 4xx (raised by BentoML/pydantic before our code runs, or by the request
+    guard before BentoML parses) are counted too."""
     before = _rejected(server).get(reason, 0.0)
-    resp = requests.post(f"{server}/predict", json={"records": make(_good(test_split))}, timeout=30)
-    assert resp.status_code == 400
+    body = make(_good(test_split))
+    resp = requests.post(f"{server}/predict", data=body, headers=headers, timeout=30)
+    assert 400 <= resp.status_code < 500 and resp.json()["detail"][0]["type"] == reason
     for _ in range(20):  # two worker processes: the counter is aggregated on scrape
         if _rejected(server).get(reason, 0.0) >= before + 1:
             break
@@ -140,22 +156,92 @@ def test_rejections_counted_by_reason(
 @pytest.mark.parametrize("value", ["NaN", "Infinity"])
 def test_non_finite_rejected(server: str, test_split: pd.DataFrame, value: str) -> None:
     body = json.dumps({"records": [_good(test_split) | {"amount": math.nan}]}).replace("NaN", value)
-    resp = requests.post(
-        f"{server}/predict", data=body, headers={"content-type": "application/json"}, timeout=30
-    )
+    resp = requests.post(f"{server}/predict", data=body, headers=JSON, timeout=30)
     assert resp.status_code == 400, resp.text
     assert "amount" in resp.text
 
 
-@pytest.mark.parametrize(
-    ("body", "ctype"), [('{"records": [', "application/json"), ("hello", "text/plain")]
-)
-def test_malformed_or_wrong_content_type(server: str, body: str, ctype: str) -> None:
-    resp = requests.post(
-        f"{server}/predict", data=body, headers={"content-type": ctype}, timeout=30
-    )
-    assert 400 <= resp.status_code < 500, resp.text
+def test_malformed_json(server: str) -> None:
+    resp = requests.post(f"{server}/predict", data='{"records": [', headers=JSON, timeout=30)
+    assert resp.status_code == 400, resp.text
     assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("endpoint", ["/predict", "/predict_batched"])
+@pytest.mark.parametrize(
+    "ctype",
+    ["text/plain", "multipart/form-data; boundary=xyz", "application/x-www-form-urlencoded"],
+)
+def test_non_json_content_type_gets_415(
+    server: str, test_split: pd.DataFrame, ctype: str, endpoint: str
+) -> None:
+    """A JSON body sent as text/plain used to be parsed (200); multipart bodies gave 500."""
+    body = json.dumps({"records": [_good(test_split)]})
+    resp = requests.post(
+        f"{server}{endpoint}", data=body, headers={"content-type": ctype}, timeout=30
+    )
+    assert resp.status_code == 415, resp.text
+    assert resp.json()["detail"][0]["loc"] == ["content-type"]
+    assert "xyz" not in resp.text
+
+
+def _timed_post(url: str, data: Any, **headers: str) -> tuple[requests.Response, float]:
+    start = time.perf_counter()
+    resp = requests.post(url, data=data, headers=JSON | headers, timeout=60)
+    return resp, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def body_100k(test_split: pd.DataFrame) -> bytes:
+    """100,000 contract-valid records (about 25 MB): far over serve.max_body_bytes."""
+    rows = records(test_split.head(1)) * 100_000
+    return json.dumps({"records": rows}).encode()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+@pytest.mark.parametrize("endpoint", ["/predict", "/predict_batched"])
+def test_body_over_the_limit_gets_413_before_it_is_read(
+    server: str, body_100k: bytes, chunked: bool, endpoint: str
+) -> None:
+    """With a Content-Length the answer comes before the body is read (and the connection is
+    closed); a chunked body is read only up to the limit."""
+    data: Any = body_100k
+    if chunked:
+        data = (body_100k[i : i + 65536] for i in range(0, len(body_100k), 65536))
+    resp, seconds = _timed_post(f"{server}{endpoint}", data)
+    assert resp.status_code == 413, resp.text[:300]
+    assert resp.json()["detail"][0]["type"] == "body_too_large" and len(resp.content) < 500
+    assert seconds < 2.0, seconds
+    assert requests.get(f"{server}/readyz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("endpoint", ["/predict", "/predict_batched"])
+def test_100k_records_under_the_size_limit_get_400_in_milliseconds(
+    server: str, endpoint: str
+) -> None:
+    """Small enough to be read (1.3 MB), the records are counted before any is validated:
+    validating 100k records row by row took about 1 s."""
+    body = json.dumps({"records": [{"amount": 1}] * 100_000}).encode()
+    resp, seconds = _timed_post(f"{server}{endpoint}", body)
+    assert resp.status_code == 400, resp.text[:300]
+    assert resp.json()["detail"][0]["type"] == "too_many_rows"
+    assert "100000 rows" in resp.text
+    assert seconds < 1.0, seconds  # about 40 ms here; the bound allows a busy shared machine
+
+
+def test_error_bodies_are_bounded(server: str, test_split: pd.DataFrame) -> None:
+    """A 1 MB bad key is not echoed back; 1,000 bad records list 20 errors, not 2 MB."""
+    good = _good(test_split)
+    key = "k" * 1_000_000
+    resp = requests.post(f"{server}/predict", json={"records": [good | {key: 1}]}, timeout=30)
+    assert resp.status_code == 400 and len(resp.content) < 1000, len(resp.content)
+    assert resp.json()["detail"][0]["type"] == "extra_forbidden"
+    bad = [good | {"transaction_id": i + 1, "amount": -1, "channel": "x"} for i in range(1000)]
+    resp = requests.post(f"{server}/predict", json={"records": bad}, timeout=30)
+    assert resp.status_code == 400
+    body = resp.json()
+    assert len(body["detail"]) == 20 and body["error"].startswith("2000 errors")
+    assert len(resp.content) < 10_000, len(resp.content)
 
 
 def test_request_log_and_metrics(
@@ -192,7 +278,12 @@ def test_built_bento_contents_and_serves(project: tuple[Path, dict[str, str]]) -
     reqs = (bento / "env/python/requirements.txt").read_text().lower()
     assert "dvc" not in reqs and "mlflow" not in reqs
     for url in serve(tag, root, env):
-        assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
+        ready = requests.get(f"{url}/readyz", timeout=5)
+        assert ready.status_code == 200
+        # the Bento serves the model it was built with (recorded as its --arg model_tag)
+        assert ready.json()["model_tag"] == model_tag
+        version = requests.get(f"{url}/version", timeout=5).json()
+        assert version["bento_tag"] == tag and version["model_tag_source"] == "--arg model_tag"
 
 
 def test_schemathesis_fuzz_no_5xx(server: str) -> None:
@@ -297,3 +388,165 @@ def test_release_smoke_test_script_against_bentomlserve(server: str) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"smoke-test: {server} is ready, /predict answered, a bad request got 400" in done.stdout
+
+
+# ------------------------------------------------------------ which model, and the store
+
+
+def _package(root: Path) -> dict[str, Any]:
+    return dict(json.loads((root / "reports/package.json").read_text()))
+
+
+def test_readyz_and_version_name_the_recorded_model(
+    project: tuple[Path, dict[str, str]], server: str
+) -> None:
+    """The model is named after the project folder and is the version package.json records."""
+    root = project[0]
+    tag = _package(root)["model_tag"]
+    assert tag.split(":")[0] == root.name
+    ready = requests.get(f"{server}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["model_tag"] == tag
+    version = requests.get(f"{server}/version", timeout=5).json()
+    assert version["model_tag_source"] == "reports/package.json"
+    assert version["model_sha256"] == _package(root)["model_sha256"]
+
+
+@pytest.fixture(scope="module")
+def other_project(
+    project: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, str]]:
+    """A second project packaged later into the SAME BentoML store, with another model."""
+    root = tmp_path_factory.mktemp("other")
+    env = project[1] | {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    overrides = {
+        "train": {"hist_gradient_boosting": {"max_iter": 8, "learning_rate": 0.3}},
+        "evaluate": {"threshold": 0.6},
+        "serve": {"workers": 1},
+    }
+    return make_project(root, env, overrides), env
+
+
+def _served_tags(url: str, row: dict[str, Any]) -> tuple[str, str, float]:
+    """(readyz model tag, model_version of a prediction, P(fraud) of ``row``)."""
+    ready = requests.get(f"{url}/readyz", timeout=5).json()["model_tag"]
+    out = requests.post(f"{url}/predict", json={"records": [row]}, timeout=30).json()[0]
+    return ready, out["model_version"], out["probabilities"]["1"]
+
+
+def test_two_projects_in_one_store_each_serve_their_own(
+    project: tuple[Path, dict[str, str]],
+    other_project: tuple[Path, dict[str, str]],
+    test_split: pd.DataFrame,
+) -> None:
+    """The other project packaged after this one: both serve the model their own
+    reports/package.json names (`:latest` would have served the other's)."""
+    row = _good(test_split)
+    seen = {}
+    for root, env in (project, other_project):
+        tag = _package(root)["model_tag"]
+        assert (Path(env["BENTOML_HOME"]) / "models" / tag.replace(":", "/")).is_dir()
+        for url in serve("mlops_template.service:MlopsService", root, env):
+            ready, version, proba = _served_tags(url, row)
+        assert ready == version == tag
+        seen[tag] = proba
+    assert len(seen) == 2 and len({t.split(":")[0] for t in seen}) == 2
+    assert len(set(seen.values())) == 2, "the two models should answer differently"
+
+
+def _store(env: dict[str, str], kind: str, name: str) -> set[str]:
+    folder = Path(env["BENTOML_HOME"]) / kind / name
+    return (
+        {f"{name}:{d.name}" for d in folder.iterdir() if d.is_dir()} if folder.is_dir() else set()
+    )
+
+
+def _create_models(env: dict[str, str], tags: list[str]) -> None:
+    """Models named like this project's, made newer than its real one (in a subprocess: the
+    store location is read when bentoml is imported)."""
+    code = (
+        "import bentoml, sys\nfor tag in sys.argv[1:]:\n    with bentoml.models.create(tag): pass"
+    )
+    subprocess.run([sys.executable, "-c", code, *tags], env=env, check=True)
+
+
+def test_store_keeps_this_projects_last_n_and_reuses_the_model_tag(
+    project: tuple[Path, dict[str, str]], other_project: tuple[Path, dict[str, str]]
+) -> None:
+    """package.keep: 2 -> this project's two newest Bentos, and of its models the one it
+    serves plus the newest other; the other project's models and Bentos are untouched.
+    Packaging the unchanged model again reuses its tag."""
+    root, env = project
+    name, other = root.name, other_project[0].name
+    before = _package(root)
+    theirs = {k: _store(env, k, other) for k in ("models", "bentos")}
+    _create_models(env, [f"{name}:old1", f"{name}:old2", f"{name}:old3"])
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["package"]["keep"] = 2
+    (root / "params-keep2.yaml").write_text(yaml.safe_dump(params))
+    for _ in range(2):
+        command = [MLOPS, "--params", "params-keep2.yaml", "stage", "package"]
+        subprocess.run(command, cwd=root, env=env, check=True)
+    after = _package(root)
+    assert after["model_tag"] == before["model_tag"]  # same model file and description
+    assert _store(env, "models", name) == {after["model_tag"], f"{name}:old3"}
+    bentos = _store(env, "bentos", name)
+    assert len(bentos) == 2 and after["bento_tag"] in bentos and before["bento_tag"] not in bentos
+    assert {k: _store(env, k, other) for k in ("models", "bentos")} == theirs
+
+
+# ------------------------------------------------------------ a model that cannot load
+
+
+@pytest.fixture
+def store_copy(project: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The served model's folder in a BentoML store of its own (the session's stays intact)."""
+    root, env = project
+    tag = _package(root)["model_tag"]
+    shutil.copytree(Path(env["BENTOML_HOME"]) / "models", tmp_path / "models")
+    return tmp_path / "models" / tag.replace(":", "/"), env | {"BENTOML_HOME": str(tmp_path)}
+
+
+def test_truncated_model_stops_serve_with_one_line(
+    project: tuple[Path, dict[str, str]], store_copy: tuple[Path, dict[str, str]]
+) -> None:
+    """Checked against the sha256 recorded at packaging before any worker starts: `bentoml
+    serve` exits non-zero in seconds with one line naming the file (it used to restart the
+    worker 183 times in 10 minutes)."""
+    folder, env = store_copy
+    model = folder / "model.joblib"
+    model.write_bytes(model.read_bytes()[:1000])
+    served = start("mlops_template.service:MlopsService", project[0], env)
+    assert served.proc.wait(timeout=60) != 0
+    log = served.log()
+    last = [line for line in log.splitlines() if line.strip()][-1]
+    assert "cannot serve" in last and str(model) in last and "sha256" in last, log[-2000:]
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_model_that_fails_to_load_answers_503_with_the_reason(
+    project: tuple[Path, dict[str, str]], store_copy: tuple[Path, dict[str, str]]
+) -> None:
+    """A model file whose hash matches its record yet does not unpickle (say, another library
+    version): the workers stay up and say why, at once, instead of restarting forever."""
+    folder, env = store_copy
+    (folder / "model.joblib").write_bytes(b"not a pickle")
+    info = yaml.safe_load((folder / "model.yaml").read_text())
+    info["metadata"]["model_sha256"] = hashlib.sha256(b"not a pickle").hexdigest()
+    (folder / "model.yaml").write_text(yaml.safe_dump(info))
+    served = start("mlops_template.service:MlopsService", project[0], env)
+    try:
+        wait_for_readyz(served, status=503)
+        time.sleep(3)  # a restart loop would show up as more "not loaded" lines
+        for path in ("/readyz", "/version"):
+            start_at = time.perf_counter()
+            resp = requests.get(f"{served.url}{path}", timeout=1)
+            assert resp.status_code == 503 and time.perf_counter() - start_at < 1.0
+            assert (
+                "cannot load" in resp.json()["reason"] and "model.joblib" in resp.json()["reason"]
+            )
+        resp = requests.post(f"{served.url}/predict", json={"records": []}, timeout=5)
+        assert resp.status_code == 503 and "cannot load" in resp.text
+        assert served.proc.poll() is None
+    finally:
+        served.stop()
+    assert served.log().count("not loaded") == 2, served.log()[-3000:]  # once per worker
