@@ -268,6 +268,9 @@ class ServeParams(Section):
     max_rows: int = Field(1_000, ge=1)
     # larger bodies get 413 before they are read; null: max_rows x 2 KiB + 64 KiB
     max_body_bytes: int | None = Field(None, ge=1024)
+    # oversized or non-JSON requests refused per second, client address and worker after a
+    # burst of 10, before further ones wait (so abusive clients cannot crowd out the others)
+    refusals_per_second: float = Field(2.0, gt=0)
     request_log: str = Field("logs/requests.db", pattern=r"\.(db|sqlite|jsonl)$")  # SQLite|JSONL
     workers: int = Field(1, ge=1)
     batch_max_size: int = Field(1_000, ge=1)
@@ -292,7 +295,7 @@ class PackageParams(Section):
     build_bento: bool = True
     # the name of this project's models and Bentos in the BentoML store; "": the project
     # folder's name (so two projects on one machine never share a name)
-    model_name: str = Field("", pattern=f"({TAG_NAME})|^$")
+    model_name: str = Field("", pattern=f"^$|{TAG_NAME}")
     keep: int = Field(5, ge=1)  # the store keeps this project's last N models and Bentos
 
 

@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,12 +47,11 @@ from mlops_template.contract import load_contract, schema
 from mlops_template.errors import ModelError
 from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
+from mlops_template.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.request_log import RequestLog
-from mlops_template.request_schema import bounded_error, record_model, typed_column
+from mlops_template.request_schema import record_model, typed_column
 
 log = logging.getLogger(__name__)
-PREDICT_PATHS = ("/predict", "/predict_batched")
-VERSION_PATH = "/version"
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
 _SERVE = _PARAMS.serve
 _CONTRACT = load_contract(_PARAMS.data.contract)
@@ -83,6 +81,9 @@ def served_tag(record: Path = paths.PACKAGE) -> tuple[str, str]:
     return str(tag), str(record)
 
 
+_TAG, _TAG_SOURCE = served_tag()
+
+
 def _unique(records: list[Any]) -> list[Any]:
     """The contract's unique columns, checked per request (before adaptive batching merges)."""
     for name in _UNIQUE:
@@ -98,11 +99,6 @@ BatchRecords = Annotated[
 ]
 PREDICTIONS = bentoml.metrics.Counter(
     name="mlops_predictions", documentation="Predictions served, by class", labelnames=["label"]
-)
-REJECTED = bentoml.metrics.Counter(
-    name="mlops_rejected_requests",
-    documentation="Rejected requests (HTTP 4xx on the predict endpoints), by reason",
-    labelnames=["reason"],
 )
 
 
@@ -131,54 +127,18 @@ def check_stored(tag: str) -> Any:
     try:
         stored = bentoml.models.get(tag)
     except NotFound:
-        raise ModelError(f"model {tag}: not in the BentoML store ({_store()})") from None
+        home = os.environ.get("BENTOML_HOME", "~/bentoml")
+        raise ModelError(f"model {tag}: not in the BentoML store ({home})") from None
     verified_file(stored, paths.STORE_MODEL_FILE, "model_sha256")
     if "onnx_sha256" in stored.info.metadata:
         verified_file(stored, paths.STORE_ONNX_FILE, "onnx_sha256")
     return stored
 
 
-def _store() -> str:
-    return os.environ.get("BENTOML_HOME", "~/bentoml")
-
-
-@dataclass
-class Health:
-    """What this worker serves, or why it serves nothing (read by :class:`RequestGuard`)."""
-
-    model_tag: str = ""
-    source: str = ""
-    failure: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> dict[str, Any]:
-        status = "failed" if self.failure else "ready"
-        body = {"status": status, "model_tag": self.model_tag, "model_tag_source": self.source}
-        bento = bentoml.server_context.bento_name
-        if bentoml.server_context.bento_version not in (None, "not available"):
-            body["bento_tag"] = f"{bento}:{bentoml.server_context.bento_version}"
-        if self.failure:
-            body["reason"] = self.failure
-        return body | self.info
-
-
-HEALTH = Health()
-_TAG, _TAG_SOURCE = served_tag()
-
-
 def _dtypes() -> dict[str, str]:
     """Pandas dtypes the contract's pandera schema coerces to (what training saw)."""
     columns = schema(_CONTRACT, with_target=False).columns
     return {name: str(columns[name].dtype) for name in _INPUTS}
-
-
-def _reject(reason: str, message: str, status: int = 400, loc: str = "records") -> Response:
-    """A 4xx in pydantic's shape, naming the field (``loc``) and the problem (``msg``)."""
-    body = {
-        "error": f"{loc}: {message}",
-        "detail": [{"type": reason, "loc": [loc], "msg": message}],
-    }
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 @bentoml.service(name="mlops_template", workers=_SERVE.workers, threads=_SERVE.threads)
@@ -231,15 +191,15 @@ class MlopsService:
     @bentoml.api
     def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
         if not records:
-            return _reject("empty", "empty list, send at least one record")  # type: ignore[return-value]
+            return reject("empty", "empty list, send at least one record")  # type: ignore[return-value]
         if len(records) > _SERVE.max_rows:
             message = f"{len(records)} rows, more than serve.max_rows={_SERVE.max_rows}"
-            return _reject("too_many_rows", message)  # type: ignore[return-value]
+            return reject("too_many_rows", message)  # type: ignore[return-value]
         columns = self._columns(records)
         for name in _UNIQUE:
             if len(set(columns[name])) != len(records):
                 message = f"{name}: duplicate values (the data contract says unique)"
-                return _reject("contract", message)  # type: ignore[return-value]
+                return reject("contract", message)  # type: ignore[return-value]
         out = self._serve(columns)
         return Response(orjson.dumps(out), media_type="application/json")  # type: ignore[return-value]
 
@@ -272,165 +232,9 @@ class MlopsService:
         return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
-# --------------------------------------------------------------------------- request guard
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its body arrived."""
-
-
-def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
-    for key, value in scope.get("headers", []):
-        if key.lower() == name:
-            return bytes(value)
-    return None
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    """No header (BentoML reads JSON then), application/json or a ``+json`` type."""
-    if content_type is None:
-        return True
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")
-
-
-async def _read_body(receive: Any, limit: int) -> bytes | None:
-    """The request body, or None as soon as it grows past ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
-
-
-def _too_many_rows(body: bytes) -> Response | None:
-    """A 400 when the body holds more than ``serve.max_rows`` records, found without validating
-    any: a body with at most max_rows ``{`` cannot (0.1 ms per MB); only above that is it
-    parsed (orjson) and its records counted."""
-    limit = _SERVE.max_rows
-    if body.count(b"{") - 1 <= limit:
-        return None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        return _reject("json_invalid", f"not valid JSON ({err})"[:200], loc="body")
-    records = parsed.get("records") if isinstance(parsed, dict) else None
-    if isinstance(records, list) and len(records) > limit:
-        return _reject("too_many_rows", f"{len(records)} rows, more than serve.max_rows={limit}")
-    return None
-
-
-class _BoundedSend:
-    """Wraps ASGI ``send``: a 4xx response is held until complete, cut to size
-    (:func:`bounded_error`) and counted by reason; other responses pass unchanged."""
-
-    def __init__(self, send: Any) -> None:
-        self.send = send
-        self.start: dict[str, Any] | None = None
-        self.body = bytearray()
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
-            self.start = message
-            return
-        if message["type"] != "http.response.body" or self.start is None:
-            await self.send(message)
-            return
-        self.body += message.get("body", b"")
-        if message.get("more_body"):
-            return
-        body, reason = bounded_error(bytes(self.body), self.start["status"])
-        REJECTED.labels(reason=reason).inc()
-        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await self.send(self.start | {"headers": headers})
-        await self.send({"type": "http.response.body", "body": body})
-
-
-class RequestGuard:
-    """ASGI middleware. On the predict endpoints: 503 + reason while the model failed to load;
-    415 for a body that is not JSON; 413 for a body over ``serve.body_limit`` (when the
-    Content-Length says so, before reading a byte, and the connection is closed); 400 for more
-    than ``serve.max_rows`` records before any is validated. Every 4xx there, BentoML's own
-    parse errors included, is bounded and counted by reason. ``/readyz`` and ``GET /version``
-    answer with the served model's tag (503 and the reason if it did not load)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        path = scope.get("path") if scope["type"] == "http" else None
-        if path in ("/readyz", VERSION_PATH) and (HEALTH.failure or HEALTH.info):
-            status = 503 if HEALTH.failure else 200
-            await Response(orjson.dumps(HEALTH.describe()), status, media_type="application/json")(
-                scope, receive, send
-            )
-        elif path not in PREDICT_PATHS:
-            await self.app(scope, receive, send)
-        else:
-            try:
-                await self._predict(scope, receive, _BoundedSend(send))
-            except _ClientGone:
-                return
-
-    async def _predict(self, scope: Any, receive: Any, send: Any) -> None:
-        early = self._refuse_unread(scope)
-        if early is not None:
-            await early(scope, receive, send)
-            return
-        body = await _read_body(receive, _SERVE.body_limit)
-        response = _too_large() if body is None else _too_many_rows(body)
-        if response is not None:
-            await response(scope, receive, send)
-            return
-        await self.app(scope, _replay(body or b"", receive), send)
-
-    def _refuse_unread(self, scope: Any) -> Response | None:
-        if HEALTH.failure:
-            body = orjson.dumps(HEALTH.describe())
-            return Response(body, status_code=503, media_type="application/json")
-        if scope.get("method") != "POST":
-            return None
-        content_type = _header(scope, b"content-type")
-        if not _is_json(content_type):
-            shown = content_type.split(b";", 1)[0].decode("latin-1")[:100] if content_type else ""
-            message = f"send application/json, not {shown}"
-            return _reject("unsupported_media_type", message, 415, loc="content-type")
-        length = _header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > _SERVE.body_limit:
-            return _too_large()
-        return None
-
-
-def _too_large() -> Response:
-    limit = _SERVE.body_limit
-    message = f"body larger than serve.max_body_bytes={limit} bytes; send fewer records"
-    response = _reject("body_too_large", message, 413, loc="body")
-    response.headers["connection"] = "close"  # the unread rest of the body is not wanted
-    return response
-
-
-def _replay(body: bytes, receive: Any) -> Any:
-    """An ASGI ``receive`` that hands the already-read body over once, then waits on the
-    client's (for BentoML's disconnect checks)."""
-    sent = False
-
-    async def replay() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            return dict(await receive())
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-MlopsService.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]
+MlopsService.add_asgi_middleware(  # type: ignore[attr-defined]
+    RequestGuard,
+    max_rows=_SERVE.max_rows,
+    body_limit=_SERVE.body_limit,
+    refusals_per_second=_SERVE.refusals_per_second,
+)

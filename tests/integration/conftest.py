@@ -69,14 +69,14 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 
 @dataclass
 class Served:
-    """A running (or exited) `bentoml serve`: its process, URL and stderr file."""
+    """A running (or exited) `bentoml serve`: its process, URL and output file."""
 
     proc: subprocess.Popen[bytes]
     url: str
-    stderr: Path
+    output: Path
 
     def log(self) -> str:
-        return self.stderr.read_text(errors="replace")
+        return self.output.read_text(errors="replace")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -84,19 +84,19 @@ class Served:
 
 
 def start(target: str, root: Path, env: dict[str, str], *args: str) -> Served:
-    """`bentoml serve target` on a free loopback port, stderr to a file (never a pipe nobody
-    reads, which would block the server once full)."""
+    """`bentoml serve target` on a free loopback port, its stdout and stderr to a file (never
+    a pipe nobody reads, which would block the server once full)."""
     port = _free_port()
-    stderr = root / f"serve-{port}.stderr"
-    with open(stderr, "wb") as err:
+    output = root / f"serve-{port}.log"
+    with open(output, "wb") as out:
         proc = subprocess.Popen(
             [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args],
             cwd=root,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
-    return Served(proc, f"http://127.0.0.1:{port}", stderr)
+    return Served(proc, f"http://127.0.0.1:{port}", output)
 
 
 def wait_for_readyz(served: Served, status: int = 200) -> None:

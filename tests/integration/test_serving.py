@@ -550,3 +550,25 @@ def test_model_that_fails_to_load_answers_503_with_the_reason(
     finally:
         served.stop()
     assert served.log().count("not loaded") == 2, served.log()[-3000:]  # once per worker
+
+
+# ------------------------------------------------------------ last: it drains the throttle
+
+
+def test_repeated_refusals_from_one_client_wait_but_served_requests_do_not(
+    project: tuple[Path, dict[str, str]], server: str, test_split: pd.DataFrame
+) -> None:
+    """serve.refusals_per_second (2) per client address and worker, after a burst of 10: 40
+    refused requests in a row take at least (40 - 10 w) / (2 w) s with w workers; a valid
+    request meanwhile is answered at once."""
+    workers = yaml.safe_load((project[0] / "params.yaml").read_text())["serve"]["workers"]
+    body = json.dumps({"records": [_good(test_split)]})
+    plain = {"content-type": "text/plain"}
+    start = time.perf_counter()
+    with requests.Session() as session:
+        for _ in range(40):
+            resp = session.post(f"{server}/predict", data=body, headers=plain, timeout=30)
+            assert resp.status_code == 415
+    assert time.perf_counter() - start > 0.9 * (40 - 10 * workers) / (2 * workers)
+    resp, seconds = _timed_post(f"{server}/predict", body)
+    assert resp.status_code == 200 and seconds < 0.5, seconds

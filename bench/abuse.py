@@ -1,0 +1,284 @@
+"""Abuse benchmark: what two abusive clients cost the normal ones.
+
+A real `bentoml serve` of this project's packaged model on loopback (or ``--url`` of a running
+one). Normal clients (closed loop, aiohttp, ``--normal`` connections) post 1-row requests to
+/predict while 2 abusive clients (threads of another process, ``requests``) post 100k-record
+bodies as fast as the server answers them:
+
+- ``100k records``: 100,000 contract-valid records (about 25 MB), over serve.max_body_bytes:
+  413 before the body is read;
+- ``100k tiny records``: 100,000 one-field records (1.3 MB), under the size limit: 400 from
+  the row count, before any record is validated.
+
+Each round runs the phases back to back (no abusers, then each kind of abuser), so machine
+noise hits all alike. Reported: the median normal throughput of each phase over the rounds
+and its ratio to the no-abuser phase, p50/p99 latency, the abusers' request rate and answers,
+and the load average before every phase (the machine is shared). Writes
+reports/benchmarks/abuse.md.
+
+    python bench/abuse.py [--seconds 8] [--rounds 3] [--normal 4] [--url URL]
+
+Needs the pipeline up to `package` (reports/package.json) first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pandas as pd
+import requests
+
+from machine import describe, quiet_env  # bench/ is on sys.path when run as a script
+from mlops_template import paths
+from mlops_template.config import load_params
+
+BIN = Path(sys.executable).parent
+ROWS = 100_000
+PHASES = ("no abusers", "100k records", "100k tiny records")
+
+
+@dataclass
+class Phase:
+    name: str
+    load: float  # 1-minute load average when the phase started
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    abusive: Counter[str]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def running() -> Iterator[str]:
+    """`bentoml serve` of this project in its own process group, until the block ends."""
+    port = _free_port()
+    cmd = [str(BIN / "bentoml"), "serve", "mlops_template.service:MlopsService"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd,
+        env=quiet_env(OMP_NUM_THREADS="1"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"bentoml serve exited with {proc.returncode}")
+            try:
+                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                time.sleep(0.5)
+        else:
+            raise SystemExit("bentoml serve not ready after 120 s")
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _abuse(url: str, body: bytes, clients: int, events: tuple[Any, Any], answers: Any) -> None:
+    """``clients`` threads posting ``body`` back to back until the stop event is set (the
+    start event once the first answer came); counts the answers (HTTP status, or the
+    exception's name) into the shared ``answers`` dict."""
+    started, stop = events
+
+    def client() -> None:
+        seen: Counter[str] = Counter()
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    resp = session.post(url, data=body, headers=JSON, timeout=30)
+                    seen[str(resp.status_code)] += 1
+                except requests.RequestException as err:
+                    seen[type(err).__name__] += 1
+                started.set()
+        with lock:
+            for key, n in seen.items():
+                answers[key] = answers.get(key, 0) + n
+
+    lock = threading.Lock()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+JSON = {"content-type": "application/json"}
+
+
+async def _normal(url: str, body: bytes, concurrency: int, seconds: float) -> tuple[list, int]:
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal errors
+            while time.perf_counter() < deadline:
+                start = time.perf_counter()
+                async with session.post(url, data=body, headers=JSON) as resp:
+                    await resp.read()
+                if resp.status == 200:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, errors
+
+
+def run_phase(
+    name: str, url: str, normal: bytes, abusive: bytes | None, args: argparse.Namespace
+) -> Phase:
+    load = os.getloadavg()[0]
+    ctx = multiprocessing.get_context("spawn")
+    manager = ctx.Manager()
+    started, stop, answers = manager.Event(), manager.Event(), manager.dict()
+    abusers = None
+    if abusive is not None:
+        target = (f"{url}/predict", abusive, args.abusers, (started, stop), answers)
+        abusers = ctx.Process(target=_abuse, args=target)
+        abusers.start()
+        started.wait(timeout=60)  # the abusers are at it before the normal clients start
+    start = time.perf_counter()
+    latencies, errors = asyncio.run(_normal(f"{url}/predict", normal, args.normal, args.seconds))
+    elapsed = time.perf_counter() - start
+    stop.set()
+    if abusers is not None:
+        abusers.join(timeout=60)
+    seen = Counter(dict(answers))
+    manager.shutdown()
+    ms = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
+    p50, p99 = np.percentile(ms, 50), np.percentile(ms, 99)
+    return Phase(name, load, len(latencies), errors, elapsed, float(p50), float(p99), seen)
+
+
+def bodies() -> dict[str, bytes]:
+    meta = json.loads(paths.MODEL_META.read_text())
+    test = pd.read_parquet(paths.TEST_SPLIT).drop(columns=[meta["target"]]).head(1)
+    row = json.loads(test.to_json(orient="records", date_format="iso"))
+    return {
+        "normal": json.dumps({"records": row}).encode(),
+        "100k records": json.dumps({"records": row * ROWS}).encode(),
+        "100k tiny records": json.dumps({"records": [{"amount": 1}] * ROWS}).encode(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="per phase")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--normal", type=int, default=4, help="normal connections")
+    parser.add_argument("--abusers", type=int, default=2)
+    parser.add_argument("--url", help="a running server (default: start `bentoml serve`)")
+    parser.add_argument("--label", default="", help="what is served (for the report)")
+    parser.add_argument("--output", default=str(paths.REPORTS_DIR / "benchmarks/abuse.md"))
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server on kill too
+    body = bodies()
+    header = describe(("aiohttp", "requests"))
+    results: dict[str, list[Phase]] = {name: [] for name in PHASES}
+    with running() if args.url is None else _given(args.url) as url:
+        served = requests.get(f"{url}/readyz", timeout=5).text
+        asyncio.run(_normal(f"{url}/predict", body["normal"], 2, 2.0))  # warm-up
+        for r in range(args.rounds):
+            for name in PHASES:
+                abusive = None if name == "no abusers" else body[name]
+                results[name].append(run_phase(name, url, body["normal"], abusive, args))
+            print(f"round {r + 1}/{args.rounds} done", flush=True)
+    sizes = {name: len(body[name]) for name in PHASES[1:]}
+    write(Path(args.output), header, results, sizes, served, args)
+
+
+@contextmanager
+def _given(url: str) -> Iterator[str]:
+    yield url
+
+
+def _median(phases: list[Phase], key: str) -> float:
+    return float(statistics.median(getattr(p, key) for p in phases))
+
+
+def write(
+    path: Path,
+    header: str,
+    results: dict[str, list[Phase]],
+    sizes: dict[str, int],
+    served: str,
+    args: argparse.Namespace,
+) -> None:
+    serve = load_params().serve
+    base = _median(results["no abusers"], "rps")
+    lines = [
+        "# Abuse benchmark\n",
+        header,
+        f"\nServed: `{served.strip()}` {args.label}; serve.workers={serve.workers}, "
+        f"serve.max_rows={serve.max_rows}, body limit {serve.body_limit:,} bytes. "
+        f"{args.normal} normal connections (closed loop, 1-row /predict) for {args.seconds:g} s "
+        f"per phase; {args.abusers} abusive clients posting back to back; {args.rounds} rounds, "
+        "phases in turn within a round; medians over the rounds. Client and server share the "
+        "machine's cores.\n",
+        "| phase | abusive body | normal req/s (median) | vs no abusers | p50 ms | p99 ms "
+        "| abusive req/s | abusive answers | load avg at start (per round) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, phases in results.items():
+        rps = _median(phases, "rps")
+        answers: Counter[str] = sum((p.abusive for p in phases), Counter())
+        abusive_rps = sum(answers.values()) / sum(p.seconds for p in phases)
+        size = f"{sizes[name] / 1e6:.1f} MB" if name in sizes else "-"
+        loads = " / ".join(f"{p.load:.1f}" for p in phases)
+        shown = ", ".join(f"{k}: {v}" for k, v in sorted(answers.items())) or "-"
+        lines.append(
+            f"| {name} | {size} | {rps:,.0f} | {rps / base - 1:+.0%} | "
+            f"{_median(phases, 'p50_ms'):.1f} | {_median(phases, 'p99_ms'):.1f} | "
+            f"{abusive_rps:.1f} | {shown} | {loads} |"
+        )
+    rounds = [
+        f"{name}: " + ", ".join(f"{p.rps:,.0f}" for p in phases) for name, phases in results.items()
+    ]
+    lines.append("\nPer round (normal req/s): " + "; ".join(rounds) + ".")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

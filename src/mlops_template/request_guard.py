@@ -1,0 +1,268 @@
+"""The service's ASGI middleware: what is cheap to check runs before BentoML parses a request.
+
+On the predict endpoints, in this order: 503 and the reason while the model failed to load;
+415 for a body that is not JSON; 413 for a body over the size limit (before a byte of it is
+read when the Content-Length says so); 400 for more than ``max_rows`` records, before any of
+them is validated. Every 4xx there, BentoML's own parse errors included, is cut to size
+(:func:`~mlops_template.request_schema.bounded_error`) and counted by reason.
+
+Refusals of oversized or non-JSON requests are throttled per client address (in each worker
+process): beyond a burst of ``REFUSAL_BURST`` they wait for a token
+(``serve.refusals_per_second``), so a client that sends 100k-record bodies back to back
+cannot crowd out the others. A request that is served, or refused by the schema, never waits.
+
+``/readyz`` and ``GET /version`` answer with the served model's tag (503 and the reason if it
+did not load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import bentoml
+import orjson
+from starlette.responses import Response
+
+from mlops_template.request_schema import bounded_error
+
+PREDICT_PATHS = ("/predict", "/predict_batched")
+HEALTH_PATHS = ("/readyz", "/version")
+REFUSAL_BURST = 10  # refusals a client address may have at once before they wait
+MAX_WAIT_SECONDS = 10.0  # the longest a refusal is held back
+MAX_ADDRESSES = 10_000  # client addresses tracked (least recently refused ones forgotten)
+
+REJECTED = bentoml.metrics.Counter(
+    name="mlops_rejected_requests",
+    documentation="Rejected requests (HTTP 4xx on the predict endpoints), by reason",
+    labelnames=["reason"],
+)
+
+
+@dataclass
+class Health:
+    """What this worker serves, or why it serves nothing (set by the service, answered here)."""
+
+    model_tag: str = ""
+    source: str = ""
+    failure: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.failure or self.info)
+
+    def describe(self) -> dict[str, Any]:
+        status = "failed" if self.failure else "ready"
+        body = {"status": status, "model_tag": self.model_tag, "model_tag_source": self.source}
+        version = bentoml.server_context.bento_version
+        if version not in (None, "not available"):
+            body["bento_tag"] = f"{bentoml.server_context.bento_name}:{version}"
+        if self.failure:
+            body["reason"] = self.failure
+        return body | self.info
+
+    def response(self) -> Response:
+        status = 503 if self.failure else 200
+        return Response(orjson.dumps(self.describe()), status, media_type="application/json")
+
+
+HEALTH = Health()
+
+
+def reject(reason: str, message: str, status: int = 400, loc: str = "records") -> Response:
+    """A 4xx in pydantic's shape, naming the field (``loc``) and the problem (``msg``)."""
+    body = {
+        "error": f"{loc}: {message}",
+        "detail": [{"type": reason, "loc": [loc], "msg": message}],
+    }
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+class Throttle:
+    """A token bucket per client address: ``rate`` tokens a second, at most ``burst``.
+    :meth:`wait` takes a token and says how long to wait for it (0 while the burst lasts)."""
+
+    def __init__(self, rate: float, burst: int = REFUSAL_BURST) -> None:
+        self.rate, self.burst = rate, burst
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def wait(self, address: str, now: float) -> float:
+        tokens, stamp = self.buckets.pop(address, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) * self.rate) - 1
+        tokens = max(tokens, -MAX_WAIT_SECONDS * self.rate)
+        self.buckets[address] = (tokens, now)
+        if len(self.buckets) > MAX_ADDRESSES:
+            self.buckets.popitem(last=False)
+        return max(0.0, -tokens / self.rate)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+def _header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def _media_type(scope: dict[str, Any]) -> str | None:
+    """The request's media type (no parameters), None without a Content-Type header."""
+    value = _header(scope, b"content-type")
+    return None if value is None else value.split(b";", 1)[0].strip().lower().decode("latin-1")
+
+
+def _is_json(media_type: str | None) -> bool:
+    """No header (BentoML reads JSON then), application/json or a ``+json`` type."""
+    return media_type is None or media_type == "application/json" or media_type.endswith("+json")
+
+
+async def _read_body(receive: Any, limit: int) -> bytes | None:
+    """The request body, or None as soon as it grows past ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """An ASGI ``receive`` that hands the already-read body over once, then waits on the
+    client's (for BentoML's disconnect checks)."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return dict(await receive())
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _closing(response: Response) -> Response:
+    """The rest of an unread body is not wanted: close the connection after answering."""
+    response.headers["connection"] = "close"
+    return response
+
+
+class _BoundedSend:
+    """Wraps ASGI ``send``: a 4xx response is held until complete, cut to size and counted
+    by reason; other responses pass unchanged."""
+
+    def __init__(self, send: Any) -> None:
+        self.send = send
+        self.start: dict[str, Any] | None = None
+        self.body = bytearray()
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            self.start = message
+            return
+        if message["type"] != "http.response.body" or self.start is None:
+            await self.send(message)
+            return
+        self.body += message.get("body", b"")
+        if message.get("more_body"):
+            return
+        body, reason = bounded_error(bytes(self.body), self.start["status"])
+        REJECTED.labels(reason=reason).inc()
+        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.send(self.start | {"headers": headers})
+        await self.send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """The ASGI middleware (see the module's docstring); ``max_rows``, ``body_limit`` and
+    ``refusals_per_second`` come from params.yaml ``serve``."""
+
+    def __init__(
+        self, app: Any, *, max_rows: int, body_limit: int, refusals_per_second: float
+    ) -> None:
+        self.app = app
+        self.max_rows, self.body_limit = max_rows, body_limit
+        self.throttle = Throttle(refusals_per_second)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        path = scope.get("path") if scope["type"] == "http" else None
+        if path in HEALTH_PATHS and HEALTH.known:
+            await HEALTH.response()(scope, receive, send)
+        elif path not in PREDICT_PATHS or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+        else:
+            try:
+                await self._guard(scope, receive, _BoundedSend(send))
+            except _ClientGone:
+                return
+
+    async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
+        refusal = self._refuse_unread(scope)
+        if refusal is not None:
+            if refusal.status_code != 503:
+                await self._wait(scope)
+            await refusal(scope, receive, send)
+            return
+        body = await _read_body(receive, self.body_limit)
+        if body is None:
+            await self._wait(scope)
+            await self._too_large()(scope, receive, send)
+            return
+        # at most max_rows + 1 "{": cannot hold too many records (0.1 ms per MB to count)
+        if body.count(b"{") - 1 > self.max_rows:
+            await self._wait(scope)  # before the parse, the costly part
+            refusal = self._too_many_rows(body)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _wait(self, scope: Any) -> None:
+        await asyncio.sleep(self.throttle.wait(_address(scope), time.monotonic()))
+
+    def _refuse_unread(self, scope: Any) -> Response | None:
+        if HEALTH.failure:
+            return HEALTH.response()
+        media_type = _media_type(scope)
+        if not _is_json(media_type):
+            message = f"send application/json, not {str(media_type)[:100]}"
+            return _closing(reject("unsupported_media_type", message, 415, loc="content-type"))
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.body_limit:
+            return self._too_large()
+        return None
+
+    def _too_large(self) -> Response:
+        message = f"body larger than {self.body_limit} bytes (serve.max_body_bytes)"
+        return _closing(reject("body_too_large", message, 413, loc="body"))
+
+    def _too_many_rows(self, body: bytes) -> Response | None:
+        """A 400 when the body holds more than ``max_rows`` records (parsed, not validated)."""
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            return reject("json_invalid", f"not valid JSON ({err})"[:200], loc="body")
+        records = parsed.get("records") if isinstance(parsed, dict) else None
+        if isinstance(records, list) and len(records) > self.max_rows:
+            message = f"{len(records)} rows, more than serve.max_rows={self.max_rows}"
+            return reject("too_many_rows", message)
+        return None
+
+
+def _address(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
