@@ -5,18 +5,19 @@ one). Normal clients (closed loop, aiohttp, ``--normal`` connections) post 1-row
 /predict while 2 abusive clients (threads of another process, ``requests``) post 100k-record
 bodies as fast as the server answers them:
 
-- ``100k records``: 100,000 contract-valid records (about 25 MB), over serve.max_body_bytes:
+- ``100k records``: 100,000 contract-valid records (about 28 MB), over serve.max_body_bytes:
   413 before the body is read;
-- ``100k tiny records``: 100,000 one-field records (1.3 MB), under the size limit: 400 from
+- ``100k tiny records``: 100,000 one-field records (1.5 MB), under the size limit: 400 from
   the row count, before any record is validated.
 
 Each round runs the phases back to back (no abusers, then each kind of abuser), so machine
 noise hits all alike. Reported: the median normal throughput of each phase over the rounds
 and its ratio to the no-abuser phase, p50/p99 latency, the abusers' request rate and answers,
 and the load average before every phase (the machine is shared). Writes
-reports/benchmarks/abuse.md.
+reports/benchmarks/abuse.md; ``--append`` adds a section to it instead, e.g. for a server
+of another commit started by hand (``--url``).
 
-    python bench/abuse.py [--seconds 8] [--rounds 3] [--normal 4] [--url URL]
+    python bench/abuse.py [--seconds 8] [--rounds 3] [--normal 4] [--url URL --label TEXT]
 
 Needs the pipeline up to `package` (reports/package.json) first.
 """
@@ -208,7 +209,8 @@ def main() -> None:
     parser.add_argument("--normal", type=int, default=4, help="normal connections")
     parser.add_argument("--abusers", type=int, default=2)
     parser.add_argument("--url", help="a running server (default: start `bentoml serve`)")
-    parser.add_argument("--label", default="", help="what is served (for the report)")
+    parser.add_argument("--label", default="this commit", help="section title")
+    parser.add_argument("--append", action="store_true", help="add a section to --output")
     parser.add_argument("--output", default=str(paths.REPORTS_DIR / "benchmarks/abuse.md"))
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server on kill too
@@ -246,12 +248,19 @@ def write(
 ) -> None:
     serve = load_params().serve
     base = _median(results["no abusers"], "rps")
-    lines = [
-        "# Abuse benchmark\n",
+    intro = "\n\n".join(__doc__.split("\n\n")[1:4])
+    lines = [] if args.append else ["# Abuse benchmark\n", intro + "\n"]
+    limits = (
+        f"serve.workers={serve.workers}, serve.max_rows={serve.max_rows}, body limit "
+        f"{serve.body_limit:,} bytes, serve.refusals_per_second={serve.refusals_per_second:g}"
+        if args.url is None
+        else f"started by hand at {args.url}"
+    )
+    lines += [
+        f"## {args.label}\n",
         header,
-        f"\nServed: `{served.strip()}` {args.label}; serve.workers={serve.workers}, "
-        f"serve.max_rows={serve.max_rows}, body limit {serve.body_limit:,} bytes. "
-        f"{args.normal} normal connections (closed loop, 1-row /predict) for {args.seconds:g} s "
+        f"\nServed: `{served.strip() or '(readyz: 200)'}`; {limits}. {args.normal} normal "
+        f"connections (closed loop, 1-row /predict) for {args.seconds:g} s "
         f"per phase; {args.abusers} abusive clients posting back to back; {args.rounds} rounds, "
         "phases in turn within a round; medians over the rounds. Client and server share the "
         "machine's cores.\n",
@@ -276,7 +285,8 @@ def write(
     ]
     lines.append("\nPer round (normal req/s): " + "; ".join(rounds) + ".")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    before = path.read_text() + "\n" if args.append and path.exists() else ""
+    path.write_text(before + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -14,9 +14,10 @@ unchanged, then the model step runs in onnxruntime (if the `package` stage found
 scikit-learn within 1e-6 on the test split) or in scikit-learn, so served predictions equal
 the offline ones.
 
-:class:`RequestGuard` checks what is cheap to check before BentoML parses a request: the
-content type (415), the body size (413, unread), the number of records (400, without
-validating any of them); it also bounds error bodies and counts every rejection by reason.
+:class:`~mlops_template.request_guard.RequestGuard` (ASGI middleware) checks what is cheap to
+check before BentoML parses a request: the content type (415), the body size (413, unread),
+the number of records (400, without validating any of them); it also bounds error bodies,
+throttles repeated refusals and counts every rejection by reason.
 
 Speed levers (measured in bench/serving.py): pydantic already enforces the contract's types,
 ranges, categories and nullability, so the model input is built column-wise from the validated
@@ -135,6 +136,18 @@ def check_stored(tag: str) -> Any:
     return stored
 
 
+def _unpickle(stored: Any) -> Any:
+    """The pipeline of a checked stored model; one error naming the file if it does not load
+    although its hash matched (written by another library version, say)."""
+    import joblib
+
+    path = stored.path_of(paths.STORE_MODEL_FILE)
+    try:
+        return joblib.load(path)
+    except Exception as err:
+        raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
+
+
 def _dtypes() -> dict[str, str]:
     """Pandas dtypes the contract's pandera schema coerces to (what training saw)."""
     columns = schema(_CONTRACT, with_target=False).columns
@@ -167,17 +180,11 @@ class MlopsService:
             log.error("%s", HEALTH.failure)
 
     def _load(self) -> None:
-        import joblib
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)  # OpenMP/BLAS threads slow small-batch prediction; use workers
         stored = check_stored(_TAG)
-        path = stored.path_of(paths.STORE_MODEL_FILE)
-        try:
-            model = joblib.load(path)
-        except Exception as err:  # the hash matched, yet it does not load (another library?)
-            raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
-        self.features, self.core = split_pipeline(model)
+        self.features, self.core = split_pipeline(_unpickle(stored))
         self.meta = ModelMeta.model_validate_json(stored.info.metadata["model_meta"])
         self.runtime = "sklearn"
         if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
