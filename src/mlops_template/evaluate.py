@@ -182,6 +182,17 @@ def write(result: Evaluation) -> None:
     io.write_parquet(result.predictions, paths.PREDICTIONS)
 
 
+def dataset_identity(meta: dict[str, Any]) -> dict[str, Any]:
+    """What the metrics were measured on (reports/dataset.json, committed beside them): the
+    gate compares metrics only with a baseline of the same contract, target and task."""
+    contract = meta["contract"]
+    return {
+        "contract": {"name": contract["name"], "version": contract.get("version")},
+        "target": meta["target"],
+        "task": meta["task"],
+    }
+
+
 def reference_sample(test: pd.DataFrame, predictions: pd.DataFrame, target: str) -> pd.DataFrame:
     """The monitoring reference: raw held-out rows (inputs + label) beside the model's output.
 
@@ -220,6 +231,7 @@ def run(params: Params) -> None:
         params=params.evaluate, id_column=meta.get("id_column"), seed=params.train.seed,
     )  # fmt: skip
     write(result)
+    io.write_json(dataset_identity(meta), paths.DATASET)
     io.write_parquet(reference_sample(test, result.predictions, meta["target"]), paths.REFERENCE)
     run_id = log_to_mlflow(result, params, meta)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
