@@ -312,8 +312,11 @@ def read_identity_at(commit: str, path: Path = paths.DATASET) -> dict[str, Any] 
     """The dataset identity committed at ``commit`` (`git show`); None when that commit has no
     such file (metrics committed before identities were recorded: unknown dataset)."""
     spec = f"{commit}:./{path.as_posix()}"  # ./ : relative to the project, also in a subfolder
+    english = os.environ | {"LC_ALL": "C"}  # the "does not exist" message below, untranslated
     try:
-        done = subprocess.run(["git", "show", spec], capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["git", "show", spec], capture_output=True, text=True, check=False, env=english
+        )
     except OSError as err:
         raise DataError(f"cannot run git to read {path} at {commit[:8]}: {err}") from None
     if done.returncode == 0:
@@ -570,7 +573,7 @@ def render_markdown(result: GateResult) -> str:
 def to_json(result: GateResult, key: str | None = None) -> dict[str, Any]:
     """reports/gate.json; ``key``: the inputs' :func:`fingerprint` (lets the next run reuse it)."""
     base = result.baseline
-    baseline = {"ref": base.ref, "commit": base.commit, "note": base.note}
+    baseline: dict[str, Any] = {"ref": base.ref, "commit": base.commit, "note": base.note}
     baseline |= {"compared": base.metrics is not None, "dataset": base.dataset}
     return {
         "passed": result.passed,
