@@ -59,7 +59,7 @@ NO_BASELINE = "no comparable baseline"
 # Bump when what the fingerprint covers changes meaning (old reports are then decided again).
 FINGERPRINT_VERSION = 1
 # The code whose behaviour a stored decision depends on (beside the inputs).
-_CODE = ("gate.py", "config.py", "metric_directions.py")
+_CODE = ("gate.py", "config.py", "errors.py", "metric_directions.py", "paths.py")
 
 Status = Literal["pass", "fail", "skip", "info"]
 

@@ -562,7 +562,7 @@ def monitor(
 
 def score(model: Any, frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
     """The local model's output on the batch (for quality, or when nothing was served)."""
-    from mlops_template.train import model_output
+    from mlops_template.model import model_output
 
     try:
         return model_output(model, frame[meta["input_columns"]], meta["task"])
@@ -637,12 +637,13 @@ def load_reference(n: int, seed: int) -> pd.DataFrame:
 
 def run(params: Params, source: Source) -> dict[str, Any]:
     """Entry point of `mlops monitor`: read, check, measure, write, then exit 0, 7 or 8."""
-    from mlops_template.evaluate import load_model
+    from mlops_template.model import load
 
     _clear_outputs()
     m = params.monitor
     contract = load_contract(params.data.contract)
-    model, meta = load_model()
+    model, model_meta = load()
+    meta = model_meta.model_dump()
     baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else None
     reference = load_reference(m.sample_rows, m.seed)
     logged = [columns_for(contract, meta).prediction, "model_version"]
@@ -654,7 +655,7 @@ def run(params: Params, source: Source) -> dict[str, Any]:
     outcome = monitor(
         current[[c for c in current.columns if c in contract.columns]], reference, model=model,
         meta=meta, contract=contract, baseline=baseline, params=m,
-        threshold=params.evaluate.threshold, total_rows=total, served=served,
+        threshold=model_meta.threshold or 0.5, total_rows=total, served=served,
     )  # fmt: skip
     if source.kind == "request_log":
         outcome.summary["request_log"] = _log_selection(source, current)

@@ -14,9 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_template import io, paths
+from mlops_template import io
 from mlops_template.contract import Contract, check, load_contract
 from mlops_template.errors import DataError
+from mlops_template.model import ModelMeta, load, predict
 
 log = logging.getLogger(__name__)
 
@@ -95,16 +96,9 @@ class _ChunkWriter:
             self._csv.close()
 
 
-def _predict(model: Any, good: pd.DataFrame, classes: list[Any]) -> pd.DataFrame:
-    out = good.copy()
-    if classes:
-        proba = model.predict_proba(good)
-        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
-        for j, c in enumerate(classes):
-            out[f"proba_{c}"] = proba[:, j]
-    else:
-        out["prediction"] = model.predict(good)
-    return out
+def _predict(model: Any, good: pd.DataFrame, meta: ModelMeta) -> pd.DataFrame:
+    prediction = predict(model, good, meta).frame(meta.classes)
+    return pd.concat([good.reset_index(drop=True), prediction], axis=1)
 
 
 def score(input_path: Path, output: Path, chunk_size: int, contract: Contract) -> tuple[int, int]:
@@ -113,11 +107,9 @@ def score(input_path: Path, output: Path, chunk_size: int, contract: Contract) -
     Each chunk is validated, predicted and appended to temporary files that replace ``output``
     and the side file only at the end, so memory is bounded by the chunk size and a failed run
     leaves no half-written output."""
-    import joblib
     from rich.progress import Progress
 
-    model = joblib.load(paths.MODEL)
-    classes = list(getattr(model, "classes_", []))
+    model, meta = load()
     side = output.with_name(output.stem + ".rejected.csv")
     with io.atomic_path(output) as out_tmp, io.atomic_path(side) as side_tmp:
         scored = _ChunkWriter(out_tmp, parquet=output.suffix in (".parquet", ".pq"))
@@ -130,7 +122,7 @@ def score(input_path: Path, output: Path, chunk_size: int, contract: Contract) -
                     if len(bad):
                         rejected.write(bad)
                     if len(good):
-                        scored.write(_predict(model, good, classes))
+                        scored.write(_predict(model, good, meta))
                     progress.advance(task, len(chunk))
         finally:
             scored.close(pd.DataFrame())

@@ -20,7 +20,7 @@ import requests
 from mlops_template import cli
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract
-from mlops_template.evaluate import load_model
+from mlops_template.model import load
 from mlops_template.monitor import Outcome, monitor
 from mlops_template.synthetic import generate_transactions
 from tests.integration.test_serving import _records, _serve, project  # noqa: F401
@@ -34,7 +34,8 @@ ROWS = 10_000
 def setup(project: tuple[Path, dict[str, str]]) -> dict[str, Any]:  # noqa: F811
     """The real trained project's model, reference, contract and evaluation metrics."""
     root = project[0]
-    model, meta = load_model(root / "models/model.joblib", root / "models/model.json")
+    model, model_meta = load(root / "models/model.joblib", root / "models/model.json")
+    meta = model_meta.model_dump()
     return {
         "root": root,
         "model": model,
@@ -52,7 +53,7 @@ def large_reference(setup: dict[str, Any]) -> pd.DataFrame:
     evaluate stage's own function. The tiny project's 600-row split is too small to tell a
     0.1 drift threshold from sampling noise, so the statistical tests use this one."""
     from mlops_template.evaluate import reference_sample
-    from mlops_template.train import model_output
+    from mlops_template.model import model_output
 
     held_out = generate_transactions(20_000, seed=42)
     proba = model_output(setup["model"], held_out.drop(columns=["is_fraud"]), "binary")

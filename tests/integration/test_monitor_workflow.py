@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,9 @@ def _alert(
     bin_dir.mkdir()
     (bin_dir / "gh").write_text(FAKE_GH)
     (bin_dir / "gh").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GH_CALLS": str(tmp_path / "gh.calls")} | env
+    # python3: this venv's (a machine may have no /usr/bin/python3)
+    path = f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    env = {"PATH": path, "GH_CALLS": str(tmp_path / "gh.calls")} | env
     return subprocess.run(["bash", str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True,
                           env=env, timeout=30)  # fmt: skip
 

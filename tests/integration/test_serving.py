@@ -45,7 +45,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         "request_log": "logs/requests.jsonl",  # SQLite: tests/unit/test_request_log.py
         "workers": 2,  # two processes append to the same log
     }
-    small = merge(TINY, {"data": {"synthetic": {"n_rows": 3000}}, "serve": serve})
+    # a decision threshold other than 0.5: served labels must still equal evaluate's
+    evaluate = {"threshold": 0.3}
+    small = merge(
+        TINY, {"data": {"synthetic": {"n_rows": 3000}}, "serve": serve, "evaluate": evaluate}
+    )
     raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), small)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     env = os.environ | {
@@ -99,6 +103,28 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def test_split(project: tuple[Path, dict[str, str]]) -> pd.DataFrame:
     return pd.read_parquet(project[0] / "data/split/test.parquet").drop(columns=["is_fraud"])
+
+
+def test_served_labels_follow_the_models_threshold_as_evaluate_does(
+    project: tuple[Path, dict[str, str]], server: str, test_split: pd.DataFrame
+) -> None:
+    """evaluate.threshold 0.3 is stored with the model: the service labels with it, exactly as
+    the evaluate stage did, also on rows whose P(fraud) lies between 0.3 and 0.5."""
+    from mlops_template.synthetic import generate_transactions
+
+    meta = json.loads((project[0] / "models/model.json").read_text())
+    assert meta["threshold"] == 0.3
+    offline = pd.read_parquet(project[0] / "data/predictions/test.parquet")
+    resp = requests.post(f"{server}/predict", json={"records": _records(test_split)}, timeout=60)
+    assert [r["prediction"] for r in resp.json()] == offline["prediction"].tolist()
+
+    risky = generate_transactions(1000, fraud_rate=0.3, seed=5).drop(columns=["is_fraud"])
+    rows = requests.post(f"{server}/predict", json={"records": _records(risky)}, timeout=60).json()
+    p = np.array([r["probabilities"]["1"] for r in rows])
+    labels = np.array([r["prediction"] for r in rows])
+    between = (p >= 0.3) & (p < 0.5)
+    assert between.sum() >= 5, "no row tells a 0.3 threshold from argmax"
+    assert (labels[between] == 1).all() and (labels[p < 0.3] == 0).all()
 
 
 @pytest.mark.parametrize("endpoint", ["/predict", "/predict_batched"])

@@ -11,8 +11,9 @@ from mlops_template import metrics
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, validate
 from mlops_template.features import build_features
+from mlops_template.model import model_output
 from mlops_template.synthetic import generate_transactions
-from mlops_template.train import model_output, train
+from mlops_template.train import train
 
 
 @pytest.fixture(scope="module")
