@@ -240,20 +240,22 @@ class TuneParams(Section):
     dask_address: str = ""  # env MLOPS_DASK_ADDRESS overrides
     pruning: bool = False
     seed: int = 42
-    space: dict[ModelName, dict[str, SpaceDim]] = Field(
-        default_factory=lambda: {
-            "hist_gradient_boosting": {
-                "learning_rate": SpaceDim(low=0.01, high=0.3, log=True),
-                "max_leaf_nodes": SpaceDim(choices=[15, 31, 63]),
-                "min_samples_leaf": SpaceDim(low=5, high=100),
-            },
-            "random_forest": {
-                "n_estimators": SpaceDim(choices=[100, 200, 400]),
-                "max_depth": SpaceDim(low=4, high=24),
-            },
-            "linear": {"C": SpaceDim(low=0.001, high=100.0, log=True)},
-        }
-    )
+    space: dict[ModelName, dict[str, SpaceDim]] = Field(default_factory=lambda: _default_space())
+
+
+def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
+    return {
+        "hist_gradient_boosting": {
+            "learning_rate": SpaceDim(low=0.01, high=0.3, log=True),
+            "max_leaf_nodes": SpaceDim(choices=[15, 31, 63]),
+            "min_samples_leaf": SpaceDim(low=5, high=100),
+        },
+        "random_forest": {
+            "n_estimators": SpaceDim(choices=[100, 200, 400]),
+            "max_depth": SpaceDim(low=4, high=24),
+        },
+        "linear": {"C": SpaceDim(low=0.001, high=100.0, log=True)},
+    }
 
 
 class ServeParams(Section):
