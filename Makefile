@@ -3,10 +3,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-export DO_NOT_TRACK := 1
-export DVC_NO_ANALYTICS := 1
-export BENTOML_DO_NOT_TRACK := true
-export MLFLOW_DISABLE_TELEMETRY := true
+include telemetry.env
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' telemetry.env)
 export UV_PYTHON_DOWNLOADS ?= never
 # The interpreter of the venv: the machine's python3 (3.11-3.13) unless UV_PYTHON names another.
 export UV_PYTHON ?= python3

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.repo import ROOT, env, run
+from tests.repo import DEMO_PARAMS, ROOT, env, run
 
 pytestmark = pytest.mark.integration
 WORKFLOW = ROOT / ".github/workflows/monitor.yml"
@@ -109,7 +109,7 @@ def _preflight(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProce
 def test_preflight_skips_a_fresh_checkout_with_a_notice(tmp_path: Path) -> None:
     """The real `mlops monitor --preflight` where nothing was pulled and the default request
     log does not exist (a scheduled run of the untouched template): green, with a notice."""
-    shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy2(DEMO_PARAMS, tmp_path / "params.yaml")
     done, output, summary = _preflight(tmp_path, "mlops", "monitor", "--preflight")
     assert done.returncode == 0, done.stderr
     assert output == "ready=false\n"

@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from tests.repo import TINY, merge
+from tests.repo import DEMO_CONTRACT, DEMO_PARAMS, TINY, merge
 
 ROOT = Path(__file__).resolve().parents[2]
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -38,8 +38,8 @@ def _free_port() -> int:
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A copy of the project with a 3000-row, 20-iteration model, packaged into a Bento."""
     root = tmp_path_factory.mktemp("project")
-    for name in ("contract.yaml", "bentofile.yaml"):
-        shutil.copy(ROOT / name, root / name)
+    shutil.copy(ROOT / "bentofile.yaml", root / "bentofile.yaml")
+    shutil.copy(DEMO_CONTRACT, root / "contract.yaml")
     shutil.copytree(ROOT / "src", root / "src")
     serve = {
         "request_log": "logs/requests.jsonl",  # SQLite: tests/unit/test_request_log.py
@@ -50,7 +50,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     small = merge(
         TINY, {"data": {"synthetic": {"n_rows": 3000}}, "serve": serve, "evaluate": evaluate}
     )
-    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), small)
+    raw = merge(yaml.safe_load(DEMO_PARAMS.read_text()), small)
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
     env = os.environ | {
         "BENTOML_HOME": str(root / "bentoml"),

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.repo import ROOT, env, make_repo, run
+from tests.repo import ROOT, TELEMETRY, env, make_repo, run
 
 pytestmark = pytest.mark.integration
 
@@ -489,3 +489,19 @@ def test_report_follows_the_step_outcomes(tmp_path: Path, outcomes: dict[str, st
 def test_gate_error_without_a_report_is_reported_as_not_run(tmp_path: Path):
     pr_report(tmp_path, tmp_path / "missing.md", PR_NUMBER="", GATE_OUTCOME="failure")
     assert "the gate step failed before writing a report" in (tmp_path / "summary.md").read_text()
+
+
+def test_every_make_target_runs_with_telemetry_off():
+    """telemetry.env is the one list; the Makefile exports it to every recipe, and workflow
+    steps are make targets (test_least_privilege_pinned_and_thin)."""
+    names = " ".join(f"$${k}" for k in TELEMETRY)
+    bare = {k: v for k, v in env().items() if k not in TELEMETRY}
+    shown = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", f"show:\n\t@echo {names}", "show"],
+        cwd=ROOT,
+        env=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert shown == list(TELEMETRY.values()) and len(shown) == 4

@@ -6,6 +6,7 @@ import pytest
 
 from mlops_template.config import Params, load_params, parse_params
 from mlops_template.errors import ConfigError
+from tests.repo import DEMO_PARAMS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +67,7 @@ def test_defaults_are_the_shipped_params_yaml_but_for_the_dataset():
     """One home per default: the typed loader's defaults ARE params.yaml, except the knobs
     that describe the demo dataset (its feature recipe and slice column), which no default
     could know. A key missing from params.yaml therefore changes nothing."""
-    shipped = load_params(ROOT / "params.yaml").model_dump()
+    shipped = load_params(DEMO_PARAMS).model_dump()
     defaults = Params().model_dump()
     for section in ("features",):
         shipped.pop(section), defaults.pop(section)

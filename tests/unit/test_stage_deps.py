@@ -120,3 +120,10 @@ def test_no_import_cycle_between_project_modules() -> None:
     for module in sorted(modules):
         for other in direct_imports(module):
             assert module not in closure(other), f"import cycle: {module} <-> {other}"
+
+
+@pytest.mark.parametrize(("file", "name", "stage"), _stages(), ids=lambda v: str(v))
+def test_stage_code_deps_exist(file: str, name: str, stage: dict) -> None:
+    """A module that was moved or split (monitor.py -> monitor/) leaves no dep behind."""
+    gone = [d for d in stage.get("deps", []) if d.startswith("src/") and not (ROOT / d).exists()]
+    assert not gone, f"{file} stage {name!r}: deps on code that no longer exists: {gone}"
