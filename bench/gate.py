@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe
+from machine import describe, quiet_env
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE_JSON = ROOT / "reports/gate.json"
@@ -29,7 +29,7 @@ GOALS = {"gate": 0.5, "repro": 2.0}
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ, DO_NOT_TRACK="1", DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    env = quiet_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     for name in ("MLOPS_GATE_BASELINE", "MLOPS_GATE_OVERRIDE", "DVC_ROOT"):
         env.pop(name, None)
