@@ -126,7 +126,7 @@ monitor: install ## Monitor the configured batch vs the reference (MONITOR_ARGS=
 	$(RUN) mlops monitor $(MONITOR_ARGS)
 
 monitor-alert: ## After a failed monitor: open/update the drift issue, dispatch retraining (CI, needs gh)
-	.github/scripts/monitor-alert.sh
+	.ci/monitor-alert.sh
 
 monitor-preflight: install ## Can the monitor measure here (model, reference, source)? Else a CI notice
-	.github/scripts/monitor-preflight.sh $(RUN) mlops monitor --preflight $(MONITOR_ARGS)
+	.ci/monitor-preflight.sh $(RUN) mlops monitor --preflight $(MONITOR_ARGS)

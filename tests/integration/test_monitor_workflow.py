@@ -18,7 +18,7 @@ from tests.repo import DEMO_PARAMS, ROOT, env, run
 
 pytestmark = pytest.mark.integration
 WORKFLOW = ROOT / ".github/workflows/monitor.yml"
-SCRIPT = ROOT / ".github/scripts/monitor-alert.sh"
+SCRIPT = ROOT / ".ci/monitor-alert.sh"
 
 
 def test_zizmor_finds_nothing() -> None:
@@ -91,7 +91,7 @@ def test_retrain_dispatch_target_accepts_workflow_dispatch() -> None:
                                "format('{0}', inputs.dispatch_retrain) || ")  # fmt: skip
 
 
-PREFLIGHT = ROOT / ".github/scripts/monitor-preflight.sh"
+PREFLIGHT = ROOT / ".ci/monitor-preflight.sh"
 
 
 def _preflight(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProcess[str], str, str]:
