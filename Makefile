@@ -22,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: help install repro test test-fast lint format typecheck bench clean
+.PHONY: help install repro test test-fast lint format typecheck audit clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -63,6 +63,10 @@ format: install ## Format the code with ruff
 
 typecheck: install ## Type-check the package with mypy
 	$(RUN) mypy
+
+audit: install ## Check the locked dependencies against known vulnerabilities (pip-audit; fails if it cannot check)
+	$(UV) export --frozen --no-emit-project --format requirements-txt --quiet \
+		| $(RUN) pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r /dev/stdin
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .venv-* .tools .pytest_cache .ruff_cache .mypy_cache
