@@ -80,7 +80,12 @@ IMAGE_TAG ?= $(shell printf '%s' "$${GITHUB_SHA:-$$(git rev-parse HEAD 2>/dev/nu
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
 export BASELINE IMAGE
 
-.PHONY: dvc-pull dvc-push gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
+.PHONY: dvc-remote dvc-pull dvc-push gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
+
+dvc-remote: install ## Add the default DVC remote with download verification: make dvc-remote URL=s3://bucket/path
+	@test -n "$(URL)" || { echo "dvc-remote: give URL=<s3://bucket/path or a folder>" >&2; exit 2; }
+	$(RUN) dvc remote add --default --force storage "$(URL)"
+	$(RUN) dvc remote modify storage verify true
 
 dvc-pull: install ## Pull data and models when a DVC remote is configured (else skip)
 	@if [ -z "$$($(RUN) dvc remote list)" ]; then echo "dvc-pull: no DVC remote configured, skipping"; \
