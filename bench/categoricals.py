@@ -101,7 +101,8 @@ def report(rows: int, results: dict[str, list[tuple[float, float, str]]], machin
         "one-hot encoded. Median wall time; peak RSS is the largest of the runs.",
         "",
         machine,
-        "| table | runs | wall (s) | each run (s) | peak RSS (GiB) | time ratio | memory ratio | CV |",
+        "| table | runs | wall (s) | each run (s) | peak RSS (GiB) | time ratio | memory ratio"
+        " | CV |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for name, runs in results.items():
