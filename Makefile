@@ -72,7 +72,7 @@ clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .venv-* .tools .pytest_cache .ruff_cache .mypy_cache
 
 # ------------------------------------------------------------ pull-request metric review, release
-# Called by .github/workflows/pr.yml and main.yml (README "Pull-request metric review").
+# Called by .github/workflows/pr.yml and main.yml (docs/review.md).
 # BASELINE: git ref the gate compares with; IMAGE: this commit's container image (lower case).
 BASELINE ?= HEAD
 IMAGE_REPO ?= ghcr.io/$(shell printf '%s' "$${GITHUB_REPOSITORY:-local/mlops-template}" | tr '[:upper:]' '[:lower:]')

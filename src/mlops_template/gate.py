@@ -8,7 +8,7 @@ and reports/gate.json and raises :class:`GateFailed` (exit 5) unless every gate 
 override (``gate.override``, ``MLOPS_GATE_OVERRIDE=1``, ``mlops gate --override``) accepts it;
 only then it writes reports/gate_ok.json, the flag the `package` stage depends on.
 
-Rules (README "Pull-request metric review"): no baseline (first run, a ref without metrics, a
+Rules (docs/review.md): no baseline (first run, a ref without metrics, a
 new metric) passes with a note; a gated metric missing from the candidate fails; floors and
 ceilings (``min`` / ``max``) apply with or without a baseline; gates on metrics the task never
 produces (``rmse`` for a classifier) are skipped.

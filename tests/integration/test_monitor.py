@@ -305,8 +305,8 @@ def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
 
 
 def _readme_demo() -> list[str]:
-    """The commands of README "Monitoring"'s demo block, as written."""
-    text = (ROOT / "README.md").read_text()
+    """The commands of docs/monitoring.md's demo block, as written."""
+    text = (ROOT / "docs/monitoring.md").read_text()
     section = text[text.index("## Monitoring") :]
     block = section[section.index("Demo with the synthetic") :]
     start = block.index("```bash") + len("```bash")
