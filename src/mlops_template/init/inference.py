@@ -243,7 +243,7 @@ def infer_column(s: pd.Series, schema_column: Any) -> Column:
     kind, values = kind_of(s)
     if _id_like(name, kind, values, nullable):
         dtype: DType = "int" if kind == "int" else "str"
-        return Column(name, dtype, unique=True, role="id", notes=["all values distinct"])
+        return Column(name, dtype, unique=True, role="id")
     if kind == "empty":
         return Column(name, "float", True, role="empty", notes=["every value missing"])
     if kind == "bool":
