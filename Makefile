@@ -3,10 +3,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-export DO_NOT_TRACK := 1
-export DVC_NO_ANALYTICS := 1
-export BENTOML_DO_NOT_TRACK := true
-export MLFLOW_DISABLE_TELEMETRY := true
+include telemetry.env
+export $(shell sed -n 's/^\([A-Z_]*\)=.*/\1/p' telemetry.env)
 export UV_PYTHON_DOWNLOADS ?= never
 # The interpreter of the venv: the machine's python3 (3.11-3.13) unless UV_PYTHON names another.
 export UV_PYTHON ?= python3
@@ -128,7 +126,7 @@ monitor: install ## Monitor the configured batch vs the reference (MONITOR_ARGS=
 	$(RUN) mlops monitor $(MONITOR_ARGS)
 
 monitor-alert: ## After a failed monitor: open/update the drift issue, dispatch retraining (CI, needs gh)
-	.github/scripts/monitor-alert.sh
+	.ci/monitor-alert.sh
 
 monitor-preflight: install ## Can the monitor measure here (model, reference, source)? Else a CI notice
-	.github/scripts/monitor-preflight.sh $(RUN) mlops monitor --preflight $(MONITOR_ARGS)
+	.ci/monitor-preflight.sh $(RUN) mlops monitor --preflight $(MONITOR_ARGS)

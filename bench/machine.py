@@ -9,10 +9,19 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 
 import psutil
 
+ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("scikit-learn", "pandas", "numpy", "pyarrow", "pandera", "dvc", "mlflow", "bentoml")
+
+
+def quiet_env(**extra: str) -> dict[str, str]:
+    """os.environ with telemetry off (the project's one list: telemetry.env) and ``extra``."""
+    lines = (ROOT / "telemetry.env").read_text().splitlines()
+    off = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return dict(os.environ) | off | extra
 
 
 def cpu_model() -> str:

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe
+from machine import describe, quiet_env
 from mlops_template.synthetic import generate_transactions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def write_log(path: Path, rows: int, workdir: Path) -> None:
 
 def run_monitor(workdir: Path, batch: Path, flag: str = "--current") -> dict:
     """One `mlops monitor` process: wall seconds, peak RSS (GiB), exit status, summary."""
-    env = dict(os.environ, DO_NOT_TRACK="1", MLFLOW_DISABLE_TELEMETRY="true")
+    env = quiet_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     start = time.perf_counter()
     with open(workdir / "monitor.log", "w") as log:

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe
+from machine import describe, quiet_env
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["data", "features", "train", "evaluate"]
@@ -33,7 +33,7 @@ COPY = ["params.yaml", "contract.yaml", "dvc.yaml", ".dvc", ".dvcignore"]
 
 def run_stage(cwd: Path, stage: str) -> tuple[float, float]:
     """Run `mlops stage <stage>`; return (wall seconds, peak RSS in GiB) of that process."""
-    env = dict(os.environ, DO_NOT_TRACK="1", MLFLOW_DISABLE_TELEMETRY="true")
+    env = quiet_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     start = time.perf_counter()
     with open(cwd / f"{stage}.log", "w") as log:
@@ -62,7 +62,7 @@ def bench_size(rows: int, workdir: Path) -> dict:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", create],
-        cwd=workdir, env=dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true"), check=True,
+        cwd=workdir, env=quiet_env(), check=True,
         capture_output=True,
     )  # fmt: skip
     result["store_seconds"] = time.perf_counter() - start

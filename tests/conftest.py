@@ -9,21 +9,18 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.repo import DEMO_CONTRACT, DEMO_PARAMS, TELEMETRY
+
 ROOT = Path(__file__).resolve().parents[1]
 
-for key, value in {
-    "DO_NOT_TRACK": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-}.items():
+for key, value in TELEMETRY.items():
     os.environ.setdefault(key, value)
 
 
 @pytest.fixture
 def raw_params() -> dict[str, Any]:
     """params.yaml as a plain mapping, for tests to shrink and override."""
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
+    return yaml.safe_load(DEMO_PARAMS.read_text())
 
 
 @pytest.fixture
@@ -40,7 +37,7 @@ def params(raw_params: dict[str, Any]):
 def contract():
     from mlops_template.contract import load_contract
 
-    return load_contract(ROOT / "contract.yaml")
+    return load_contract(DEMO_CONTRACT)
 
 
 @pytest.fixture

@@ -17,6 +17,17 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+# The built-in demo's params and contract: the tests run on these, never on the project's own
+# params.yaml / contract.yaml, which `mlops init` rewrites for the user's data.
+DEMO = ROOT / "examples/card-transactions"
+DEMO_PARAMS = DEMO / "params.yaml"
+DEMO_CONTRACT = DEMO / "contract.yaml"
+# telemetry off: the one list, also exported by the Makefile
+TELEMETRY = dict(
+    line.split("=", 1)
+    for line in (ROOT / "telemetry.env").read_text().splitlines()
+    if line and not line.startswith("#")
+)
 
 # Small enough for seconds per stage, big enough for a meaningful model.
 TINY: dict[str, Any] = {
@@ -40,11 +51,8 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def env() -> dict[str, str]:
     e = dict(os.environ)
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    e.update(TELEMETRY)
     e.update(
-        DO_NOT_TRACK="1",
-        DVC_NO_ANALYTICS="1",
-        BENTOML_DO_NOT_TRACK="true",
-        MLFLOW_DISABLE_TELEMETRY="true",
         GIT_AUTHOR_NAME="test",
         GIT_AUTHOR_EMAIL="test@example.com",
         GIT_COMMITTER_NAME="test",
@@ -91,6 +99,8 @@ def make_repo(dest: Path, overrides: dict[str, Any] | None = None) -> Path:
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
+    shutil.copy2(DEMO_PARAMS, dest / "params.yaml")
+    shutil.copy2(DEMO_CONTRACT, dest / "contract.yaml")
     write_params(dest, merge(TINY, overrides or {}))
     run(dest, "git", "init", "-q", "-b", "main")
     run(dest, "git", "add", "-A")

@@ -55,13 +55,13 @@ def _stage(args: argparse.Namespace) -> None:
 
 def _validate(args: argparse.Namespace) -> None:
     """Check a CSV/Parquet file against the data contract without running the pipeline."""
+    from mlops_template import sources
     from mlops_template.contract import load_contract, validate
-    from mlops_template.data import read_table
 
     params = load_params(args.params)
     contract = load_contract(args.contract or params.data.contract)
-    fmt = "parquet" if args.file.endswith((".parquet", ".pq")) else "csv"
-    frame = validate(read_table(args.file, fmt), contract, source=args.file)
+    table = sources.read(sources.table(args.file, name="mlops validate"))
+    frame = validate(table, contract, source=args.file)
     print(f"OK: {args.file} ({len(frame)} rows) satisfies the contract {contract.name!r}")
 
 

@@ -131,8 +131,8 @@ class LinearParams(Section):
 
 class RandomForestParams(Section):
     n_estimators: int = Field(200, ge=1)
-    max_depth: int | None = Field(None, ge=1)
-    min_samples_leaf: int = Field(1, ge=1)
+    max_depth: int | None = Field(16, ge=1)
+    min_samples_leaf: int = Field(5, ge=1)
     max_features: float | Literal["sqrt", "log2"] | None = "sqrt"
     class_weight: Literal["balanced", "balanced_subsample"] | None = None
     n_jobs: int = -1
@@ -167,12 +167,22 @@ class TrainParams(Section):
         section: BaseModel = getattr(self, self.model)
         return section.model_dump()
 
+    def with_overrides(self, overrides: dict[str, Any]) -> TrainParams:
+        """These params with the chosen model's section overridden (tuned values), validated."""
+        section = getattr(self, self.model)
+        new_section = type(section).model_validate(section.model_dump() | overrides)
+        return self.model_copy(update={self.model: new_section})
+
 
 # --------------------------------------------------------------------------- evaluate
 
 
 class EvaluateParams(Section):
-    threshold: Probability = 0.5
+    # binary decision threshold, stored with the model by `train`; auto: chosen on the
+    # out-of-fold CV predictions for threshold_objective (at threshold_level)
+    threshold: Probability | Literal["auto"] = 0.5
+    threshold_objective: Literal["max_f1", "min_precision", "min_recall"] = "max_f1"
+    threshold_level: Probability = 0.5
     slice_column: str | None = None
     importance_rows: int = Field(5_000, ge=100)
     importance_repeats: int = Field(3, ge=1)
@@ -230,7 +240,22 @@ class TuneParams(Section):
     dask_address: str = ""  # env MLOPS_DASK_ADDRESS overrides
     pruning: bool = False
     seed: int = 42
-    space: dict[ModelName, dict[str, SpaceDim]] = {}
+    space: dict[ModelName, dict[str, SpaceDim]] = Field(default_factory=lambda: _default_space())
+
+
+def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
+    return {
+        "hist_gradient_boosting": {
+            "learning_rate": SpaceDim(low=0.01, high=0.3, log=True),
+            "max_leaf_nodes": SpaceDim(choices=[15, 31, 63]),
+            "min_samples_leaf": SpaceDim(low=5, high=100),
+        },
+        "random_forest": {
+            "n_estimators": SpaceDim(choices=[100, 200, 400]),
+            "max_depth": SpaceDim(low=4, high=24),
+        },
+        "linear": {"C": SpaceDim(low=0.001, high=100.0, log=True)},
+    }
 
 
 class ServeParams(Section):
@@ -240,7 +265,7 @@ class ServeParams(Section):
     batch_max_size: int = Field(1_000, ge=1)
     batch_max_latency_ms: int = Field(1_000, ge=1)
     runtime: Literal["auto", "sklearn"] = "auto"
-    threads: int = Field(4, ge=1)
+    threads: int = Field(1, ge=1)
 
 
 class PackageParams(Section):
@@ -278,7 +303,16 @@ class MetricGate(Section):
 class GateParams(Section):
     baseline_ref: str = Field("HEAD", min_length=1)  # env MLOPS_GATE_BASELINE, --baseline
     override: bool = False  # env MLOPS_GATE_OVERRIDE=1, --override
-    metrics: dict[str, MetricGate] = {}
+    metrics: dict[str, MetricGate] = Field(
+        default_factory=lambda: {
+            "roc_auc": MetricGate(max_drop_abs=0.01),
+            "pr_auc": MetricGate(max_drop_rel=0.1),
+            "log_loss": MetricGate(max_drop_rel=0.05),
+            "accuracy": MetricGate(max_drop_abs=0.01),
+            "rmse": MetricGate(max_drop_rel=0.05),
+            "r2": MetricGate(max_drop_abs=0.02),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- monitor
@@ -302,7 +336,9 @@ class MonitorParams(Section):
     column_threshold: float = Field(0.1, gt=0)  # per-column drift threshold of the method
     drift_share: float = Field(0.3, gt=0, le=1)  # retrain when this share of columns drifts
     prediction_drift: bool = True  # a drifted prediction column alone also says retrain
-    quality_drop: dict[str, Annotated[float, Field(ge=0)]] = {}  # metric -> allowed drop
+    quality_drop: dict[str, Annotated[float, Field(ge=0)]] = Field(  # metric -> allowed drop
+        default_factory=lambda: {"roc_auc": 0.05, "pr_auc": 0.1, "f1": 0.1}
+    )
     window_hours: int = Field(0, ge=0)  # request log: only the last N hours (0 = all of it)
     model_version: str = ""  # request log: only rows served by this version ("" = all)
     derived_features: bool = True  # also drift-check datetime parts, ratios, aggregates

@@ -7,11 +7,10 @@ reports/data_validation/ and the stage exits non-zero, so no later stage runs.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pandas as pd
 
-from mlops_template import io, paths
+from mlops_template import io, paths, sources
 from mlops_template.config import DataParams, Params, SplitParams, Task
 from mlops_template.contract import (
     Contract,
@@ -26,42 +25,16 @@ from mlops_template.synthetic import generate_transactions
 log = logging.getLogger(__name__)
 
 
-def read_table(path: str, fmt: str) -> pd.DataFrame:
-    """Read a CSV or Parquet file from a local path or any fsspec URL, naming it on failure."""
-    local = "://" not in path
-    if local and not Path(path).exists():
-        raise DataError(f"data.path: file {path!r} does not exist")
-    try:
-        if fmt == "csv":
-            return pd.read_csv(path)
-        return pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"data.path: file {path!r} is empty (no header, no rows)") from None
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as err:
-        raise DataError(f"data.path: cannot read {path!r} as {fmt}: {err}") from None
-    except Exception as err:  # pyarrow raises its own error types for corrupt files
-        raise DataError(f"data.path: cannot read {path!r} as {fmt}: {err}") from None
-
-
-def read_sql(url: str, query: str) -> pd.DataFrame:
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(url)
-        with engine.connect() as conn:
-            return pd.read_sql_query(sqlalchemy.text(query), conn)
-    except Exception as err:
-        raise DataError(f"data.sql: query against {url!r} failed: {err}") from None
-
-
 def ingest(params: DataParams) -> pd.DataFrame:
     """Load raw data from ``params.source`` (synthetic, csv, parquet or sql)."""
     if params.source == "synthetic":
         s = params.synthetic
         return generate_transactions(s.n_rows, s.fraud_rate, s.seed, drift=s.drift)
-    if params.source in ("csv", "parquet"):
-        return read_table(params.path, params.source)
-    return read_sql(params.sql.url, params.sql.query)
+    if params.source == "sql":
+        return sources.read(
+            sources.table(params.sql.url, sql_query=params.sql.query, name="data.sql")
+        )
+    return sources.read(sources.table(params.path, fmt=params.source, name="data.path"))
 
 
 def split(

@@ -51,6 +51,13 @@ class PackageError(MlopsError):
     exit_code = 6
 
 
+class ModelError(MlopsError):
+    """The trained model or its description is missing, corrupt, or not the one train wrote
+    (its sha256 differs from models/model.json): nothing was unpickled."""
+
+    exit_code = 10
+
+
 class RetrainNeeded(MlopsError):
     """Monitoring crossed a threshold in params.yaml (drift share, prediction drift or a
     quality drop): the deployed model is stale and should be retrained."""

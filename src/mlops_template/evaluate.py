@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +13,7 @@ from sklearn.inspection import permutation_importance
 
 from mlops_template import io, metrics, paths, tracking
 from mlops_template.config import EvaluateParams, Params, Task
-from mlops_template.train import model_output
+from mlops_template.model import ModelMeta, load, predict
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +37,8 @@ def _thin(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.iloc[idx].reset_index(drop=True)
 
 
-def _labels(output: np.ndarray, classes: np.ndarray, threshold: float) -> np.ndarray:
-    if output.ndim == 1:
-        return np.where(output >= threshold, classes[1], classes[0])
-    return classes[np.argmax(output, axis=1)]
-
-
 def classification_plots(
-    y: np.ndarray, output: np.ndarray, classes: np.ndarray, threshold: float, seed: int = 0
+    y: np.ndarray, output: np.ndarray, labels: np.ndarray, classes: np.ndarray, seed: int = 0
 ) -> dict[str, pd.DataFrame]:
     plots: dict[str, pd.DataFrame] = {}
     if output.ndim == 1 and len(np.unique(y)) == 2:
@@ -56,9 +48,7 @@ def classification_plots(
         precision, recall, _ = skm.precision_recall_curve(positive, output)
         pr = pd.DataFrame({"recall": recall, "precision": precision}).iloc[::-1]
         plots["precision_recall"] = _thin(pr.round(6))
-    confusion = pd.DataFrame(
-        {"actual": y.astype(str), "predicted": _labels(output, classes, threshold).astype(str)}
-    )
+    confusion = pd.DataFrame({"actual": y.astype(str), "predicted": labels.astype(str)})
     if len(confusion) > CONFUSION_ROWS:
         confusion = confusion.sample(n=CONFUSION_ROWS, random_state=seed)
     plots["confusion"] = confusion.reset_index(drop=True)
@@ -72,7 +62,7 @@ def slice_metrics(
     task: Task,
     classes: np.ndarray | None,
     column: str,
-    threshold: float,
+    threshold: float | None,
 ) -> dict[str, Any]:
     """Metrics per value of one categorical column: where does the model do worst?"""
     slices: dict[str, Any] = {}
@@ -80,7 +70,7 @@ def slice_metrics(
     for value in sorted(set(values)):
         mask = values == value
         entry: dict[str, Any] = {"rows": int(mask.sum())}
-        entry.update(metrics.score(task, y[mask], output[mask], classes, threshold))
+        entry.update(metrics.score(task, y[mask], output[mask], classes, _cut(threshold)))
         slices[str(value)] = entry
     return {"column": column, "slices": slices}
 
@@ -101,31 +91,40 @@ def importance(
     if task == "binary" and y_sample.nunique() < 2:
         scoring = "accuracy"
     result = permutation_importance(
-        model, sample, y_sample, scoring=scoring, n_repeats=params.importance_repeats,
-        random_state=seed, n_jobs=1,
-    )  # fmt: skip
+        model,
+        sample,
+        y_sample,
+        scoring=scoring,
+        n_repeats=params.importance_repeats,
+        random_state=seed,
+        n_jobs=1,
+    )
     frame = pd.DataFrame({"feature": sample.columns, "importance": result.importances_mean})
     frame = frame[~frame["feature"].isin(skip)]
     return frame.sort_values("importance", ascending=False).round(6).reset_index(drop=True)
+
+
+def _cut(threshold: float | None) -> float:
+    return 0.5 if threshold is None else threshold
 
 
 def evaluate(
     model: Any,
     test: pd.DataFrame,
     *,
-    target: str,
-    task: Task,
-    classes: list[Any] | None,
+    meta: ModelMeta,
     params: EvaluateParams,
-    id_column: str | None = None,
     seed: int = 42,
 ) -> Evaluation:
-    """Score the inference pipeline on the raw held-out split."""
+    """Score the inference pipeline on the raw held-out split, labelling with the model's own
+    decision threshold (the one the service uses)."""
+    task, target, id_column = meta.task, meta.target, meta.id_column
     inputs = test.drop(columns=[target])
     y = test[target].to_numpy()
-    output = model_output(model, inputs, task)
-    cls = np.asarray(classes) if classes is not None else None
-    scores = metrics.score(task, y, output, cls, params.threshold)
+    prediction = predict(model, inputs, meta)
+    output = prediction.output
+    cls = np.asarray(meta.classes) if meta.classes is not None else None
+    scores = metrics.score(task, y, output, cls, _cut(meta.threshold))
 
     if task == "regression":
         plots = {"predicted_vs_actual": pd.DataFrame({"actual": y, "predicted": output}).round(6)}
@@ -135,43 +134,32 @@ def evaluate(
             )
     else:
         assert cls is not None
-        plots = classification_plots(y, output, cls, params.threshold, seed)
+        plots = classification_plots(y, output, prediction.labels, cls, seed)
     skip = [id_column] if id_column else []
     plots["importance"] = importance(model, inputs, y, task, params, seed, skip)
 
     slices: dict[str, Any] = {}
     if params.slice_column:
-        slices = slice_metrics(inputs, y, output, task, cls, params.slice_column, params.threshold)
+        slices = slice_metrics(inputs, y, output, task, cls, params.slice_column, meta.threshold)
 
     predictions = pd.DataFrame(index=test.index)
     if id_column:
         predictions[id_column] = test[id_column]
     predictions[target] = y
-    if task == "regression":
-        predictions["prediction"] = output
-    else:
+    predictions = pd.concat(
+        [predictions.reset_index(drop=True), prediction.frame(meta.classes)], axis=1
+    )
+    if task == "binary":  # the positive class's probability only, as before
         assert cls is not None
-        predictions["prediction"] = _labels(output, cls, params.threshold)
-        if output.ndim == 1:
-            predictions[f"proba_{cls[1]}"] = output
-        else:
-            for i, c in enumerate(cls):
-                predictions[f"proba_{c}"] = output[:, i]
+        predictions = predictions.drop(columns=[f"proba_{cls[0]}"])
     extra: dict[str, Any] = {}
     if task != "regression":
         assert cls is not None
-        matrix = skm.confusion_matrix(y, _labels(output, cls, params.threshold), labels=cls)
+        matrix = skm.confusion_matrix(y, prediction.labels, labels=cls)
         extra["confusion_matrix"] = {"labels": [str(c) for c in cls], "matrix": matrix.tolist()}
-    return Evaluation(scores, plots, slices, predictions.reset_index(drop=True), extra)
-
-
-def load_model(
-    model_path: Path = paths.MODEL, meta_path: Path = paths.MODEL_META
-) -> tuple[Any, dict[str, Any]]:
-    """The trained inference pipeline and its metadata (models/model.joblib, models/model.json)."""
-    import joblib
-
-    return joblib.load(model_path), json.loads(Path(meta_path).read_text())
+        if meta.threshold is not None:
+            extra["threshold"] = {"value": meta.threshold, "source": meta.threshold_source}
+    return Evaluation(scores, plots, slices, predictions, extra)
 
 
 def write(result: Evaluation) -> None:
@@ -180,6 +168,13 @@ def write(result: Evaluation) -> None:
     for name, frame in result.plots.items():
         io.write_csv(frame, paths.PLOTS_DIR / f"{name}.csv")
     io.write_parquet(result.predictions, paths.PREDICTIONS)
+
+
+def dataset_identity(meta: ModelMeta) -> dict[str, Any]:
+    """What the metrics were measured on (reports/dataset.json, committed beside them): the
+    gate compares metrics only with a baseline of the same contract, target and task."""
+    contract = {"name": meta.contract["name"], "version": meta.contract.get("version")}
+    return {"contract": contract, "target": meta.target, "task": meta.task}
 
 
 def reference_sample(test: pd.DataFrame, predictions: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -191,10 +186,10 @@ def reference_sample(test: pd.DataFrame, predictions: pd.DataFrame, target: str)
     return pd.concat([test.reset_index(drop=True), outputs.reset_index(drop=True)], axis=1)
 
 
-def log_to_mlflow(result: Evaluation, params: Params, meta: dict[str, Any]) -> str:
+def log_to_mlflow(result: Evaluation, params: Params, meta: ModelMeta) -> str:
     """Add test metrics and plots to the training run (or a new run if the store lacks it)."""
     mlflow = tracking.connect(params.tracking.experiment)
-    run_id = meta.get("mlflow", {}).get("run_id")
+    run_id = meta.run_id
     with tracking.guarded("log the evaluation"):
         try:
             mlflow.get_run(run_id) if run_id else None
@@ -213,14 +208,12 @@ def log_to_mlflow(result: Evaluation, params: Params, meta: dict[str, Any]) -> s
 
 def run(params: Params) -> None:
     """Entry point of the `evaluate` stage (``mlops stage evaluate``)."""
-    model, meta = load_model()
+    model, meta = load()
     test = pd.read_parquet(paths.TEST_SPLIT)
-    result = evaluate(
-        model, test, target=meta["target"], task=meta["task"], classes=meta["classes"],
-        params=params.evaluate, id_column=meta.get("id_column"), seed=params.train.seed,
-    )  # fmt: skip
+    result = evaluate(model, test, meta=meta, params=params.evaluate, seed=params.train.seed)
     write(result)
-    io.write_parquet(reference_sample(test, result.predictions, meta["target"]), paths.REFERENCE)
+    io.write_json(dataset_identity(meta), paths.DATASET)
+    io.write_parquet(reference_sample(test, result.predictions, meta.target), paths.REFERENCE)
     run_id = log_to_mlflow(result, params, meta)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     log.info("evaluate: %s (MLflow run %s)", shown, run_id)

@@ -3,35 +3,26 @@ and record the tags and the model file's hash in reports/package.json (traceabil
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 from mlops_template import io, paths
 from mlops_template.config import Params
 from mlops_template.errors import PackageError
+from mlops_template.model import ModelMeta, file_sha256, load, python_version
 from mlops_template.tracking import git_commit
 
 log = logging.getLogger(__name__)
 MODEL_NAME = "mlops-template"
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _data_hash() -> str:
     return file_sha256(paths.TRAIN_SPLIT) if paths.TRAIN_SPLIT.exists() else "unknown"
 
 
-def onnx_export(model: Any, meta: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+def onnx_export(model: Any, meta: ModelMeta) -> tuple[bytes | None, dict[str, Any]]:
     """The ONNX runtime path, only if it matches scikit-learn on the test split."""
     import pandas as pd
 
@@ -40,8 +31,8 @@ def onnx_export(model: Any, meta: dict[str, Any]) -> tuple[bytes | None, dict[st
     if not paths.TEST_SPLIT.exists():
         log.warning("onnx: %s missing, serving with scikit-learn", paths.TEST_SPLIT)
         return None, {"runtime": "sklearn", "onnx_error": f"{paths.TEST_SPLIT} missing"}
-    test = pd.read_parquet(paths.TEST_SPLIT).drop(columns=[meta["target"]], errors="ignore")
-    return export(model, test, meta["task"])
+    test = pd.read_parquet(paths.TEST_SPLIT).drop(columns=[meta.target], errors="ignore")
+    return export(model, test, meta.task)
 
 
 def _drop_none(value: Any) -> Any:
@@ -51,25 +42,24 @@ def _drop_none(value: Any) -> Any:
     return value
 
 
-def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Save models/model.joblib (+ the checked ONNX graph of its model step) to the BentoML
+def save_model(model: Any, meta: ModelMeta, metrics: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Save the trained pipeline (+ the checked ONNX graph of its model step) to the BentoML
     store; returns the model tag and the runtime decision."""
     import bentoml
-    import joblib
 
-    model = joblib.load(paths.MODEL)
     onnx_bytes, runtime = onnx_export(model, meta)
     metadata = {
-        "task": meta["task"],
-        "classes": meta.get("classes"),
-        "input_columns": meta["input_columns"],
-        "contract": meta.get("contract"),
-        "mlflow_run_id": (meta.get("mlflow") or {}).get("run_id"),
+        "task": meta.task,
+        "classes": meta.classes,
+        "input_columns": meta.input_columns,
+        "contract": meta.contract,
+        "mlflow_run_id": meta.run_id,
         "git_commit": git_commit(),
         "data_sha256": _data_hash(),
-        "model_sha256": file_sha256(paths.MODEL),
+        "model_sha256": meta.model_sha256,
         "metrics": metrics,
         "runtime": runtime,
+        "model_meta": meta.model_dump_json(),  # what the service predicts with (threshold...)
     }
     # BentoML metadata takes basic types only: leave out what a task lacks (classes, ...).
     metadata = _drop_none(metadata)
@@ -77,12 +67,6 @@ def save_model(meta: dict[str, Any], metrics: dict[str, Any]) -> tuple[str, dict
         MODEL_NAME, model, metadata=metadata, custom_objects={"onnx": onnx_bytes}
     )
     return str(saved.tag), runtime
-
-
-def python_version() -> str:
-    """The image's Python: the interpreter that trained the model (this venv's), so the pickled
-    pipeline is loaded by the Python minor version that wrote it."""
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 def build_bento() -> str:
@@ -93,7 +77,9 @@ def build_bento() -> str:
     import yaml
 
     config = yaml.safe_load(Path("bentofile.yaml").read_text())
-    config.setdefault("docker", {})["python_version"] = python_version()
+    # the image's Python: the one that trained the model (models/model.json `python`), so the
+    # pickled pipeline is loaded by the Python minor version that wrote it
+    config.setdefault("docker", {})["python_version"] = ModelMeta.read().python or python_version()
     with tempfile.TemporaryDirectory() as tmp:
         bentofile = Path(tmp, "bentofile.yaml")
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -102,12 +88,11 @@ def build_bento() -> str:
 
 
 def run(params: Params) -> None:
-    for required in (paths.MODEL, paths.MODEL_META, paths.METRICS):
-        if not Path(required).exists():
-            raise PackageError(f"{required}: missing (run the train and evaluate stages first)")
-    meta = json.loads(paths.MODEL_META.read_text())
+    if not paths.METRICS.exists():
+        raise PackageError(f"{paths.METRICS}: missing (run the evaluate stage first)")
+    model, meta = load()
     metrics = json.loads(paths.METRICS.read_text())
-    model_tag, runtime = save_model(meta, metrics)
+    model_tag, runtime = save_model(model, meta, metrics)
     log.info("saved model %s (serving runtime: %s)", model_tag, runtime["runtime"])
     bento_tag = build_bento() if params.package.build_bento else None
     log.info("built bento %s", bento_tag)
@@ -115,10 +100,10 @@ def run(params: Params) -> None:
         {
             "model_tag": model_tag,
             "bento_tag": bento_tag,
-            "model_sha256": file_sha256(paths.MODEL),
+            "model_sha256": meta.model_sha256,
             "git_commit": git_commit(),
             "data_sha256": _data_hash(),
-            "contract": meta.get("contract"),
+            "contract": meta.contract,
             "runtime": runtime,
         },
         paths.PACKAGE,

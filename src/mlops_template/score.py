@@ -1,36 +1,24 @@
 """Batch scoring: `mlops score INPUT --output OUT [--chunk-size N]`.
 
-Reads CSV or Parquet in chunks (memory bounded by the chunk size), validates each chunk
-against the data contract, predicts with models/model.joblib and writes every rejected row with
-its reason to a side file (``<output stem>.rejected.csv``): nothing is dropped silently.
+Reads CSV or Parquet (a local path or fsspec URL, through :mod:`mlops_template.sources`) in
+chunks (memory bounded by the chunk size), validates each chunk against the data contract,
+predicts with models/model.joblib and writes every rejected row with its reason to a side file
+(``<output stem>.rejected.csv``): nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mlops_template import io, paths
+from mlops_template import io, sources
 from mlops_template.contract import Contract, check, load_contract
-from mlops_template.errors import DataError
+from mlops_template.model import ModelMeta, load, predict
 
 log = logging.getLogger(__name__)
-
-
-def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
-    if not path.exists():
-        raise DataError(f"{path}: input file not found")
-    if path.suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_size):
-            yield batch.to_pandas()
-    else:
-        yield from pd.read_csv(path, chunksize=chunk_size)
 
 
 def split_valid(chunk: pd.DataFrame, contract: Contract) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -95,29 +83,23 @@ class _ChunkWriter:
             self._csv.close()
 
 
-def _predict(model: Any, good: pd.DataFrame, classes: list[Any]) -> pd.DataFrame:
-    out = good.copy()
-    if classes:
-        proba = model.predict_proba(good)
-        out["prediction"] = [classes[i] for i in proba.argmax(axis=1)]
-        for j, c in enumerate(classes):
-            out[f"proba_{c}"] = proba[:, j]
-    else:
-        out["prediction"] = model.predict(good)
-    return out
+def _predict(model: Any, good: pd.DataFrame, meta: ModelMeta) -> pd.DataFrame:
+    prediction = predict(model, good, meta).frame(meta.classes)
+    return pd.concat([good.reset_index(drop=True), prediction], axis=1)
 
 
-def score(input_path: Path, output: Path, chunk_size: int, contract: Contract) -> tuple[int, int]:
+def score(
+    input_path: str | Path, output: Path, chunk_size: int, contract: Contract
+) -> tuple[int, int]:
     """Score ``input_path`` into ``output``; returns (scored rows, rejected rows).
 
     Each chunk is validated, predicted and appended to temporary files that replace ``output``
     and the side file only at the end, so memory is bounded by the chunk size and a failed run
     leaves no half-written output."""
-    import joblib
     from rich.progress import Progress
 
-    model = joblib.load(paths.MODEL)
-    classes = list(getattr(model, "classes_", []))
+    source = sources.table(input_path, name="mlops score")
+    model, meta = load()
     side = output.with_name(output.stem + ".rejected.csv")
     with io.atomic_path(output) as out_tmp, io.atomic_path(side) as side_tmp:
         scored = _ChunkWriter(out_tmp, parquet=output.suffix in (".parquet", ".pq"))
@@ -125,12 +107,12 @@ def score(input_path: Path, output: Path, chunk_size: int, contract: Contract) -
         try:
             with Progress(transient=True) as progress:
                 task = progress.add_task(f"scoring {input_path}", total=None)
-                for chunk in read_chunks(input_path, chunk_size):
+                for chunk in sources.chunks(source, chunk_rows=chunk_size):
                     good, bad = split_valid(chunk, contract)
                     if len(bad):
                         rejected.write(bad)
                     if len(good):
-                        scored.write(_predict(model, good, classes))
+                        scored.write(_predict(model, good, meta))
                     progress.advance(task, len(chunk))
         finally:
             scored.close(pd.DataFrame())
@@ -140,4 +122,4 @@ def score(input_path: Path, output: Path, chunk_size: int, contract: Contract) -
 
 
 def run_cli(input_path: str, output: str, chunk_size: int, contract_path: str) -> None:
-    score(Path(input_path), Path(output), chunk_size, load_contract(contract_path))
+    score(input_path, Path(output), chunk_size, load_contract(contract_path))

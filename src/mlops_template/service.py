@@ -19,7 +19,6 @@ import uuid
 from typing import Annotated, Any
 
 import bentoml
-import numpy as np
 import orjson
 import pandas as pd
 from pydantic import AfterValidator, Field
@@ -28,6 +27,7 @@ from starlette.responses import Response
 from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
+from mlops_template.model import ModelMeta, decide
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_log import RequestLog
 from mlops_template.request_schema import record_model, typed_column
@@ -128,16 +128,13 @@ class MlopsService:
         threadpool_limits(1)  # OpenMP/BLAS threads slow small-batch prediction; use workers
         model = bentoml.sklearn.load_model(self.model_ref)
         self.features, self.core = split_pipeline(model)
-        self.meta: dict[str, Any] = dict(self.model_ref.info.metadata)
+        self.meta = ModelMeta.model_validate_json(self.model_ref.info.metadata["model_meta"])
         self.runtime = "sklearn"
         stored = getattr(self.model_ref, "stored", self.model_ref)  # a Model once served
         onnx_bytes = stored.custom_objects.get("onnx")
         if onnx_bytes is not None and _SERVE.runtime == "auto":
             self.core, self.runtime = OnnxModel(onnx_bytes), "onnx"
         self.version = str(self.model_ref.tag)
-        self.task = self.meta["task"]
-        self.classes = list(self.meta.get("classes") or [])
-        self.names = [str(c) for c in self.classes]
         self.dtypes = _dtypes()
         self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
 
@@ -178,19 +175,11 @@ class MlopsService:
         return out
 
     def _predict(self, features: pd.DataFrame) -> list[dict[str, Any]]:
-        if self.task == "regression":
-            values = np.asarray(self.core.predict(features), dtype="float64")
-            return [{"prediction": float(v), "model_version": self.version} for v in values]
-        proba = np.asarray(self.core.predict_proba(features), dtype="float64")
-        classes, names, version = self.classes, self.names, self.version
-        return [
-            {
-                "prediction": classes[i],
-                "probabilities": dict(zip(names, p.tolist(), strict=True)),
-                "model_version": version,
-            }
-            for i, p in zip(proba.argmax(axis=1).tolist(), proba, strict=True)
-        ]
+        if self.meta.task == "regression":
+            raw = self.core.predict(features)
+        else:
+            raw = self.core.predict_proba(features)
+        return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
 MlopsService.add_asgi_middleware(RejectionCounter)  # type: ignore[attr-defined]

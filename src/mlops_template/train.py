@@ -14,118 +14,48 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import KFold, StratifiedKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlops_template import io, metrics, paths, tracking
-from mlops_template.config import FeaturesParams, Params, Task, TrainParams
+from mlops_template.config import EvaluateParams, FeaturesParams, Params, Task, TrainParams
 from mlops_template.contract import load_contract
 from mlops_template.errors import ConfigError
 from mlops_template.features import feature_transformer
+from mlops_template.model import (
+    ModelMeta,
+    column_roles,
+    cv_splitter,
+    file_sha256,
+    make_pipeline,
+    model_output,
+    python_version,
+)
 
 log = logging.getLogger(__name__)
 
 
-def column_roles(X: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Split feature columns into numeric and categorical; anything else is a config error."""
-    numeric, categorical = [], []
-    for name in X.columns:
-        dtype = X[name].dtype
-        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
-            numeric.append(name)
-        elif pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
-            categorical.append(name)
-        else:
-            raise ConfigError(
-                f"features: column {name!r} has dtype {dtype} that no model can use; "
-                "decompose it (features.datetime) and list it under features.drop"
-            )
-    return numeric, categorical
-
-
-def make_estimator(task: Task, params: TrainParams) -> BaseEstimator:
-    p = params.estimator_params()
-    seed = params.seed
-    classify = task != "regression"
-    if params.model == "linear":
-        if classify:
-            return LogisticRegression(
-                C=p["C"], max_iter=p["max_iter"], class_weight=p["class_weight"], random_state=seed
-            )
-        return Ridge(alpha=p["alpha"], random_state=seed)
-    if params.model == "random_forest":
-        kwargs = {k: v for k, v in p.items() if k != "class_weight"}
-        if classify:
-            return RandomForestClassifier(
-                **kwargs, class_weight=p["class_weight"], random_state=seed
-            )
-        return RandomForestRegressor(**kwargs, random_state=seed)
-    kwargs = {k: v for k, v in p.items() if k != "class_weight"}
-    if classify:
-        return HistGradientBoostingClassifier(
-            **kwargs, class_weight=p["class_weight"], random_state=seed
-        )
-    return HistGradientBoostingRegressor(**kwargs, random_state=seed)
-
-
-def make_pipeline(
-    task: Task, params: TrainParams, numeric: list[str], categorical: list[str]
-) -> Pipeline:
-    """Preprocessing (fitted on training data only) + the chosen estimator."""
-    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-    if params.model == "linear":
-        numeric_steps.append(("scale", StandardScaler()))
-    categorical_steps = [
-        ("impute", SimpleImputer(strategy="most_frequent")),
-        ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-    ]
-    preprocess = ColumnTransformer(
-        [
-            ("numeric", Pipeline(numeric_steps), numeric),
-            ("categorical", Pipeline(categorical_steps), categorical),
-        ],
-        verbose_feature_names_out=False,
-    )
-    return Pipeline([("preprocess", preprocess), ("estimator", make_estimator(task, params))])
-
-
-def model_output(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
-    """P(positive) for binary, class probabilities for multiclass, values for regression."""
-    if task == "regression":
-        return np.asarray(model.predict(X), dtype="float64")
-    proba = np.asarray(model.predict_proba(X), dtype="float64")
-    return proba[:, 1] if task == "binary" else proba
-
-
 def cross_validate(
-    pipeline: Pipeline, X: pd.DataFrame, y: pd.Series, task: Task, params: TrainParams
-) -> dict[str, float]:
-    """k-fold CV on (a seeded sample of at most cv.max_rows of) the training split."""
+    pipeline: Any, X: pd.DataFrame, y: pd.Series, task: Task, params: TrainParams
+) -> tuple[dict[str, float], pd.Series, np.ndarray | None]:
+    """k-fold CV on (a seeded sample of at most cv.max_rows of) the training split.
+
+    Returns the mean and std per metric, and the labels and out-of-fold outputs of the rows
+    cross-validated (what `evaluate.threshold: auto` chooses the threshold on)."""
+    from sklearn.base import clone
+
     if len(X) > params.cv.max_rows:
         sample = X.sample(n=params.cv.max_rows, random_state=params.seed).index
         X, y = X.loc[sample], y.loc[sample]
-    splitter = (
-        KFold(params.cv.folds, shuffle=True, random_state=params.seed)
-        if task == "regression"
-        else StratifiedKFold(params.cv.folds, shuffle=True, random_state=params.seed)
-    )
     folds: list[dict[str, float]] = []
+    oof: np.ndarray | None = None
+    splitter = cv_splitter(task, params.cv.folds, params.seed)
     for i, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
         start = time.perf_counter()
         model = clone(pipeline).fit(X.iloc[fit_idx], y.iloc[fit_idx])
         classes = getattr(model, "classes_", None)
         output = model_output(model, X.iloc[val_idx], task)
+        if oof is None:
+            oof = np.zeros((len(X), *output.shape[1:]))
+        oof[val_idx] = output
         folds.append(metrics.score(task, y.iloc[val_idx], output, classes))
         shown = ", ".join(f"{k}={v:.4f}" for k, v in list(folds[-1].items())[:4])
         log.info(
@@ -136,15 +66,47 @@ def cross_validate(
         values = np.array([f[key] for f in folds])
         summary[f"cv_{key}_mean"] = round(float(np.nanmean(values)), 6)
         summary[f"cv_{key}_std"] = round(float(np.nanstd(values)), 6)
-    return summary
+    return summary, y, oof
+
+
+def choose_threshold(
+    y: pd.Series, oof: np.ndarray | None, classes: list[Any], params: EvaluateParams
+) -> tuple[float, str]:
+    """The binary decision threshold: the number in params, or (``auto``) the one that best
+    meets ``threshold_objective`` on the out-of-fold CV outputs of the training split."""
+    if params.threshold != "auto":
+        return float(params.threshold), "params"
+    from sklearn.metrics import precision_recall_curve
+
+    assert oof is not None
+    precision, recall, cuts = precision_recall_curve(y == classes[1], oof)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    goal, level = params.threshold_objective, params.threshold_level
+    if goal == "max_f1":
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        best = int(np.argmax(f1))
+    else:
+        met = precision >= level if goal == "min_precision" else recall >= level
+        if not met.any():
+            raise ConfigError(
+                f"evaluate.threshold_objective: no threshold reaches {goal} {level} on the "
+                "out-of-fold training predictions; lower evaluate.threshold_level"
+            )
+        other = recall if goal == "min_precision" else precision
+        best = int(np.argmax(np.where(met, other, -1.0)))
+    how = f"auto: {goal}" + ("" if goal == "max_f1" else f" {level}")
+    how += f" on out-of-fold CV (precision {precision[best]:.4f}, recall {recall[best]:.4f})"
+    return round(float(cuts[best]), 6), how
 
 
 @dataclass
 class TrainResult:
-    model: Pipeline  # the full inference pipeline: features -> preprocess -> estimator
+    model: Any  # the full inference pipeline: features -> preprocess -> estimator
     cv_metrics: dict[str, float]
     input_columns: list[str]
     classes: list[Any] | None
+    threshold: float | None = None
+    threshold_source: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -156,23 +118,26 @@ def train(
     task: Task,
     params: TrainParams,
     feature_spec: FeaturesParams,
+    evaluate: EvaluateParams | None = None,
 ) -> TrainResult:
     """Cross-validate, fit on the whole training split, and wrap with the feature function.
 
     ``features`` is the output of the `features` stage; ``raw_columns`` are the contract's
-    input columns that the returned pipeline expects at inference time.
+    input columns that the returned pipeline expects at inference time. For a binary task
+    the decision threshold is chosen here (``evaluate.threshold``) and stored with the model.
     """
+    from sklearn.pipeline import Pipeline
+
     if target not in features.columns:
         raise ConfigError(f"train: target column {target!r} is not in the features")
     X, y = features.drop(columns=[target]), features[target]
     if task != "regression" and y.nunique() < 2:
         raise ConfigError(f"data.task: {task!r} needs at least 2 classes in {target!r}")
-    numeric, categorical = column_roles(X)
-    pipeline = make_pipeline(task, params, numeric, categorical)
+    pipeline = make_pipeline(task, params, column_roles(X))
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    cv_metrics = cross_validate(pipeline, X, y, task, params)
+    cv_metrics, cv_y, oof = cross_validate(pipeline, X, y, task, params)
     timings["cv_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -183,8 +148,13 @@ def train(
     features_step = feature_transformer(feature_spec)
     inference = Pipeline([("features", features_step), ("model", fitted)])
     features_step.fit(None)
-    classes = list(fitted.classes_) if task != "regression" else None
-    return TrainResult(inference, cv_metrics, raw_columns, classes, timings)
+    classes = fitted.classes_.tolist() if task != "regression" else None
+    threshold, source = None, None
+    if task == "binary":
+        assert classes is not None
+        threshold, source = choose_threshold(cv_y, oof, classes, evaluate or EvaluateParams())
+        log.info("decision threshold %s (%s)", threshold, source)
+    return TrainResult(inference, cv_metrics, raw_columns, classes, threshold, source, timings)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -234,14 +204,11 @@ def log_to_mlflow(
 
     example = _input_example(raw_sample)
     with tracking.guarded("log the training run"), mlflow.start_run() as active:
-        mlflow.set_tags(
-            tracking.run_tags()
-            | {"stage": "train", "task": params.data.task, "model": params.train.model,
-               "contract": contract_name}
-        )  # fmt: skip
+        tags = {"stage": "train", "task": params.data.task, "model": params.train.model}
+        mlflow.set_tags(tracking.run_tags() | tags | {"contract": contract_name})
         mlflow.log_params(flatten(logged_params(params)))
         mlflow.set_tag("params_source", params_source)
-        mlflow.log_metrics(result.cv_metrics)
+        mlflow.log_metrics(result.cv_metrics | result.timings)  # timings: MLflow only
         signature = infer_signature(example, model_output(result.model, example, params.data.task))
         requirements = [
             f"{name}=={metadata.version(name)}"
@@ -280,9 +247,7 @@ def tuned_params(params: Params) -> tuple[Params, str]:
             f"{paths.BEST_PARAMS}: tuned for model {best.get('model')!r} but train.model is "
             f"{params.train.model!r}; run `mlops stage tune` again"
         )
-    from mlops_template.tune import merged
-
-    train_params = merged(params.train, best["params"])
+    train_params = params.train.with_overrides(best["params"])
     return params.model_copy(update={"train": train_params}), str(best["source"])
 
 
@@ -302,26 +267,30 @@ def run(params: Params) -> None:
         task=params.data.task,
         params=params.train,
         feature_spec=params.features,
+        evaluate=params.evaluate,
     )
     raw_sample = pd.read_parquet(paths.TRAIN_SPLIT).drop(columns=[contract.target]).head(100)
     start = time.perf_counter()
     run_info = log_to_mlflow(result, params, raw_sample, contract.name, params_source)
     log.info("logged run %s to MLflow in %.1fs", run_info["run_id"], time.perf_counter() - start)
-    meta = {
-        "task": params.data.task,
-        "model": params.train.model,
-        "target": contract.target,
-        "id_column": contract.id,
-        "input_columns": result.input_columns,
-        "classes": result.classes,
-        "contract": {"name": contract.name, "version": contract.version},
-        "mlflow": run_info,
-        "timings": {k: round(v, 2) for k, v in result.timings.items()},
-        "params_source": params_source,
-        "hyperparameters": params.train.estimator_params(),
-    }
-    io.write_json(result.cv_metrics, paths.CV_METRICS)
-    io.write_json(meta, paths.MODEL_META)
     io.write_atomic(paths.MODEL, lambda p: joblib.dump(result.model, p))
-    log.info("train: saved %s (%s)", paths.MODEL, ", ".join(f"{k}={v}" for k, v in
-             list(result.cv_metrics.items())[:2]))  # fmt: skip
+    meta = ModelMeta(
+        task=params.data.task,
+        model=params.train.model,
+        target=contract.target,
+        id_column=contract.id,
+        input_columns=result.input_columns,
+        classes=result.classes,
+        threshold=result.threshold,
+        threshold_source=result.threshold_source,
+        contract={"name": contract.name, "version": contract.version},
+        mlflow=run_info,
+        params_source=params_source,
+        hyperparameters=params.train.estimator_params(),
+        python=python_version(),
+        model_sha256=file_sha256(paths.MODEL),
+    )
+    io.write_json(result.cv_metrics, paths.CV_METRICS)
+    meta.write()
+    shown = ", ".join(f"{k}={v}" for k, v in list(result.cv_metrics.items())[:2])
+    log.info("train: saved %s (%s)", paths.MODEL, shown)

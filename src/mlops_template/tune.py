@@ -69,35 +69,29 @@ def dask_address(tune: TuneParams) -> str:
     return os.environ.get(DASK_ENV) or tune.dask_address
 
 
-def merged(train: TrainParams, overrides: dict[str, Any]) -> TrainParams:
-    """The train params with the chosen model's section overridden, validated by pydantic."""
-    section = getattr(train, train.model)
-    data = section.model_dump() | overrides
-    new_section = type(section).model_validate(data)
-    return train.model_copy(update={train.model: new_section})
-
-
 def cv_score(
-    X: pd.DataFrame, y: pd.Series, task: Task, train: TrainParams, overrides: dict[str, Any],
-    folds: int, seed: int, metric: str, on_fold: Callable[[int, float], bool] | None = None,
-) -> float:  # fmt: skip
+    X: pd.DataFrame,
+    y: pd.Series,
+    task: Task,
+    train: TrainParams,
+    overrides: dict[str, Any],
+    folds: int,
+    seed: int,
+    metric: str,
+    on_fold: Callable[[int, float], bool] | None = None,
+) -> float:
     """Mean validation score of one candidate over k folds of the training rows given."""
     import numpy as np
-    from sklearn.model_selection import KFold, StratifiedKFold
 
     from mlops_template import metrics
-    from mlops_template.train import column_roles, make_pipeline, model_output
+    from mlops_template.model import column_roles, cv_splitter, make_pipeline, model_output
 
-    params = merged(train, overrides)
-    numeric, categorical = column_roles(X)
-    splitter = (
-        KFold(folds, shuffle=True, random_state=seed)
-        if task == "regression"
-        else StratifiedKFold(folds, shuffle=True, random_state=seed)
-    )
+    params = train.with_overrides(overrides)
+    roles = column_roles(X)
+    splitter = cv_splitter(task, folds, seed)
     scores = []
     for fit_idx, val_idx in splitter.split(X, y):
-        model = make_pipeline(task, params, numeric, categorical)
+        model = make_pipeline(task, params, roles)
         model.fit(X.iloc[fit_idx], y.iloc[fit_idx])
         out = model_output(model, X.iloc[val_idx], task)
         scores.append(

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlops_template import sources
 from mlops_template.config import DataParams
 from mlops_template.contract import check, load_contract, validate
-from mlops_template.data import ingest, read_table
+from mlops_template.data import ingest
 from mlops_template.errors import ConfigError, ContractViolation, DataError
 
 
@@ -116,15 +117,15 @@ def test_undeclared_columns_are_filtered_out(transactions, contract):
 def test_empty_file_is_a_clear_data_error(tmp_path: Path):
     path = tmp_path / "empty.csv"
     path.write_text("")
-    with pytest.raises(DataError, match=r"empty\.csv.*empty"):
-        read_table(str(path), "csv")
+    with pytest.raises(DataError, match=r"^data\.path: file '.*empty\.csv' is empty"):
+        ingest(DataParams(source="csv", path=str(path)))
 
 
 def test_unreadable_file_is_a_clear_data_error(tmp_path: Path):
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"this is not parquet")
-    with pytest.raises(DataError, match=r"cannot read .*broken\.parquet"):
-        read_table(str(path), "parquet")
+    with pytest.raises(DataError, match=r"^data\.path: cannot read '.*broken\.parquet'"):
+        ingest(DataParams(source="parquet", path=str(path)))
 
 
 def test_missing_file_is_named(tmp_path: Path):
@@ -135,7 +136,7 @@ def test_missing_file_is_named(tmp_path: Path):
 def test_header_only_csv_breaks_the_contract(tmp_path: Path, transactions, contract):
     path = tmp_path / "header.csv"
     transactions.head(0).to_csv(path, index=False)
-    assert not check(read_table(str(path), "csv"), contract).ok
+    assert not check(sources.read(sources.table(path)), contract).ok
 
 
 def test_sql_source_reads_a_sqlite_file(tmp_path: Path, transactions, contract):

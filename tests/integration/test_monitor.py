@@ -20,10 +20,10 @@ import requests
 from mlops_template import cli
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract
-from mlops_template.evaluate import load_model
+from mlops_template.model import load
 from mlops_template.monitor import Outcome, monitor
 from mlops_template.synthetic import generate_transactions
-from tests.integration.test_serving import _records, _serve, project  # noqa: F401
+from tests.integration.conftest import records, serve
 from tests.repo import ROOT, make_repo, run, write_params
 
 pytestmark = pytest.mark.integration
@@ -31,10 +31,11 @@ ROWS = 10_000
 
 
 @pytest.fixture(scope="module")
-def setup(project: tuple[Path, dict[str, str]]) -> dict[str, Any]:  # noqa: F811
+def setup(project: tuple[Path, dict[str, str]]) -> dict[str, Any]:
     """The real trained project's model, reference, contract and evaluation metrics."""
     root = project[0]
-    model, meta = load_model(root / "models/model.joblib", root / "models/model.json")
+    model, model_meta = load(root / "models/model.joblib", root / "models/model.json")
+    meta = model_meta.model_dump()
     return {
         "root": root,
         "model": model,
@@ -52,7 +53,7 @@ def large_reference(setup: dict[str, Any]) -> pd.DataFrame:
     evaluate stage's own function. The tiny project's 600-row split is too small to tell a
     0.1 drift threshold from sampling noise, so the statistical tests use this one."""
     from mlops_template.evaluate import reference_sample
-    from mlops_template.train import model_output
+    from mlops_template.model import model_output
 
     held_out = generate_transactions(20_000, seed=42)
     proba = model_output(setup["model"], held_out.drop(columns=["is_fraud"]), "binary")
@@ -217,13 +218,13 @@ def test_html_report_renders_in_headless_chromium(
 
 @pytest.fixture(scope="module")
 def served(
-    project: tuple[Path, dict[str, str]],  # noqa: F811
+    project: tuple[Path, dict[str, str]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, Path]]:
     """A real `bentoml serve` of the packaged model, logging to a request log of its own."""
     root, env = project
     log = tmp_path_factory.mktemp("served") / "requests.db"
-    for url in _serve("mlops_template.service:MlopsService", root, env | {
+    for url in serve("mlops_template.service:MlopsService", root, env | {
         "MLOPS_REQUEST_LOG": str(log)}):  # fmt: skip
         yield url, log
 
@@ -234,7 +235,7 @@ def test_request_log_of_real_server_is_monitored(
     url, log = served
     traffic = generate_transactions(600, seed=15, drift="shifted").drop(columns=["is_fraud"])
     for start in range(0, len(traffic), 300):
-        chunk = _records(traffic.iloc[start : start + 300])
+        chunk = records(traffic.iloc[start : start + 300])
         resp = requests.post(f"{url}/predict", json={"records": chunk}, timeout=60)
         assert resp.status_code == 200, resp.text
     deadline = time.monotonic() + 20
@@ -285,10 +286,10 @@ def test_prediction_drift_uses_the_served_output(
 def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
     served: tuple[str, Path], setup: dict[str, Any]
 ) -> None:
-    from tests.unit.test_grafana_dashboard import label_names, load, metric_names
+    from tests.dashboard import label_names, load, metric_names
 
     url, _ = served
-    good = _records(pd.read_parquet(setup["root"] / "data/split/test.parquet").head(2))
+    good = records(pd.read_parquet(setup["root"] / "data/split/test.parquet").head(2))
     for r in good:
         r.pop("is_fraud")
     assert requests.post(f"{url}/predict", json={"records": good}, timeout=30).status_code == 200

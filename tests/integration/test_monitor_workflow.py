@@ -7,17 +7,18 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.repo import ROOT, env, run
+from tests.repo import DEMO_PARAMS, ROOT, env, run
 
 pytestmark = pytest.mark.integration
 WORKFLOW = ROOT / ".github/workflows/monitor.yml"
-SCRIPT = ROOT / ".github/scripts/monitor-alert.sh"
+SCRIPT = ROOT / ".ci/monitor-alert.sh"
 
 
 def test_zizmor_finds_nothing() -> None:
@@ -90,7 +91,7 @@ def test_retrain_dispatch_target_accepts_workflow_dispatch() -> None:
                                "format('{0}', inputs.dispatch_retrain) || ")  # fmt: skip
 
 
-PREFLIGHT = ROOT / ".github/scripts/monitor-preflight.sh"
+PREFLIGHT = ROOT / ".ci/monitor-preflight.sh"
 
 
 def _preflight(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProcess[str], str, str]:
@@ -108,7 +109,7 @@ def _preflight(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProce
 def test_preflight_skips_a_fresh_checkout_with_a_notice(tmp_path: Path) -> None:
     """The real `mlops monitor --preflight` where nothing was pulled and the default request
     log does not exist (a scheduled run of the untouched template): green, with a notice."""
-    shutil.copy2(ROOT / "params.yaml", tmp_path / "params.yaml")
+    shutil.copy2(DEMO_PARAMS, tmp_path / "params.yaml")
     done, output, summary = _preflight(tmp_path, "mlops", "monitor", "--preflight")
     assert done.returncode == 0, done.stderr
     assert output == "ready=false\n"
@@ -146,7 +147,9 @@ def _alert(
     bin_dir.mkdir()
     (bin_dir / "gh").write_text(FAKE_GH)
     (bin_dir / "gh").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "GH_CALLS": str(tmp_path / "gh.calls")} | env
+    # python3: this venv's (a machine may have no /usr/bin/python3)
+    path = f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"
+    env = {"PATH": path, "GH_CALLS": str(tmp_path / "gh.calls")} | env
     return subprocess.run(["bash", str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True,
                           env=env, timeout=30)  # fmt: skip
 

@@ -49,14 +49,23 @@ def test_repro_writes_every_declared_output(repo: Path):
         "log_loss",
     }
     assert 0.5 < metrics["roc_auc"] <= 1
+    # what the gate checks before comparing with a baseline (issue 11)
+    assert json.loads((repo / "reports/dataset.json").read_text()) == {
+        "contract": {"name": "card-transactions", "version": 1},
+        "target": "is_fraud",
+        "task": "binary",
+    }
 
 
 def test_second_repro_runs_nothing_but_the_gate(repo: Path):
-    """The gate stage is always_changed (its baseline ref is no DVC dep); the Bento is not
-    rebuilt: package depends on the gate's constant pass flag."""
+    """The gate stage is always_changed (its baseline ref is no DVC dep) but repeats its last
+    decision; the Bento is not rebuilt: package depends on the gate's constant pass flag."""
+    lock = (repo / "dvc.lock").read_text()
     out = run(repo, "dvc", "repro")
     assert ran_stages(out.stdout) == ["gate"]
     assert "didn't change" in out.stdout or "up to date" in out.stdout
+    assert "inputs unchanged" in out.stderr
+    assert (repo / "dvc.lock").read_text() == lock
 
 
 def test_run_is_tracked_in_mlflow_and_registered(repo: Path):

@@ -9,6 +9,7 @@ import pytest
 
 from mlops_template.cli import main
 from mlops_template.registry import CHAMPION, HISTORY_TAG, RegistryError, promote, rollback
+from tests.repo import DEMO_PARAMS
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +87,7 @@ def test_errors_name_the_version_and_model(registry):
 
 
 def test_cli_promote_and_rollback(registry, capsys):
-    params = str(ROOT / "params.yaml")
+    params = str(DEMO_PARAMS)
     assert main(["--params", params, "promote", "--version", "2", "--image", "img:2"]) == 0
     assert main(["--params", params, "promote", "--version", "3"]) == 0
     assert champion(registry) == 3
@@ -114,7 +115,7 @@ def test_cli_promote_checks_the_trained_models_run(registry, tmp_path, monkeypat
     meta = tmp_path / "models/model.json"
     meta.write_text(json.dumps({"mlflow": {"version": "2", "run_id": run_of_1}}))
     monkeypatch.chdir(tmp_path)
-    params = str(ROOT / "params.yaml")
+    params = str(DEMO_PARAMS)
     assert main(["--params", params, "promote"]) == 9
     assert "version 1 was registered from that run" in capsys.readouterr().err
     meta.write_text(json.dumps({"mlflow": {"version": "1", "run_id": run_of_1}}))

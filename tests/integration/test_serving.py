@@ -5,12 +5,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,85 +16,37 @@ import pytest
 import requests
 import yaml
 
-from tests.repo import TINY, merge
+from tests.integration.conftest import MLOPS, records, serve
 
 ROOT = Path(__file__).resolve().parents[2]
-MLOPS = str(Path(sys.executable).parent / "mlops")
-BENTOML = str(Path(sys.executable).parent / "bentoml")
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """A copy of the project with a 3000-row, 20-iteration model, packaged into a Bento."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("contract.yaml", "bentofile.yaml"):
-        shutil.copy(ROOT / name, root / name)
-    shutil.copytree(ROOT / "src", root / "src")
-    serve = {
-        "request_log": "logs/requests.jsonl",  # SQLite: tests/unit/test_request_log.py
-        "workers": 2,  # two processes append to the same log
-    }
-    small = merge(TINY, {"data": {"synthetic": {"n_rows": 3000}}, "serve": serve})
-    raw = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), small)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw))
-    env = os.environ | {
-        "BENTOML_HOME": str(root / "bentoml"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "OMP_NUM_THREADS": "1",
-    }
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    for stage in ("data", "features", "train", "evaluate", "package"):
-        subprocess.run([MLOPS, "stage", stage], cwd=root, env=env, check=True)
-    return root, env
-
-
-def _serve(target: str, root: Path, env: dict[str, str]) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(120):
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, "bentoml serve exited"
-            time.sleep(0.5)
-        else:
-            raise AssertionError("bentoml serve not ready after 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="session")
-def server(project: tuple[Path, dict[str, str]]) -> Iterator[str]:
-    root, env = project
-    yield from _serve("mlops_template.service:MlopsService", root, env)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return json.loads(frame.to_json(orient="records", date_format="iso"))
 
 
 @pytest.fixture(scope="session")
 def test_split(project: tuple[Path, dict[str, str]]) -> pd.DataFrame:
     return pd.read_parquet(project[0] / "data/split/test.parquet").drop(columns=["is_fraud"])
+
+
+def test_served_labels_follow_the_models_threshold_as_evaluate_does(
+    project: tuple[Path, dict[str, str]], server: str, test_split: pd.DataFrame
+) -> None:
+    """evaluate.threshold 0.3 is stored with the model: the service labels with it, exactly as
+    the evaluate stage did, also on rows whose P(fraud) lies between 0.3 and 0.5."""
+    from mlops_template.synthetic import generate_transactions
+
+    meta = json.loads((project[0] / "models/model.json").read_text())
+    assert meta["threshold"] == 0.3
+    offline = pd.read_parquet(project[0] / "data/predictions/test.parquet")
+    resp = requests.post(f"{server}/predict", json={"records": records(test_split)}, timeout=60)
+    assert [r["prediction"] for r in resp.json()] == offline["prediction"].tolist()
+
+    risky = generate_transactions(1000, fraud_rate=0.3, seed=5).drop(columns=["is_fraud"])
+    rows = requests.post(f"{server}/predict", json={"records": records(risky)}, timeout=60).json()
+    p = np.array([r["probabilities"]["1"] for r in rows])
+    labels = np.array([r["prediction"] for r in rows])
+    between = (p >= 0.3) & (p < 0.5)
+    assert between.sum() >= 5, "no row tells a 0.3 threshold from argmax"
+    assert (labels[between] == 1).all() and (labels[p < 0.3] == 0).all()
 
 
 @pytest.mark.parametrize("endpoint", ["/predict", "/predict_batched"])
@@ -110,7 +58,7 @@ def test_served_predictions_equal_offline_on_whole_test_split(
 
     model = joblib.load(project[0] / "models/model.joblib")
     offline = model.predict_proba(test_split)[:, 1]
-    resp = requests.post(f"{server}{endpoint}", json={"records": _records(test_split)}, timeout=60)
+    resp = requests.post(f"{server}{endpoint}", json={"records": records(test_split)}, timeout=60)
     assert resp.status_code == 200, resp.text
     served = np.array([r["probabilities"]["1"] for r in resp.json()])
     package = json.loads((project[0] / "reports/package.json").read_text())
@@ -123,12 +71,12 @@ def test_bentoml_client(server: str, test_split: pd.DataFrame) -> None:
     import bentoml
 
     with bentoml.SyncHTTPClient(server) as client:
-        out = client.predict(records=_records(test_split.head(3)))
+        out = client.predict(records=records(test_split.head(3)))
     assert len(out) == 3 and {"prediction", "probabilities", "model_version"} <= set(out[0])
 
 
 def _good(test_split: pd.DataFrame) -> dict[str, Any]:
-    return dict(_records(test_split.head(1))[0])
+    return dict(records(test_split.head(1))[0])
 
 
 BAD = [
@@ -215,7 +163,7 @@ def test_request_log_and_metrics(
 ) -> None:
     from mlops_template.request_log import read_request_log
 
-    requests.post(f"{server}/predict", json={"records": _records(test_split.head(4))}, timeout=30)
+    requests.post(f"{server}/predict", json={"records": records(test_split.head(4))}, timeout=30)
     time.sleep(1.0)
     log = read_request_log(project[0] / "logs/requests.jsonl")
     assert len(log) >= 4
@@ -243,7 +191,7 @@ def test_built_bento_contents_and_serves(project: tuple[Path, dict[str, str]]) -
     assert "bentoml" in dockerfile.lower()
     reqs = (bento / "env/python/requirements.txt").read_text().lower()
     assert "dvc" not in reqs and "mlflow" not in reqs
-    for url in _serve(tag, root, env):
+    for url in serve(tag, root, env):
         assert requests.get(f"{url}/readyz", timeout=5).status_code == 200
 
 
@@ -305,7 +253,7 @@ def test_concurrent_requests_never_corrupt_the_log(
 
     from mlops_template.request_log import read_request_log
 
-    records = _records(test_split.head(3))
+    base = records(test_split.head(3))
     path = project[0] / "logs/requests.jsonl"
 
     def client(thread: int) -> list[int]:
@@ -314,7 +262,7 @@ def test_concurrent_requests_never_corrupt_the_log(
             for i in range(20):
                 rows = [
                     r | {"transaction_id": 10_000_000 + thread * 1000 + i * 10 + k}
-                    for k, r in enumerate(records[: 1 + i % 3])
+                    for k, r in enumerate(base[: 1 + i % 3])
                 ]
                 endpoint = "/predict" if i % 2 else "/predict_batched"
                 resp = session.post(f"{server}{endpoint}", json={"records": rows}, timeout=60)
@@ -337,7 +285,7 @@ def test_concurrent_requests_never_corrupt_the_log(
     assert all(json.loads(line)["record"] for line in lines)
 
 
-def test_release_smoke_test_script_against_bentoml_serve(server: str) -> None:
+def test_release_smoke_test_script_against_bentomlserve(server: str) -> None:
     """.ci/smoke-test.sh (main.yml's `make smoke-test`; there against the container) with
     SMOKE_URL: /readyz, .ci/predict-example.json answered, a bad record refused with 400."""
     done = subprocess.run(

@@ -8,7 +8,6 @@ landed in the copied repository's own mlflow.db.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import time
@@ -35,7 +34,6 @@ def repo(tmp_path: Path) -> Path:
 
 def test_queued_experiments_run_and_show(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
     # up to `evaluate`: gate and package add nothing to what this test checks
     _sh("dvc", "exp", "run", "--queue", "-n", "exp-lr", "-S", "tune.enabled=true",
         "-S", "tune.n_trials=2", "evaluate", cwd=repo)  # fmt: skip

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.repo import ROOT, env, make_repo, run
+from tests.repo import ROOT, TELEMETRY, env, make_repo, run
 
 pytestmark = pytest.mark.integration
 
@@ -138,6 +138,8 @@ q = yaml.safe_load(open("toy_params.yaml"))["quality"]
 pathlib.Path("reports/plots").mkdir(parents=True, exist_ok=True)
 metrics = {"roc_auc": q, "pr_auc": q / 2, "log_loss": round(1 - q, 6), "accuracy": q}
 pathlib.Path("reports/metrics.json").write_text(json.dumps(metrics, indent=2))
+dataset = {"contract": {"name": "toy", "version": 1}, "target": "y", "task": "binary"}
+pathlib.Path("reports/dataset.json").write_text(json.dumps(dataset))
 rows = ["fpr,tpr", "0,0", f"0.1,{q}", "1,1"]
 pathlib.Path("reports/plots/roc.csv").write_text("\\n".join(rows) + "\\n")
 """
@@ -157,7 +159,7 @@ def toy_pipeline(repo: Path, quality: float) -> None:
         "cmd": "python toy_evaluate.py",
         "deps": ["toy_evaluate.py"],
         "params": [{"toy_params.yaml": ["quality"]}],
-        "outs": [{"reports/plots": {"cache": False}}],
+        "outs": [{"reports/plots": {"cache": False}}, {"reports/dataset.json": {"cache": False}}],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
     }
     gate_deps = [d for d in real["stages"]["package"]["deps"] if d.startswith("reports/gate")]
@@ -357,12 +359,13 @@ def test_only_the_override_label_reruns_the_review(action: str, label: str, runs
 
 def test_repro_reruns_only_the_gate_and_never_repackages(pr_repo: Path):
     """The gate always runs (its baseline is no DVC dep), but a new commit -- which changes
-    gate.json's baseline -- does not rebuild the package."""
+    gate.json's baseline -- neither rebuilds the package nor changes dvc.lock: the working
+    tree stays clean."""
     run(pr_repo, "git", "checkout", "-qf", "main")
     run(pr_repo, "dvc", "repro")
     stamp = (pr_repo / "reports/package.json").read_text()
     (pr_repo / "NOTES.md").write_text("an unrelated change\n")
-    run(pr_repo, "git", "add", "NOTES.md")
+    run(pr_repo, "git", "add", "-A")
     run(pr_repo, "git", "commit", "-qm", "unrelated commit: HEAD moves")
     out = run(pr_repo, "dvc", "repro").stdout
     assert "Running stage 'gate'" in out
@@ -370,6 +373,10 @@ def test_repro_reruns_only_the_gate_and_never_repackages(pr_repo: Path):
     assert (pr_repo / "reports/package.json").read_text() == stamp
     head = run(pr_repo, "git", "rev-parse", "HEAD").stdout.strip()
     assert json.loads((pr_repo / "reports/gate.json").read_text())["baseline"]["commit"] == head
+    assert run(pr_repo, "git", "status", "--porcelain").stdout == ""  # dvc.lock unchanged
+    again = run(pr_repo, "dvc", "repro")  # nothing changed: the gate repeats its decision
+    assert "inputs unchanged" in again.stderr and "Running stage 'package'" not in again.stdout
+    assert run(pr_repo, "git", "status", "--porcelain").stdout == ""
 
 
 def test_failing_gate_stops_packaging(pr_repo: Path):
@@ -482,3 +489,19 @@ def test_report_follows_the_step_outcomes(tmp_path: Path, outcomes: dict[str, st
 def test_gate_error_without_a_report_is_reported_as_not_run(tmp_path: Path):
     pr_report(tmp_path, tmp_path / "missing.md", PR_NUMBER="", GATE_OUTCOME="failure")
     assert "the gate step failed before writing a report" in (tmp_path / "summary.md").read_text()
+
+
+def test_every_make_target_runs_with_telemetry_off():
+    """telemetry.env is the one list; the Makefile exports it to every recipe, and workflow
+    steps are make targets (test_least_privilege_pinned_and_thin)."""
+    names = " ".join(f"$${k}" for k in TELEMETRY)
+    bare = {k: v for k, v in env().items() if k not in TELEMETRY}
+    shown = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", f"show:\n\t@echo {names}", "show"],
+        cwd=ROOT,
+        env=bare,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert shown == list(TELEMETRY.values()) and len(shown) == 4

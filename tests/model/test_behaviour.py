@@ -11,22 +11,24 @@ from mlops_template import metrics
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, validate
 from mlops_template.features import build_features
+from mlops_template.model import model_output
 from mlops_template.synthetic import generate_transactions
-from mlops_template.train import model_output, train
+from mlops_template.train import train
+from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 
 
 @pytest.fixture(scope="module")
 def split():
-    contract = load_contract("contract.yaml")
+    contract = load_contract(DEMO_CONTRACT)
     frame = validate(generate_transactions(40_000, seed=11), contract)
     return frame.iloc[:30_000].reset_index(drop=True), frame.iloc[30_000:].reset_index(drop=True)
 
 
 def _fit(split, model: str):
-    params = load_params("params.yaml")
+    params = load_params(DEMO_PARAMS)
     params.train.model = model
     params.train.cv.folds = 2
-    contract = load_contract("contract.yaml")
+    contract = load_contract(DEMO_CONTRACT)
     train_raw, _ = split
     return train(
         build_features(train_raw, params.features),
@@ -40,7 +42,7 @@ def _fit(split, model: str):
 
 @pytest.fixture(scope="module")
 def default_model(split):
-    return _fit(split, load_params("params.yaml").train.model)
+    return _fit(split, load_params(DEMO_PARAMS).train.model)
 
 
 def _scores(model, test: pd.DataFrame) -> dict[str, float]:

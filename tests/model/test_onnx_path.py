@@ -8,17 +8,17 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from mlops_template.features import build_features, feature_transformer
+from mlops_template.model import column_roles, make_pipeline
 from mlops_template.onnx_path import TOLERANCE, OnnxModel, export
 from mlops_template.synthetic import generate_transactions
-from mlops_template.train import column_roles, make_pipeline
 
 
 def _fitted(params: Any, model: str) -> tuple[Pipeline, Any]:
     data = generate_transactions(2000, fraud_rate=0.1, seed=1)
     X, y = data.drop(columns=["is_fraud"]), data["is_fraud"].astype(int)
-    numeric, categorical = column_roles(build_features(X.head(50), params.features))
+    roles = column_roles(build_features(X.head(50), params.features))
     train_params = params.train.model_copy(update={"model": model})
-    core = make_pipeline("binary", train_params, numeric, categorical)
+    core = make_pipeline("binary", train_params, roles)
     pipeline = Pipeline([("features", feature_transformer(params.features)), ("model", core)])
     return pipeline.fit(X, y), X
 

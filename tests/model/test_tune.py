@@ -12,6 +12,7 @@ import pytest
 
 from mlops_template.config import Params, TuneParams, parse_params
 from mlops_template.features import build_features
+from tests.repo import DEMO_CONTRACT
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACE = {"hist_gradient_boosting": {"learning_rate": {"choices": [0.03, 0.3]},
@@ -71,7 +72,7 @@ def test_stage_never_reads_test_split(
     from mlops_template import paths, tune
     from mlops_template.train import tuned_params
 
-    shutil.copy(ROOT / "contract.yaml", tmp_path / "contract.yaml")
+    shutil.copy(DEMO_CONTRACT, tmp_path / "contract.yaml")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_ROOT", raising=False)

@@ -21,7 +21,8 @@ def test_stage_outputs_match_paths_module():
     outs = set().union(*(_declared(s, "outs") | _declared(s, "metrics") for s in stages.values()))
     for path in (paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.TRAIN_FEATURES, paths.TEST_FEATURES,
                  paths.MODEL, paths.MODEL_META, paths.METRICS, paths.CV_METRICS,
-                 paths.PREDICTIONS, paths.SLICES, paths.PLOTS_DIR):  # fmt: skip
+                 paths.PREDICTIONS, paths.SLICES, paths.PLOTS_DIR, paths.DATASET,
+                 paths.GATE_OK):  # fmt: skip
         assert str(path) in outs, f"{path} is not declared in dvc.yaml"
 
 

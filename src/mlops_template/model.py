@@ -1,0 +1,316 @@
+"""The model: what `train` and `tune` build, what every other part loads and predicts with.
+
+- :func:`make_pipeline`: preprocessing + an estimator from :data:`ESTIMATORS` (add a model by
+  adding an entry there and a params section in config.py);
+- :func:`cv_splitter`: the k-fold splitter of cross-validation and tuning;
+- :class:`ModelMeta`: models/model.json, read and written only here;
+- :func:`load`: models/model.joblib after its hash matches the one recorded at training;
+- :func:`decide`: THE prediction function. Labels come from the decision threshold stored
+  with the model, so evaluate, `mlops score`, the service and the monitor agree.
+
+Categorical columns at any cardinality: up to ``ONEHOT_MAX_CATEGORIES`` values are one-hot
+encoded (dense; these are few columns); above that a cross-fitted ``TargetEncoder`` turns the
+column into one number per class, so memory does not grow with the number of distinct values
+and unseen values at serving time get the training mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mlops_template import io, paths
+from mlops_template.config import Task, TrainParams
+from mlops_template.errors import ConfigError, ModelError
+
+ONEHOT_MAX_CATEGORIES = 32  # more distinct training values: target encoding
+
+
+# --------------------------------------------------------------------------- build
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Feature columns by how the pipeline treats them."""
+
+    numeric: list[str]
+    categorical: list[str]  # one-hot
+    high_cardinality: list[str]  # target-encoded
+
+
+def column_roles(X: pd.DataFrame) -> Roles:
+    """Numeric (bools included), low- and high-cardinality categorical; anything else (a raw
+    datetime, say) is a config error naming the column."""
+    numeric: list[str] = []
+    categorical: list[str] = []
+    high: list[str] = []
+    for name in X.columns:
+        dtype = X[name].dtype
+        if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype):
+            numeric.append(name)
+        elif pd.api.types.is_string_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+            many = X[name].nunique() > ONEHOT_MAX_CATEGORIES
+            (high if many else categorical).append(name)
+        else:
+            raise ConfigError(
+                f"features: column {name!r} has dtype {dtype} that no model can use; "
+                "decompose it (features.datetime) and list it under features.drop"
+            )
+    return Roles(numeric, categorical, high)
+
+
+def _linear(task: Task, p: dict[str, Any], seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if task == "regression":
+        return Ridge(alpha=p["alpha"], random_state=seed)
+    return LogisticRegression(
+        C=p["C"], max_iter=p["max_iter"], class_weight=p["class_weight"], random_state=seed
+    )
+
+
+def _random_forest(task: Task, p: dict[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    if task == "regression":
+        return RandomForestRegressor(**_without(p, "class_weight"), random_state=seed)
+    return RandomForestClassifier(**p, random_state=seed)
+
+
+def _hist_gradient_boosting(task: Task, p: dict[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    if task == "regression":
+        return HistGradientBoostingRegressor(**_without(p, "class_weight"), random_state=seed)
+    return HistGradientBoostingClassifier(**p, random_state=seed)
+
+
+def _without(p: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in p.items() if k != key}
+
+
+# train.model -> builder(task, hyper-parameters of its params section, seed)
+ESTIMATORS: dict[str, Callable[[Task, dict[str, Any], int], Any]] = {
+    "linear": _linear,
+    "random_forest": _random_forest,
+    "hist_gradient_boosting": _hist_gradient_boosting,
+}
+
+
+def make_estimator(task: Task, params: TrainParams) -> Any:
+    return ESTIMATORS[params.model](task, params.estimator_params(), params.seed)
+
+
+def cv_splitter(task: Task, folds: int, seed: int) -> Any:
+    """Stratified k-fold for classification, plain k-fold for regression; shuffled, seeded."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task == "regression":
+        return KFold(folds, shuffle=True, random_state=seed)
+    return StratifiedKFold(folds, shuffle=True, random_state=seed)
+
+
+def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
+    """Preprocessing (fitted on training data only) + the chosen estimator."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+
+    numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
+    if params.model == "linear":
+        numeric_steps.append(("scale", StandardScaler()))
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    target_type = {"binary": "binary", "multiclass": "multiclass", "regression": "continuous"}
+    high = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="<missing>")),
+            (
+                "encode",
+                TargetEncoder(target_type=target_type[task], cv=cv_splitter(task, 5, params.seed)),
+            ),
+        ]
+    )
+    transformers = [
+        ("numeric", Pipeline(numeric_steps), roles.numeric),
+        ("categorical", categorical, roles.categorical),
+    ]
+    if roles.high_cardinality:  # only then: pipelines without it keep their exact shape
+        transformers.append(("high_cardinality", high, roles.high_cardinality))
+    preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
+    return Pipeline([("preprocess", preprocess), ("estimator", make_estimator(task, params))])
+
+
+def model_output(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:
+    """What metrics are computed on: P(positive) for binary, class probabilities for
+    multiclass, values for regression."""
+    if task == "regression":
+        return np.asarray(model.predict(X), dtype="float64")
+    return positive_column(np.asarray(model.predict_proba(X), dtype="float64"), task)
+
+
+def positive_column(proba: np.ndarray, task: Task) -> np.ndarray:
+    return proba[:, 1] if task == "binary" else proba
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+class ModelMeta(BaseModel):
+    """models/model.json: what the trained pipeline expects and returns, and where it came from.
+
+    Committed to git: everything here is a function of the inputs, except ``mlflow`` (the run
+    that trained it; wall times go to that run, not here)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Task
+    model: str
+    target: str
+    id_column: str | None = None
+    input_columns: list[str]
+    classes: list[Any] | None = None
+    threshold: float | None = None  # binary only: P(classes[1]) >= threshold -> classes[1]
+    threshold_source: str | None = None  # "params" or how `auto` chose it
+    contract: dict[str, Any]
+    mlflow: dict[str, Any] | None = None
+    params_source: str = "params.yaml"
+    hyperparameters: dict[str, Any] = {}
+    python: str = ""
+    model_sha256: str = ""  # of models/model.joblib: checked before it is unpickled
+
+    @classmethod
+    def read(cls, path: Path = paths.MODEL_META) -> ModelMeta:
+        try:
+            return cls.model_validate(json.loads(Path(path).read_text()))
+        except FileNotFoundError:
+            raise ModelError(f"{path}: missing (run the train stage first)") from None
+        except (json.JSONDecodeError, ValidationError, UnicodeDecodeError) as err:
+            first = str(err).splitlines()[0]
+            raise ModelError(f"{path}: not a model description ({first})") from None
+
+    def write(self, path: Path = paths.MODEL_META) -> None:
+        io.write_json(self.model_dump(mode="json"), path)
+
+    @property
+    def run_id(self) -> str | None:
+        return (self.mlflow or {}).get("run_id")
+
+
+def python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- load
+
+
+def load(
+    model_path: Path = paths.MODEL, meta_path: Path = paths.MODEL_META
+) -> tuple[Any, ModelMeta]:
+    """The trained inference pipeline and its metadata. The pickle is opened only when its
+    sha256 equals the one train recorded in model.json: a swapped file never runs."""
+    import joblib
+
+    meta = ModelMeta.read(meta_path)
+    if not Path(model_path).exists():
+        raise ModelError(f"{model_path}: missing (run the train stage first)")
+    actual = file_sha256(Path(model_path))
+    if actual != meta.model_sha256:
+        raise ModelError(
+            f"{model_path}: sha256 {actual[:12]}… is not the {meta.model_sha256[:12] or 'none'}… "
+            f"recorded in {meta_path}: refusing to load a model train did not write "
+            "(retrain, or `dvc checkout` the pair)"
+        )
+    try:
+        return joblib.load(model_path), meta
+    except Exception as err:  # truncated or foreign pickle: one line, not a traceback
+        raise ModelError(f"{model_path}: cannot load ({type(err).__name__}: {err})") from None
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@dataclass
+class Prediction:
+    """One prediction per row: ``labels`` (class labels, or values for regression),
+    ``proba`` (rows x classes) for classification, ``output`` what metrics take."""
+
+    labels: np.ndarray
+    proba: np.ndarray | None
+    output: np.ndarray
+
+    def frame(self, classes: list[Any] | None) -> pd.DataFrame:
+        """``prediction`` and ``proba_<class>`` columns (offline outputs)."""
+        out = pd.DataFrame({"prediction": self.labels})
+        if self.proba is not None and classes is not None:
+            for j, c in enumerate(classes):
+                out[f"proba_{c}"] = self.proba[:, j]
+        return out
+
+    def records(self, classes: list[Any] | None, version: str) -> list[dict[str, Any]]:
+        """The service's response rows."""
+        labels = self.labels.tolist()
+        if self.proba is None or classes is None:
+            return [{"prediction": v, "model_version": version} for v in labels]
+        names = [str(c) for c in classes]
+        return [
+            {
+                "prediction": label,
+                "probabilities": dict(zip(names, p, strict=True)),
+                "model_version": version,
+            }
+            for label, p in zip(labels, self.proba.tolist(), strict=True)
+        ]
+
+
+def labels_for(
+    output: np.ndarray, classes: list[Any] | np.ndarray, threshold: float | None
+) -> np.ndarray:
+    """Binary (1-d P(classes[1])): cut at ``threshold``; multiclass: the most probable class."""
+    cls = np.asarray(classes)
+    if output.ndim == 1:
+        cut = 0.5 if threshold is None else threshold
+        return np.where(output >= cut, cls[1], cls[0])
+    return cls[np.argmax(output, axis=1)]
+
+
+def decide(raw: np.ndarray, meta: ModelMeta) -> Prediction:
+    """THE prediction function: ``raw`` is what the model step returns (class probabilities,
+    or values), shaped by the task and the model's stored threshold."""
+    raw = np.asarray(raw, dtype="float64")
+    if meta.task == "regression":
+        values = raw.reshape(-1)
+        return Prediction(values, None, values)
+    assert meta.classes is not None
+    output = positive_column(raw, meta.task)
+    return Prediction(labels_for(output, meta.classes, meta.threshold), raw, output)
+
+
+def predict(model: Any, X: pd.DataFrame, meta: ModelMeta) -> Prediction:
+    """Predict raw, contract-valid rows with the whole inference pipeline."""
+    X = X[meta.input_columns]
+    if meta.task == "regression":
+        return decide(model.predict(X), meta)
+    return decide(model.predict_proba(X), meta)

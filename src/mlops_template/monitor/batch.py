@@ -1,0 +1,167 @@
+"""The current batch: where it comes from, how a bounded sample of it is read, and which of its
+rows satisfy the data contract.
+
+Files and SQL queries are read through :mod:`mlops_template.sources`; the service's request
+log through :mod:`mlops_template.request_log`, sampled by the same reservoir.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from mlops_template import sources
+from mlops_template.config import Params
+from mlops_template.contract import Contract, check
+from mlops_template.errors import ConfigError, DataError
+
+LOG_CHUNK_ROWS = 50_000  # request-log rows per chunk (each row is parsed JSON: heavier)
+
+
+@dataclass
+class Source:
+    """Where the current batch comes from: kind is file, sql or request_log. A request log can
+    be cut to the rows logged since a time and served by one model version."""
+
+    kind: str
+    location: str = ""
+    query: str = ""
+    since: datetime | None = None
+    model_version: str = ""
+
+    def describe(self) -> str:
+        return f"{self.kind}:{self.location}" if self.location else self.kind
+
+
+def parse_since(text: str) -> datetime:
+    """``--since``: an ISO time (UTC unless it says otherwise) or a look-back like 24h / 7d."""
+    ago = re.fullmatch(r"(\d+)([hd])", text.strip())
+    if ago:
+        hours = int(ago[1]) * (24 if ago[2] == "d" else 1)
+        return datetime.now(UTC) - timedelta(hours=hours)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"--since {text!r}: expected an ISO time (2026-05-01T00:00) or hours/days (24h, 7d)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def resolve_source(
+    params: Params,
+    current: str | None = None,
+    sql: bool = False,
+    request_log: str | None = None,
+    since: datetime | None = None,
+    model_version: str | None = None,
+) -> Source:
+    """Command-line choice (--current / --sql / --request-log, --since, --model-version) over
+    params.yaml's monitor (window_hours and model_version apply to the request log only)."""
+    source = _pick_source(params, current, sql, request_log)
+    if source.kind != "request_log":
+        if since is not None or model_version:
+            raise ConfigError("--since and --model-version select rows of the request log only")
+        return source
+    m = params.monitor
+    if since is None and m.window_hours:
+        since = datetime.now(UTC) - timedelta(hours=m.window_hours)
+    source.since = since
+    source.model_version = m.model_version if model_version is None else model_version
+    return source
+
+
+def _pick_source(params: Params, current: str | None, sql: bool, request_log: str | None) -> Source:
+    m = params.monitor
+    if current:
+        return Source("file", current)
+    if sql:
+        if not (m.sql.url and m.sql.query):
+            raise ConfigError("monitor.sql.url and monitor.sql.query are required for --sql")
+        return Source("sql", m.sql.url, m.sql.query)
+    if request_log is not None:
+        return Source("request_log", request_log or params.serve.request_log)
+    if m.source == "file":
+        if not m.path:
+            raise ConfigError("monitor.path is required when monitor.source is 'file'")
+        return Source("file", m.path)
+    if m.source == "sql":
+        return Source("sql", m.sql.url, m.sql.query)
+    return Source("request_log", m.path or params.serve.request_log)
+
+
+def read_current(source: Source, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """A seeded sample of at most ``n`` rows of the batch, restricted to ``columns``, and the
+    batch's full length; a batch without rows is a DataError."""
+    if source.kind == "request_log":
+        frame, total = _sample_request_log(source, columns, n, seed)
+    else:
+        frame, total = sources.sample(_table(source), n, seed, columns=columns)
+    if total == 0:
+        window = f" logged since {source.since.isoformat()}" if source.since else ""
+        version = f" served by {source.model_version}" if source.model_version else ""
+        raise DataError(f"monitor {source.kind} {source.location!r}: no rows{window}{version}")
+    return frame[[c for c in frame.columns if c in columns]], total
+
+
+def _table(source: Source) -> sources.Table:
+    name = f"monitor {source.kind}"
+    if source.kind == "sql":
+        return sources.table(source.location, sql_query=source.query, name=name)
+    return sources.table(source.location, name=name)
+
+
+def _sample_request_log(
+    source: Source, columns: list[str], n: int, seed: int
+) -> tuple[pd.DataFrame, int]:
+    where = f"monitor request_log {source.location!r}"
+    if not Path(source.location).exists():
+        raise DataError(f"{where}: file does not exist (no request served yet?)")
+    try:
+        return sources.reservoir(_request_log_chunks(source, set(columns)), n, seed)
+    except Exception as err:  # sqlite3 / orjson on a damaged log
+        raise DataError(f"{where}: cannot read the request log: {err}") from err
+
+
+def _request_log_chunks(source: Source, columns: set[str]) -> Iterator[pd.DataFrame]:
+    from mlops_template.request_log import iter_request_log
+
+    for chunk in iter_request_log(
+        source.location,
+        since=source.since,
+        model_version=source.model_version,
+        chunk_rows=LOG_CHUNK_ROWS,
+    ):
+        yield chunk[[c for c in chunk.columns if c in columns]]
+
+
+@dataclass
+class ContractResult:
+    valid: pd.DataFrame
+    failures: pd.DataFrame
+    usable: bool  # False when a failure concerns whole columns: drift cannot be measured
+
+    @property
+    def ok(self) -> bool:
+        return self.failures.empty
+
+
+def check_batch(frame: pd.DataFrame, contract: Contract) -> ContractResult:
+    """Validate the batch; rows failing a row-level check are dropped, the rest is coerced."""
+    with_target = contract.target in frame.columns
+    report = check(frame, contract, with_target=with_target)
+    if report.ok:
+        return ContractResult(report.valid, report.failures, usable=True)
+    index = pd.to_numeric(report.failures["index"], errors="coerce")
+    if index.isna().any():
+        return ContractResult(frame.iloc[0:0], report.failures, usable=False)
+    rest = frame.drop(index=index.astype(int).unique())
+    again = check(rest, contract, with_target=with_target) if len(rest) else None
+    if again is None or not again.ok:
+        return ContractResult(frame.iloc[0:0], report.failures, usable=False)
+    return ContractResult(again.valid, report.failures, usable=True)

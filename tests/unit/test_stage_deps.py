@@ -1,0 +1,129 @@
+"""dvc.yaml must list every project module a stage runs, or DVC reuses stale outputs.
+
+A stage's modules are derived from the code: the module of its `mlops stage` / `mlops monitor`
+command and everything it imports from the package, at any depth (imports inside functions
+included). A stage that unpickles the trained pipeline also runs features.py (the pickle holds
+the feature function). No import cycle between project modules, either.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_template.cli import STAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "src/mlops_template"
+# the dispatcher every stage command goes through, not stage behaviour
+NOT_STAGE_CODE = {"mlops_template.cli", "mlops_template.__main__", "mlops_template"}
+
+
+def _module_file(name: str) -> Path:
+    rel = Path(*name.split(".")[1:])
+    package = PACKAGE / rel / "__init__.py"
+    return package if package.exists() else (PACKAGE / rel).with_suffix(".py")
+
+
+@cache
+def direct_imports(name: str) -> frozenset[str]:
+    """Project modules ``name`` imports anywhere in its source."""
+    path = _module_file(name)
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("mlops_template.")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            if not base.startswith("mlops_template"):
+                continue
+            for alias in node.names:  # `from pkg import module` or `from module import name`
+                sub = f"{base}.{alias.name}"
+                found.add(sub if _module_file(sub).exists() else base)
+    return frozenset(found - NOT_STAGE_CODE - {name})
+
+
+def closure(name: str) -> set[str]:
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        if current not in seen:
+            seen.add(current)
+            todo.extend(direct_imports(current))
+    return seen
+
+
+def expected_deps(module: str) -> set[str]:
+    modules = closure(module)
+    if "mlops_template.model" in modules:
+        modules.add("mlops_template.features")
+    files = {str(_module_file(m).relative_to(ROOT)) for m in modules}
+    if module == "mlops_template.package":  # it builds the Bento: the code the Bento serves
+        include = yaml.safe_load((ROOT / "bentofile.yaml").read_text())["include"]
+        files |= {f for f in include if f.startswith("src/") and not f.endswith("__init__.py")}
+    return files
+
+
+def _stages() -> list[tuple[str, str, dict]]:
+    """(dvc.yaml file, stage name, stage) for every stage that runs a project command."""
+    out = []
+    for path in (ROOT / "dvc.yaml", ROOT / "monitoring/dvc.yaml"):
+        for name, stage in yaml.safe_load(path.read_text())["stages"].items():
+            out.append((str(path.relative_to(ROOT)), name, stage))
+    return out
+
+
+def _module_of(cmd: str) -> str:
+    words = cmd.split()
+    if words[:2] == ["mlops", "stage"]:
+        return STAGES[words[2]]
+    assert words[:2] == ["mlops", "monitor"], cmd
+    return "mlops_template.monitor"
+
+
+@pytest.mark.parametrize(("file", "name", "stage"), _stages(), ids=lambda v: str(v))
+def test_stage_lists_every_module_it_runs(file: str, name: str, stage: dict) -> None:
+    declared = {d for d in stage.get("deps", []) if d.startswith("src/")}
+    missing = expected_deps(_module_of(stage["cmd"])) - declared
+    assert not missing, f"{file} stage {name!r}: add to deps: {sorted(missing)}"
+
+
+def test_stages_are_declared_in_run_order() -> None:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    outs = {
+        next(iter(o)) if isinstance(o, dict) else o: name
+        for name, stage in stages.items()
+        for o in stage.get("outs", []) + stage.get("metrics", [])
+    }
+    order = list(stages)
+    for name, stage in stages.items():
+        for dep in stage.get("deps", []):
+            if dep in outs:
+                assert order.index(outs[dep]) < order.index(name), f"{name} before {outs[dep]}"
+
+
+def test_no_import_cycle_between_project_modules() -> None:
+    modules = {
+        "mlops_template." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+        for p in PACKAGE.rglob("*.py")
+        if p.name != "__init__.py"
+    } - NOT_STAGE_CODE
+    for module in sorted(modules):
+        for other in direct_imports(module):
+            assert module not in closure(other), f"import cycle: {module} <-> {other}"
+
+
+@pytest.mark.parametrize(("file", "name", "stage"), _stages(), ids=lambda v: str(v))
+def test_stage_code_deps_exist(file: str, name: str, stage: dict) -> None:
+    """A module that was moved or split (monitor.py -> monitor/) leaves no dep behind."""
+    gone = [d for d in stage.get("deps", []) if d.startswith("src/") and not (ROOT / d).exists()]
+    assert not gone, f"{file} stage {name!r}: deps on code that no longer exists: {gone}"
