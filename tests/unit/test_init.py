@@ -21,17 +21,17 @@ from mlops_template.config import Params, load_params
 from mlops_template.contract import Contract, load_contract
 from mlops_template.init import Source, infer
 from mlops_template.init.inference import is_quantity, words
+from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 from tests.tables import CHANNELS, LABELS, nasty_table
 
-ROOT = Path(__file__).resolve().parents[2]
 CLASSIFICATION_GATES = {"roc_auc", "pr_auc", "log_loss", "accuracy"}
 
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project folder holding the shipped params.yaml and contract.yaml (the demo's)."""
-    for name in ("params.yaml", "contract.yaml"):
-        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copy(DEMO_PARAMS, tmp_path / "params.yaml")
+    shutil.copy(DEMO_CONTRACT, tmp_path / "contract.yaml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -366,6 +366,7 @@ def test_target_with_some_missing_labels_is_nullable():
     inf = inferred(table(y=y))
     col = next(c for c in inf.columns if c.role == "target")
     assert col.nullable and "10 rows without a label" in col.notes
+    assert "10 rows have no 'y'" in inf.notes[0]
 
 
 def test_single_row_class_falls_back_to_random_split():
@@ -391,7 +392,7 @@ ERRORS: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
     "unreadable parquet": (
         lambda p: [_write(p / "bad.parquet", "not parquet at all"), "--target", "y"],
         3,
-        "bad.parquet: cannot read it as parquet",
+        "cannot read 'bad.parquet' as parquet",
     ),
     "duplicate columns": (
         lambda p: [_write(p / "d.csv", "a,b,a,y\n1,2,3,0\n4,5,6,1\n"), "--target", "y"],
@@ -510,7 +511,7 @@ def test_new_contract_in_a_project_without_one(project: Path, mlops: Run):
 
 
 def test_comments_and_other_sections_survive(project: Path, mlops: Run):
-    original = (ROOT / "params.yaml").read_text()
+    original = DEMO_PARAMS.read_text()
     frame = nasty_table(600, cities=60, iso_strings=True)
     frame.to_csv(project / "n.csv", index=False)
     assert mlops("n.csv", "--target", "label", "--force")[0] == 0

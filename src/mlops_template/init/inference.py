@@ -415,6 +415,11 @@ def infer(
         next(c for c in columns if c.name == timestamp).role = "timestamp"
     dates = [c.name for c in columns if c.dtype == "datetime"]
     notes: list[str] = []
+    if y.isna().any():
+        notes.append(
+            f"{int(y.isna().sum())} rows have no {target!r}: the pipeline does not drop "
+            "unlabelled rows yet (train fails on them), so remove them before `dvc repro`"
+        )
     return Inference(
         name=name,
         target=target,

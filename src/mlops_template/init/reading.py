@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from mlops_template.errors import DataError
+from mlops_template.sources import read_sample
 
 
 @dataclass(frozen=True)
@@ -42,40 +43,6 @@ class Source:
         path = urlparse(self.location).path if not self.local else self.location
         stem = Path(path).name.split(".")[0]
         return re.sub(r"[^A-Za-z0-9_-]+", "-", stem).strip("-") or "dataset"
-
-
-def _read_sample(
-    location: str,
-    *,
-    fmt: str | None = None,
-    sql_query: str | None = None,
-    max_rows: int,
-    seed: int,
-) -> tuple[pd.DataFrame, int]:
-    """A seeded sample of at most ``max_rows`` rows and the table's row count.
-
-    A stand-in with the signature of ``sources.read_sample`` (being written on another branch):
-    it reads the whole table, then samples; the switch is one import.
-    """
-    from mlops_template.data import read_sql
-
-    if sql_query is not None:
-        frame = read_sql(location, sql_query)
-    else:
-        frame = _read_file(location, fmt or "csv")
-    total = len(frame)
-    if total > max_rows:
-        frame = frame.sample(n=max_rows, random_state=seed).sort_index()
-    return frame.reset_index(drop=True), total
-
-
-def _read_file(location: str, fmt: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(location) if fmt == "csv" else pd.read_parquet(location)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{location}: the file is empty (no header, no rows)") from None
-    except Exception as err:  # pandas, pyarrow and fsspec each raise their own types
-        raise DataError(f"{location}: cannot read it as {fmt}: {_first_line(err)}") from None
 
 
 def _first_line(err: BaseException) -> str:
@@ -118,17 +85,14 @@ def read(source: Source, *, max_rows: int, seed: int) -> tuple[pd.DataFrame, int
     _check_file(source)
     if source.kind == "csv":
         check_duplicates(_csv_header(source.location), source.location)
-    frame, total = _read_sample(
+    frame, total = read_sample(
         source.location,
         fmt=None if source.kind == "sql" else source.kind,
         sql_query=source.query,
         max_rows=max_rows,
         seed=seed,
     )
-    where = source.label
-    check_duplicates([str(c) for c in frame.columns], where)
-    if frame.shape[1] == 0:
-        raise DataError(f"{where}: no columns")
     if total == 0:
-        raise DataError(f"{where}: has a header but no rows")
+        raise DataError(f"{source.label}: has a header but no rows")
+    check_duplicates([str(c) for c in frame.columns], source.label)
     return frame, total
