@@ -504,6 +504,19 @@ def test_refuses_to_replace_without_force(project: Path, mlops: Run):
     assert mlops(wine, "--target", "target")[0] == 2  # another dataset: --force again
 
 
+def test_version_goes_up_for_another_table_of_the_same_name(project: Path, mlops: Run):
+    """The gate compares metrics only of one (contract name, version, target, task)."""
+    table().to_csv(project / "data.csv", index=False)
+    assert mlops("data.csv", "--target", "y", "--force")[0] == 0
+    assert load_contract(project / "contract.yaml").version == 1
+    table(seed=2).to_csv(project / "data.csv", index=False)  # same columns: same dataset
+    assert mlops("data.csv", "--target", "y", "--force")[0] == 0
+    assert load_contract(project / "contract.yaml").version == 1
+    table(z=np.arange(200.0)).to_csv(project / "data.csv", index=False)  # other columns
+    assert mlops("data.csv", "--target", "y", "--force")[0] == 0
+    assert load_contract(project / "contract.yaml").version == 2
+
+
 def test_new_contract_in_a_project_without_one(project: Path, mlops: Run):
     (project / "contract.yaml").unlink()
     code, _, err = mlops(_csv(project, table()), "--target", "y")

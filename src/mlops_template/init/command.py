@@ -192,11 +192,29 @@ def _params_doc(params_path: Path) -> tuple[Any, str]:
     return load(text), text
 
 
+def version(existing: Path, inf: Inference) -> int | str:
+    """The contract version: the existing contract's for the same columns, one more when a
+    contract of the same name describes other columns. The gate compares metrics only for the
+    same (name, version, target, task), so a different table in a same-named file is never
+    compared with the old one's metrics."""
+    try:
+        old = load_contract(existing)
+    except ConfigError:  # none yet, or not a valid contract: a fresh start
+        return 1
+    if old.name != inf.name:
+        return 1
+    new = {c.name: c.dtype for c in inf.columns}
+    if {n: s.dtype for n, s in old.columns.items()} == new and old.target == inf.target:
+        return old.version
+    return old.version + 1 if isinstance(old.version, int) else 1
+
+
 def plan(inf: Inference, source: Source, params_path: Path) -> Plan:
     """The contract and params.yaml texts for ``inf`` and where the data file goes."""
     root = params_path.resolve().parent
     doc, before = _params_doc(params_path)
     contract_rel = str(get(doc, "data.contract") or paths.CONTRACT)
+    inf.version = version(root / contract_rel, inf)
     data_path, copy_from = _local_path(source, root) if source.local else (source.location, None)
     update_params(doc, inf, source, data_path)
     where = Path(source.location).name if source.local else source.label

@@ -97,6 +97,7 @@ class Inference:
     columns: list[Column]
     rows_read: int
     rows_total: int
+    version: int | str = 1
     id: str | None = None
     timestamp: str | None = None
     split: Literal["stratified", "random", "time"] = "random"
@@ -106,7 +107,7 @@ class Inference:
     notes: list[str] = field(default_factory=list)
 
     def contract(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "version": 1}
+        out: dict[str, Any] = {"name": self.name, "version": self.version}
         if self.id:
             out["id"] = self.id
         out["target"] = self.target
