@@ -57,15 +57,10 @@ def _role(col: Column, inf: Inference) -> str:
 
 def render(inf: Inference, where: str) -> str:
     """The compact table `mlops init` prints: column, dtype, nullable, role / notes."""
-    sampled = (
-        f"a seeded sample of {inf.rows_read:,} of {inf.rows_total:,} rows"
-        if inf.rows_read < inf.rows_total
-        else f"{inf.rows_read:,} rows"
-    )
     rows = [("column", "dtype", "nullable", "role / notes")]
     rows += [(c.name, c.dtype, "yes" if c.nullable else "no", _role(c, inf)) for c in inf.columns]
     widths = [min(max(len(r[i]) for r in rows), 40) for i in range(3)]
-    lines = [f"{where}: {sampled}, {len(inf.columns)} columns"]
+    lines = [f"{where}: {inf.rows}, {len(inf.columns)} columns"]
     lines += [
         f"  {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}" for r in rows
     ]
@@ -87,7 +82,7 @@ def contract_text(inf: Inference, where: str) -> str:
     contract = inf.contract()
     columns = contract.pop("columns")
     head = [
-        f"# Data contract inferred by `mlops init` from {where} ({inf.rows_read:,} rows read).",
+        f"# Data contract inferred by `mlops init` from {where} ({inf.rows}).",
         "# Review it: categories and nullable flags come from the rows read; min: 0 only for",
         "# non-negative quantities; no max bounds. Used by the data stage, serving, monitoring.",
         yaml.safe_dump(contract, sort_keys=False, allow_unicode=True, width=2**30).rstrip(),

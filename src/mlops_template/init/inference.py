@@ -106,6 +106,13 @@ class Inference:
     drop: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def rows(self) -> str:
+        """``12,000 rows``, or ``a seeded sample of 100,000 of 300,000 rows``."""
+        if self.rows_read < self.rows_total:
+            return f"a seeded sample of {self.rows_read:,} of {self.rows_total:,} rows"
+        return f"{self.rows_read:,} rows"
+
     def contract(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "version": self.version}
         if self.id:
