@@ -41,16 +41,16 @@ def test_iris_from_init_to_evaluate(tmp_path: Path):
 
 def test_nasty_table_from_outside_the_project_to_evaluate(tmp_path: Path):
     """ISO-string timestamps, a date-only column, missing values, a boolean, an integer id, a
-    count, an integer code, a 300-value string column and a 3-class string target, in a file
-    outside the project (copied to data/raw/ and put under DVC)."""
+    count, an integer code, a 10,000-value string column and a 3-class string target, in a
+    file outside the project (copied to data/raw/ and put under DVC)."""
     repo = make_repo(tmp_path / "repo")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    nasty_table(3000, cities=300, iso_strings=True).to_csv(downloads / "nasty.csv", index=False)
+    nasty_table(12_000, iso_strings=True).to_csv(downloads / "nasty.csv", index=False)
 
     args = ("mlops", "init", str(downloads / "nasty.csv"), "--target", "label", "--force")
     shown = run(repo, *args).stdout
-    assert "city         str       no        feature; 300 distinct values" in shown
+    assert "city         str       no        feature; 10000 distinct values" in shown
     assert (repo / "data/raw/nasty.csv.dvc").exists()
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["data"]["path"] == "data/raw/nasty.csv"
