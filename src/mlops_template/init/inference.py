@@ -334,6 +334,8 @@ def infer_target(s: pd.Series, task: Task | None, schema_column: Any) -> tuple[C
     name = str(s.name)
     nullable = bool(schema_column.nullable)
     kind, values = kind_of(s)
+    if kind == "date-text":  # labels that happen to look like dates
+        kind = "string"
     if kind == "datetime":
         raise DataError(f"target {name!r}: holds dates; a target must be a label or a number")
     chosen = task or infer_task(kind, values)
