@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -154,7 +155,9 @@ def _synth(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging; tracebacks on errors"
+    )
     parser.add_argument(
         "--params", default="params.yaml", help="params file (default: %(default)s)"
     )
@@ -252,18 +255,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a CI cancel, `kill`, DVC stopping a queue) unwinds like Ctrl-C: open MLflow
+    runs end as FAILED and temporary files are removed, instead of dying mid-write."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. Every failure is one line on stderr and an exit code: the project's own
+    errors (README "Exit codes"), a file the OS refused (1), anything unexpected (1, with the
+    traceback under --verbose)."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except MlopsError as err:
         log.error("%s", err)
         return err.exit_code
     except KeyboardInterrupt:
-        log.error("interrupted")
+        log.error("interrupted: nothing half-written was kept")
         return 130
+    except OSError as err:
+        if args.verbose:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        log.error("%s%s (%s)", where, err.strerror or err, type(err).__name__)
+        return 1
+    except Exception as err:
+        if args.verbose:
+            raise
+        log.error(
+            "unexpected %s: %s (run with --verbose for the traceback)", type(err).__name__, err
+        )
+        return 1
     return 0
 
 

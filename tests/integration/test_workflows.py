@@ -505,3 +505,11 @@ def test_every_make_target_runs_with_telemetry_off():
         check=True,
     ).stdout.split()
     assert shown == list(TELEMETRY.values()) and len(shown) == 4
+
+
+def test_dependencies_are_audited_and_kept_up_to_date():
+    checks = load(ROOT / ".github/workflows/pr.yml")["jobs"]["checks"]
+    assert "make audit" in [s.get("run") for s in checks["steps"]]
+    run(ROOT, "check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
+    ecosystems = {u["package-ecosystem"] for u in load(ROOT / ".github/dependabot.yml")["updates"]}
+    assert ecosystems == {"github-actions", "uv"}
