@@ -122,6 +122,26 @@ def _monitor(args: argparse.Namespace) -> None:
         run(params, source)
 
 
+def _init(args: argparse.Namespace) -> None:
+    """Infer the contract and the data-dependent params from a table; write them."""
+    from mlops_template.errors import ConfigError
+    from mlops_template.init import Source, run
+
+    if (args.data is None) == (args.sql is None):
+        raise ConfigError("mlops init: give a DATA file or URL, or --sql URL --query Q (one)")
+    if (args.sql is None) != (args.query is None):
+        raise ConfigError("mlops init: --sql URL and --query Q go together")
+    run(
+        Source(args.sql, args.query) if args.sql else Source(args.data),
+        target=args.target,
+        task=args.task,
+        force=args.force,
+        sample_rows=args.sample_rows,
+        seed=args.seed,
+        params_path=args.params,
+    )
+
+
 def _synth(args: argparse.Namespace) -> None:
     """A synthetic batch for the monitoring demo and tests (same generator as the data stage)."""
     from mlops_template.synthetic import write_batch
@@ -198,6 +218,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="only check that the model, reference and source are in place (exit 3 if not)",
     )  # fmt: skip
     mon.set_defaults(func=_monitor)
+
+    init = sub.add_parser(
+        "init",
+        help="infer contract.yaml and the data-dependent params.yaml sections from your table",
+    )
+    init.add_argument("data", nargs="?", metavar="DATA", help="CSV/Parquet path or fsspec URL")
+    init.add_argument("--target", required=True, metavar="COLUMN", help="the label column")
+    init.add_argument(
+        "--task",
+        choices=["binary", "multiclass", "regression"],
+        help="default: inferred from the target",
+    )
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing contract and change params.yaml"
+    )
+    init.add_argument("--sql", metavar="URL", help="SQLAlchemy URL (with --query) instead of DATA")
+    init.add_argument("--query", metavar="Q", help="the SQL query returning the table")
+    init.add_argument(
+        "--sample-rows",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="infer from a seeded sample of N rows at most (default: %(default)s)",
+    )
+    init.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
+    init.set_defaults(func=_init)
 
     synth = sub.add_parser("synth", help="write a synthetic batch (e.g. a drifted one for demos)")
     synth.add_argument("--rows", type=int, default=50_000)

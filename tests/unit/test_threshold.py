@@ -59,5 +59,5 @@ def test_an_unreachable_level_names_the_key(oof: tuple[pd.Series, np.ndarray]) -
         threshold="auto", threshold_objective="min_precision", threshold_level=0.99
     )
     noise = np.full(len(y), 0.5)  # one cut only: precision = the base rate
-    with pytest.raises(ConfigError, match="evaluate.threshold_objective"):
+    with pytest.raises(ConfigError, match=r"evaluate\.threshold_objective"):
         choose_threshold(y, noise, [0, 1], params)
