@@ -100,8 +100,12 @@ def _transforms(df: pd.DataFrame, spec: FeaturesParams, out: dict[str, Any]) -> 
 
 
 def _column(s: pd.Series) -> Any:
-    """A kept column without copying; booleans become 0/1 (int8)."""
-    return s.to_numpy(dtype="int8") if s.dtype == bool else s.array
+    """A kept column without copying; booleans become 0/1 (int8), nullable booleans 0/1/NaN."""
+    if s.dtype == bool:
+        return s.to_numpy(dtype="int8")
+    if isinstance(s.dtype, pd.BooleanDtype):
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+    return s.array
 
 
 def build_features(df: pd.DataFrame, spec: FeaturesParams | dict[str, Any]) -> pd.DataFrame:

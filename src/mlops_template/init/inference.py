@@ -427,8 +427,8 @@ def infer(
     notes: list[str] = []
     if y.isna().any():
         notes.append(
-            f"{int(y.isna().sum())} rows have no {target!r}: the pipeline does not drop "
-            "unlabelled rows yet (train fails on them), so remove them before `dvc repro`"
+            f"{int(y.isna().sum())} rows have no {target!r}: the data stage leaves them out of "
+            "training and evaluation (label them to use them)"
         )
     return Inference(
         name=name,
