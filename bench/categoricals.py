@@ -29,15 +29,19 @@ from mlops_template import io
 HIGH, MEDIUM = 10_000, 100  # distinct values of the two string columns
 
 
-def generate(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Six numbers, a bool, a 5-value category, a 10k- and a 100-value string column (Zipf-
-    like frequencies) and a binary target that depends on numbers and on both strings."""
+def generate(rows: int, seed: int = 0, high: int = HIGH) -> pd.DataFrame:
+    """A timestamp, six numbers, a bool, a 5-value category, a ``high``- and a 100-value
+    string column (Zipf-like frequencies) and a binary target that depends on numbers and on
+    both strings."""
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({f"x{i}": rng.normal(size=rows) for i in range(6)})
+    start = np.datetime64("2025-01-01T00:00:00")
+    seconds = np.sort(rng.integers(0, 365 * 86400, rows)).astype("timedelta64[s]")
+    frame = pd.DataFrame({"event_time": start + seconds})
+    frame = frame.assign(**{f"x{i}": rng.normal(size=rows) for i in range(6)})
     frame["flag"] = rng.random(rows) < 0.3
     frame["channel"] = pd.array(rng.choice(list("abcde"), rows), dtype="str")
     effects = {}
-    for name, n in (("merchant", HIGH), ("city", MEDIUM)):
+    for name, n in (("merchant", high), ("city", MEDIUM)):
         weights = 1 / np.arange(1, n + 1) ** 0.8
         codes = rng.choice(n, rows, p=weights / weights.sum())
         frame[name] = pd.array(np.char.add(f"{name}_", codes.astype(str)), dtype="str")
@@ -52,7 +56,7 @@ def child(data: Path, drop_strings: bool) -> None:
     from mlops_template.config import Params
     from mlops_template.train import train
 
-    frame = pd.read_parquet(data)
+    frame = pd.read_parquet(data).drop(columns=["event_time"])
     if drop_strings:
         frame = frame.drop(columns=["merchant", "city"])
     params = Params()
