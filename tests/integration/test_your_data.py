@@ -67,9 +67,12 @@ def test_init_repro_serve(tmp_path: Path, name: str) -> None:
     try:
         import requests
 
-        resp = requests.post(f"{url}/predict", json={"records": records(held_out)}, timeout=120)
-        assert resp.status_code == 200, resp.text[:2000]
-        served = [r["prediction"] for r in resp.json()]
+        served = []
+        for start in range(0, len(held_out), 500):  # serve.max_rows per request
+            rows = records(held_out.iloc[start : start + 500])
+            resp = requests.post(f"{url}/predict", json={"records": rows}, timeout=120)
+            assert resp.status_code == 200, resp.text[:2000]
+            served += [r["prediction"] for r in resp.json()]
     finally:
         server.close()
     if task == "regression":
