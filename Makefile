@@ -22,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: help install repro test test-fast lint format typecheck bench clean
+.PHONY: help install repro test test-fast lint format typecheck audit clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -64,11 +64,15 @@ format: install ## Format the code with ruff
 typecheck: install ## Type-check the package with mypy
 	$(RUN) mypy
 
+audit: install ## Check the locked dependencies against known vulnerabilities (pip-audit; fails if it cannot check)
+	$(UV) export --frozen --no-emit-project --format requirements-txt --quiet \
+		| $(RUN) pip-audit --strict --disable-pip --require-hashes --progress-spinner off -r /dev/stdin
+
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .venv-* .tools .pytest_cache .ruff_cache .mypy_cache
 
 # ------------------------------------------------------------ pull-request metric review, release
-# Called by .github/workflows/pr.yml and main.yml (README "Pull-request metric review").
+# Called by .github/workflows/pr.yml and main.yml (docs/review.md).
 # BASELINE: git ref the gate compares with; IMAGE: this commit's container image (lower case).
 BASELINE ?= HEAD
 IMAGE_REPO ?= ghcr.io/$(shell printf '%s' "$${GITHUB_REPOSITORY:-local/mlops-template}" | tr '[:upper:]' '[:lower:]')
@@ -76,7 +80,12 @@ IMAGE_TAG ?= $(shell printf '%s' "$${GITHUB_SHA:-$$(git rev-parse HEAD 2>/dev/nu
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
 export BASELINE IMAGE
 
-.PHONY: dvc-pull dvc-push gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
+.PHONY: dvc-remote dvc-pull dvc-push gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
+
+dvc-remote: install ## Add the default DVC remote with download verification: make dvc-remote URL=s3://bucket/path
+	@test -n "$(URL)" || { echo "dvc-remote: give URL=<s3://bucket/path or a folder>" >&2; exit 2; }
+	$(RUN) dvc remote add --default --force storage "$(URL)"
+	$(RUN) dvc remote modify storage verify true
 
 dvc-pull: install ## Pull data and models when a DVC remote is configured (else skip)
 	@if [ -z "$$($(RUN) dvc remote list)" ]; then echo "dvc-pull: no DVC remote configured, skipping"; \

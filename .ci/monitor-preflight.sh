@@ -29,5 +29,5 @@ echo "::warning title=Monitoring skipped::${reason//$'\n'/ }"
   echo
   echo "> ${reason}"
   echo
-  echo 'See README "Monitoring" (the scheduled run) to configure it.'
+  echo 'See docs/monitoring.md (the scheduled run) to configure it.'
 } >>"$summary"

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -121,6 +122,26 @@ def _monitor(args: argparse.Namespace) -> None:
         run(params, source)
 
 
+def _init(args: argparse.Namespace) -> None:
+    """Infer the contract and the data-dependent params from a table; write them."""
+    from mlops_template.errors import ConfigError
+    from mlops_template.init import Source, run
+
+    if (args.data is None) == (args.sql is None):
+        raise ConfigError("mlops init: give a DATA file or URL, or --sql URL --query Q (one)")
+    if (args.sql is None) != (args.query is None):
+        raise ConfigError("mlops init: --sql URL and --query Q go together")
+    run(
+        Source(args.sql, args.query) if args.sql else Source(args.data),
+        target=args.target,
+        task=args.task,
+        force=args.force,
+        sample_rows=args.sample_rows,
+        seed=args.seed,
+        params_path=args.params,
+    )
+
+
 def _synth(args: argparse.Namespace) -> None:
     """A synthetic batch for the monitoring demo and tests (same generator as the data stage)."""
     from mlops_template.synthetic import write_batch
@@ -134,7 +155,9 @@ def _synth(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging; tracebacks on errors"
+    )
     parser.add_argument(
         "--params", default="params.yaml", help="params file (default: %(default)s)"
     )
@@ -178,23 +201,55 @@ def build_parser() -> argparse.ArgumentParser:
         "--sql", action="store_true", help="run monitor.sql.query on monitor.sql.url"
     )
     where.add_argument(
-        "--request-log", nargs="?", const="", metavar="PATH",
+        "--request-log",
+        nargs="?",
+        const="",
+        metavar="PATH",
         help="the service's request log (default: serve.request_log)",
-    )  # fmt: skip
+    )
     mon.add_argument(
-        "--since", metavar="WHEN",
+        "--since",
+        metavar="WHEN",
         help="request log: rows logged since an ISO time or for the last 24h / 7d "
         "(default: monitor.window_hours)",
-    )  # fmt: skip
+    )
     mon.add_argument(
-        "--model-version", metavar="TAG",
+        "--model-version",
+        metavar="TAG",
         help="request log: rows served by this model version (default: monitor.model_version)",
-    )  # fmt: skip
+    )
     mon.add_argument(
-        "--preflight", action="store_true",
+        "--preflight",
+        action="store_true",
         help="only check that the model, reference and source are in place (exit 3 if not)",
-    )  # fmt: skip
+    )
     mon.set_defaults(func=_monitor)
+
+    init = sub.add_parser(
+        "init",
+        help="infer contract.yaml and the data-dependent params.yaml sections from your table",
+    )
+    init.add_argument("data", nargs="?", metavar="DATA", help="CSV/Parquet path or fsspec URL")
+    init.add_argument("--target", required=True, metavar="COLUMN", help="the label column")
+    init.add_argument(
+        "--task",
+        choices=["binary", "multiclass", "regression"],
+        help="default: inferred from the target",
+    )
+    init.add_argument(
+        "--force", action="store_true", help="replace an existing contract and change params.yaml"
+    )
+    init.add_argument("--sql", metavar="URL", help="SQLAlchemy URL (with --query) instead of DATA")
+    init.add_argument("--query", metavar="Q", help="the SQL query returning the table")
+    init.add_argument(
+        "--sample-rows",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="infer from a seeded sample of N rows at most (default: %(default)s)",
+    )
+    init.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
+    init.set_defaults(func=_init)
 
     synth = sub.add_parser("synth", help="write a synthetic batch (e.g. a drifted one for demos)")
     synth.add_argument("--rows", type=int, default=50_000)
@@ -206,18 +261,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a CI cancel, `kill`, DVC stopping a queue) unwinds like Ctrl-C: open MLflow
+    runs end as FAILED and temporary files are removed, instead of dying mid-write."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. Every failure is one line on stderr and an exit code: the project's own
+    errors (README "Exit codes"), a file the OS refused (1), anything unexpected (1, with the
+    traceback under --verbose)."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)
     except MlopsError as err:
         log.error("%s", err)
         return err.exit_code
     except KeyboardInterrupt:
-        log.error("interrupted")
+        log.error("interrupted: nothing half-written was kept")
         return 130
+    except OSError as err:
+        if args.verbose:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        log.error("%s%s (%s)", where, err.strerror or err, type(err).__name__)
+        return 1
+    except Exception as err:
+        if args.verbose:
+            raise
+        log.error(
+            "unexpected %s: %s (run with --verbose for the traceback)", type(err).__name__, err
+        )
+        return 1
     return 0
 
 

@@ -128,6 +128,8 @@ def _column(name: str, spec: ColumnSpec) -> pa.Column:
         spec.dtype == "category" and all(isinstance(c, int) for c in spec.categories or [])
     ):
         dtype = "Int64" if spec.nullable else "int64"
+    elif spec.dtype == "bool" and spec.nullable:
+        dtype = "boolean"  # numpy bool has no missing value: a null would become True
     else:
         dtype = _PANDAS_DTYPE[spec.dtype]
     return pa.Column(

@@ -83,7 +83,23 @@ def prepare(params: DataParams, contract: Contract) -> tuple[pd.DataFrame, pd.Da
     if not report.ok:
         source = params.path or params.source
         raise ContractViolation(describe_failures(report.failures, source), report.failures)
-    return split(report.valid, contract, params.task, params.split)
+    return split(labelled(report.valid, contract.target), contract, params.task, params.split)
+
+
+def labelled(df: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The rows with a label: a row without one can be neither trained nor scored against."""
+    missing = df[target].isna()
+    if missing.all():
+        raise DataError(f"{target}: the target is missing in every row; nothing to learn from")
+    if missing.any():
+        log.warning(
+            "data: %d of %d rows have no %s (not labelled yet): left out of both splits",
+            int(missing.sum()),
+            len(df),
+            target,
+        )
+        return df.loc[~missing].reset_index(drop=True)
+    return df
 
 
 def run(params: Params) -> None:

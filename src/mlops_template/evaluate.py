@@ -170,6 +170,13 @@ def write(result: Evaluation) -> None:
     io.write_parquet(result.predictions, paths.PREDICTIONS)
 
 
+def dataset_identity(meta: ModelMeta) -> dict[str, Any]:
+    """What the metrics were measured on (reports/dataset.json, committed beside them): the
+    gate compares metrics only with a baseline of the same contract, target and task."""
+    contract = {"name": meta.contract["name"], "version": meta.contract.get("version")}
+    return {"contract": contract, "target": meta.target, "task": meta.task}
+
+
 def reference_sample(test: pd.DataFrame, predictions: pd.DataFrame, target: str) -> pd.DataFrame:
     """The monitoring reference: raw held-out rows (inputs + label) beside the model's output.
 
@@ -205,6 +212,7 @@ def run(params: Params) -> None:
     test = pd.read_parquet(paths.TEST_SPLIT)
     result = evaluate(model, test, meta=meta, params=params.evaluate, seed=params.train.seed)
     write(result)
+    io.write_json(dataset_identity(meta), paths.DATASET)
     io.write_parquet(reference_sample(test, result.predictions, meta.target), paths.REFERENCE)
     run_id = log_to_mlflow(result, params, meta)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())

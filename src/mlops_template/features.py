@@ -100,8 +100,17 @@ def _transforms(df: pd.DataFrame, spec: FeaturesParams, out: dict[str, Any]) -> 
 
 
 def _column(s: pd.Series) -> Any:
-    """A kept column without copying; booleans become 0/1 (int8)."""
-    return s.to_numpy(dtype="int8") if s.dtype == bool else s.array
+    """A kept column, copied only when its type must change: booleans become 0/1 (int8),
+    nullable booleans 0/1/NaN, strings pandas' "str" (NaN for missing)."""
+    if s.dtype == bool:
+        return s.to_numpy(dtype="int8")
+    if isinstance(s.dtype, pd.BooleanDtype):
+        return s.to_numpy(dtype="float64", na_value=np.nan)
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.na_value is pd.NA:
+        # the contract's coercion gives pd.NA strings, Parquet gives back NaN ones (pandas'
+        # "str"): the model sees the latter everywhere, whatever path the rows came by
+        return s.astype("str").array
+    return s.array
 
 
 def build_features(df: pd.DataFrame, spec: FeaturesParams | dict[str, Any]) -> pd.DataFrame:

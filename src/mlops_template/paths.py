@@ -11,6 +11,7 @@ from pathlib import Path
 
 PARAMS = Path("params.yaml")
 CONTRACT = Path("contract.yaml")
+DVC_YAML = Path("dvc.yaml")
 DVC_LOCK = Path("dvc.lock")
 
 SPLIT_DIR = Path("data/split")
@@ -27,6 +28,9 @@ MODEL_META = MODELS_DIR / "model.json"
 
 REPORTS_DIR = Path("reports")
 METRICS = REPORTS_DIR / "metrics.json"
+# What the metrics were measured on (contract name and version, target, task), committed beside
+# them: the gate compares metrics only with a baseline of the same dataset.
+DATASET = REPORTS_DIR / "dataset.json"
 CV_METRICS = REPORTS_DIR / "cv_metrics.json"
 SLICES = REPORTS_DIR / "slices.json"
 PLOTS_DIR = REPORTS_DIR / "plots"
@@ -57,8 +61,9 @@ TUNE_IMPORTANCE = TUNE_DIR / "importance.csv"
 
 GATE_MD = REPORTS_DIR / "gate.md"
 GATE_JSON = REPORTS_DIR / "gate.json"
-# {"ok": true} after a passing (or overridden) gate: what `package` depends on; unlike gate.json
-# it does not change with the baseline commit, so a new commit does not rebuild the Bento.
+# {"ok": true} after a passing (or overridden) gate: the gate stage's only DVC output and what
+# `package` depends on; unlike gate.md / gate.json (which name the baseline commit) it does not
+# change with the baseline, so neither dvc.lock nor the Bento changes with every commit.
 GATE_OK = REPORTS_DIR / "gate_ok.json"
 # Monitoring: the evaluate stage keeps the held-out split (raw inputs, label, predictions) as
 # the reference; `mlops monitor` compares a current batch with it.

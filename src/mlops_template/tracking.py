@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,40 @@ def connect(experiment: str) -> Any:
 
 
 def run_tags() -> dict[str, str]:
-    return {"git_commit": git_commit(), "data_hash": data_hash()}
+    """Lineage, and who runs it: a run left RUNNING by a dead process can be told apart."""
+    owner = {"mlops.host": socket.gethostname(), "mlops.pid": str(os.getpid())}
+    return {"git_commit": git_commit(), "data_hash": data_hash()} | owner
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def reap_orphans(mlflow: Any, experiment_name: str) -> list[str]:
+    """Mark KILLED the runs of the current experiment still RUNNING although the process on
+    this host that opened them is gone (kill -9, a lost machine): they never finish."""
+    experiment = mlflow.get_experiment_by_name(experiment_name)
+    host = socket.gethostname()
+    runs = mlflow.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`mlops.host` = '{host}'",
+        output_format="list",
+    )
+    reaped = []
+    for run in runs:
+        pid = run.data.tags.get("mlops.pid", "")
+        if pid.isdigit() and not _alive(int(pid)):
+            mlflow.MlflowClient().set_terminated(run.info.run_id, "KILLED")
+            reaped.append(run.info.run_id)
+    if reaped:
+        log.warning("marked %d run(s) of dead processes KILLED: %s", len(reaped), reaped)
+    return reaped
 
 
 def guarded(action: str) -> Any:

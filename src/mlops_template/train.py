@@ -203,6 +203,8 @@ def log_to_mlflow(
     from mlflow.models import infer_signature
 
     example = _input_example(raw_sample)
+    with tracking.guarded("find runs of killed trainings"):
+        tracking.reap_orphans(mlflow, params.tracking.experiment)
     with tracking.guarded("log the training run"), mlflow.start_run() as active:
         tags = {"stage": "train", "task": params.data.task, "model": params.train.model}
         mlflow.set_tags(tracking.run_tags() | tags | {"contract": contract_name})

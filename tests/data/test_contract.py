@@ -165,3 +165,36 @@ def test_bad_contract_file_names_the_field(tmp_path: Path, patch, named):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=named):
         load_contract(path)
+
+
+def test_a_missing_boolean_stays_missing_and_reaches_the_model_as_nan() -> None:
+    """numpy bool has no missing value: a nullable bool column is pandas' 'boolean', and the
+    feature function hands the model 1.0 / 0.0 / NaN (the imputer decides), never True."""
+    from mlops_template.config import FeaturesParams
+    from mlops_template.contract import Contract
+    from mlops_template.features import build_features
+
+    contract = Contract.model_validate(
+        {
+            "name": "t",
+            "target": "y",
+            "columns": {
+                "member": {"dtype": "bool", "nullable": True},
+                "y": {"dtype": "category", "categories": [0, 1]},
+            },
+        }
+    )
+    raw = pd.DataFrame({"member": [True, None, False], "y": [1, 0, 1]})
+    valid = validate(raw, contract)
+    assert valid["member"].isna().tolist() == [False, True, False]
+    out = build_features(valid, FeaturesParams())["member"].to_numpy()
+    np.testing.assert_array_equal(out, [1.0, np.nan, 0.0])
+
+
+def test_rows_without_a_label_are_left_out_of_both_splits() -> None:
+    from mlops_template.data import labelled
+
+    frame = pd.DataFrame({"x": [1, 2, 3, 4], "y": pd.array([1, None, 0, None], dtype="Int64")})
+    assert labelled(frame, "y")["x"].tolist() == [1, 3]
+    with pytest.raises(DataError, match="y: the target is missing in every row"):
+        labelled(frame.assign(y=pd.array([None] * 4, dtype="Int64")), "y")

@@ -138,6 +138,8 @@ q = yaml.safe_load(open("toy_params.yaml"))["quality"]
 pathlib.Path("reports/plots").mkdir(parents=True, exist_ok=True)
 metrics = {"roc_auc": q, "pr_auc": q / 2, "log_loss": round(1 - q, 6), "accuracy": q}
 pathlib.Path("reports/metrics.json").write_text(json.dumps(metrics, indent=2))
+dataset = {"contract": {"name": "toy", "version": 1}, "target": "y", "task": "binary"}
+pathlib.Path("reports/dataset.json").write_text(json.dumps(dataset))
 rows = ["fpr,tpr", "0,0", f"0.1,{q}", "1,1"]
 pathlib.Path("reports/plots/roc.csv").write_text("\\n".join(rows) + "\\n")
 """
@@ -157,7 +159,7 @@ def toy_pipeline(repo: Path, quality: float) -> None:
         "cmd": "python toy_evaluate.py",
         "deps": ["toy_evaluate.py"],
         "params": [{"toy_params.yaml": ["quality"]}],
-        "outs": [{"reports/plots": {"cache": False}}],
+        "outs": [{"reports/plots": {"cache": False}}, {"reports/dataset.json": {"cache": False}}],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
     }
     gate_deps = [d for d in real["stages"]["package"]["deps"] if d.startswith("reports/gate")]
@@ -299,9 +301,12 @@ def test_pr_workflow_fails_on_a_regression_and_still_reports(pr_repo: Path, tmp_
     # the metrics are reproduced, the gate against the base branch fails the check, packaging
     # (`make repro`) is skipped, and the report is still published
     assert steps == [
-        ("make dvc-pull", 0), ("make repro-evaluate", 0), (GATE, 2),
-        ("make pr-report", 0), (PLOTS, 0),
-    ]  # fmt: skip
+        ("make dvc-pull", 0),
+        ("make repro-evaluate", 0),
+        (GATE, 2),
+        ("make pr-report", 0),
+        (PLOTS, 0),
+    ]
     text = summary.read_text()
     assert "❌ Metric gate failed" in text
     roc = next(line for line in text.splitlines() if line.startswith("| roc_auc |"))
@@ -357,12 +362,13 @@ def test_only_the_override_label_reruns_the_review(action: str, label: str, runs
 
 def test_repro_reruns_only_the_gate_and_never_repackages(pr_repo: Path):
     """The gate always runs (its baseline is no DVC dep), but a new commit -- which changes
-    gate.json's baseline -- does not rebuild the package."""
+    gate.json's baseline -- neither rebuilds the package nor changes dvc.lock: the working
+    tree stays clean."""
     run(pr_repo, "git", "checkout", "-qf", "main")
     run(pr_repo, "dvc", "repro")
     stamp = (pr_repo / "reports/package.json").read_text()
     (pr_repo / "NOTES.md").write_text("an unrelated change\n")
-    run(pr_repo, "git", "add", "NOTES.md")
+    run(pr_repo, "git", "add", "-A")
     run(pr_repo, "git", "commit", "-qm", "unrelated commit: HEAD moves")
     out = run(pr_repo, "dvc", "repro").stdout
     assert "Running stage 'gate'" in out
@@ -370,6 +376,10 @@ def test_repro_reruns_only_the_gate_and_never_repackages(pr_repo: Path):
     assert (pr_repo / "reports/package.json").read_text() == stamp
     head = run(pr_repo, "git", "rev-parse", "HEAD").stdout.strip()
     assert json.loads((pr_repo / "reports/gate.json").read_text())["baseline"]["commit"] == head
+    assert run(pr_repo, "git", "status", "--porcelain").stdout == ""  # dvc.lock unchanged
+    again = run(pr_repo, "dvc", "repro")  # nothing changed: the gate repeats its decision
+    assert "inputs unchanged" in again.stderr and "Running stage 'package'" not in again.stdout
+    assert run(pr_repo, "git", "status", "--porcelain").stdout == ""
 
 
 def test_failing_gate_stops_packaging(pr_repo: Path):
@@ -382,9 +392,13 @@ def test_failing_gate_stops_packaging(pr_repo: Path):
     assert (pr_repo / "reports/package.json").read_text() == stamp
     # the override (pr.yml sets it from the label) lets the same regression through to package
     accepted = subprocess.run(
-        ["dvc", "repro"], cwd=pr_repo, env=env() | {"MLOPS_GATE_OVERRIDE": "1"},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        ["dvc", "repro"],
+        cwd=pr_repo,
+        env=env() | {"MLOPS_GATE_OVERRIDE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "Running stage 'package'" in accepted.stdout
     assert (pr_repo / "reports/package.json").read_text() != stamp
 
@@ -392,8 +406,9 @@ def test_failing_gate_stops_packaging(pr_repo: Path):
 def test_gate_stage_runs_in_a_dvc_exp_temp_workspace(pr_repo: Path):
     """`dvc exp run --temp` runs in a temporary git copy: the gate still finds its baseline."""
     run(pr_repo, "git", "checkout", "-qf", "main")
-    out = run(pr_repo, "dvc", "exp", "run", "--temp", "-S", "toy_params.yaml:quality=0.5",
-              check=False)  # fmt: skip
+    out = run(
+        pr_repo, "dvc", "exp", "run", "--temp", "-S", "toy_params.yaml:quality=0.5", check=False
+    )
     assert out.returncode != 0
     assert "| roc_auc | 0.9000 | 0.5000 | -0.4000 |" in out.stdout
     assert "mlops stage gate, exited with 5" in out.stderr
@@ -428,8 +443,11 @@ def pr_report(tmp_path: Path, report: Path, **extra: str) -> subprocess.Complete
     }
     return subprocess.run(
         [str(ROOT / ".ci/pr-report.sh"), str(report)],
-        env=variables | extra, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=variables | extra,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def test_sticky_comment_is_posted_once_then_edited(tmp_path: Path):
@@ -498,3 +516,11 @@ def test_every_make_target_runs_with_telemetry_off():
         check=True,
     ).stdout.split()
     assert shown == list(TELEMETRY.values()) and len(shown) == 4
+
+
+def test_dependencies_are_audited_and_kept_up_to_date():
+    checks = load(ROOT / ".github/workflows/pr.yml")["jobs"]["checks"]
+    assert "make audit" in [s.get("run") for s in checks["steps"]]
+    run(ROOT, "check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml")
+    ecosystems = {u["package-ecosystem"] for u in load(ROOT / ".github/dependabot.yml")["updates"]}
+    assert ecosystems == {"github-actions", "uv"}

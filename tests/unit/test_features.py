@@ -40,3 +40,20 @@ def test_missing_input_column_is_named():
     spec = FeaturesParams(log=["amount"])
     with pytest.raises(DataError, match=r"features\.log: input column 'amount' is missing"):
         build_features(pd.DataFrame({"x": [1]}), spec)
+
+
+def test_missing_strings_reach_the_model_the_same_way_from_every_path() -> None:
+    """Rows coerced by the contract (serving, scoring, monitoring) hold pd.NA strings; rows
+    read back from Parquet (training) hold NaN ones. The feature function hands the model
+    one kind, so its imputer never meets pd.NA."""
+    import pandas as pd
+
+    from mlops_template.config import FeaturesParams
+    from mlops_template.features import build_features
+
+    coerced = pd.DataFrame({"channel": pd.array(["app", None], dtype="string[pyarrow]")})
+    parquet = pd.DataFrame({"channel": pd.array(["app", None], dtype="str")})
+    out = [build_features(f, FeaturesParams())["channel"] for f in (coerced, parquet)]
+    assert out[0].dtype == out[1].dtype == "str"
+    assert out[0].isna().tolist() == out[1].isna().tolist() == [False, True]
+    assert out[0].iloc[1] is not pd.NA

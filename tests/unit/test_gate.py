@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +13,13 @@ from mlops_template.errors import ConfigError, DataError
 from mlops_template.gate import (
     Baseline,
     GateResult,
+    comparable,
     compare,
+    from_json,
+    identity_difference,
+    params_files,
     read_candidate,
+    read_identity,
     render_markdown,
     resolve_settings,
     to_json,
@@ -167,17 +174,110 @@ def test_default_params_gate_section_is_valid(raw_params):
 
 
 def test_gate_stage_sits_between_evaluate_and_package():
-    from pathlib import Path
-
     import yaml
 
     from mlops_template import paths
 
     stages = yaml.safe_load((Path(__file__).parents[2] / "dvc.yaml").read_text())["stages"]
+    # only the pass flag is a DVC output: dvc.lock records the same bytes whatever the baseline
+    # commit, which gate.md / gate.json name (written beside it, gitignored)
     outs = {next(iter(o)) for o in stages["gate"]["outs"]}
-    assert outs == {str(paths.GATE_MD), str(paths.GATE_JSON), str(paths.GATE_OK)}
-    assert str(paths.METRICS) in stages["gate"]["deps"]
+    assert outs == {str(paths.GATE_OK)}
+    assert {str(paths.METRICS), str(paths.DATASET)} <= set(stages["gate"]["deps"])
+    assert str(paths.DATASET) in {next(iter(o)) for o in stages["evaluate"]["outs"]}
     assert stages["gate"]["always_changed"] is True  # its baseline is no dep DVC can see
     # package waits for the pass flag, not for gate.json (which names the baseline commit)
     assert str(paths.GATE_OK) in stages["package"]["deps"]
     assert str(paths.GATE_JSON) not in stages["package"]["deps"]
+
+
+# --------------------------------------------------------------------------- dataset identity
+
+FRAUD = {
+    "contract": {"name": "card-transactions", "version": 1},
+    "target": "is_fraud",
+    "task": "binary",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, ""),
+        ({"contract": {"name": "card-transactions", "version": 2}}, ""),  # same data, new schema
+        ({"contract": {"name": "churn", "version": 1}}, "contract 'card-transactions' → 'churn'"),
+        ({"target": "churned"}, "target 'is_fraud' → 'churned'"),
+        ({"task": "regression"}, "task 'binary' → 'regression'"),
+    ],
+)
+def test_identity_difference_names_what_differs(change, expected):
+    assert identity_difference(FRAUD, FRAUD | change) == expected
+
+
+def baseline_at(ref="main"):
+    return Baseline(ref, "b" * 40, {"roc_auc": 0.9})
+
+
+def test_same_dataset_is_compared():
+    base = comparable(baseline_at(), FRAUD, dict(FRAUD))
+    assert base.metrics == {"roc_auc": 0.9} and base.dataset == FRAUD and not base.note
+
+
+@pytest.mark.parametrize(
+    ("base_dataset", "why"),
+    [
+        (None, "main (bbbbbbbb) records no dataset identity (reports/dataset.json)"),
+        (FRAUD | {"target": "churned"}, "another dataset (target 'churned' → 'is_fraud')"),
+    ],
+)
+def test_other_or_unknown_dataset_is_no_comparable_baseline(base_dataset, why):
+    base = comparable(baseline_at(), base_dataset, FRAUD)
+    assert base.metrics is None and base.note.startswith("no comparable baseline: ")
+    assert why in base.note
+    rows = compare(base.metrics, {"roc_auc": 0.5}, AUC)
+    assert rows[0].status == "pass" and rows[0].baseline is None  # never compared
+
+
+def test_candidate_without_identity_is_bad_data():
+    with pytest.raises(DataError, match=r"reports/dataset.json is missing.*evaluate"):
+        comparable(baseline_at(), FRAUD, None)
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"target": "y"}', "[]"])
+def test_unreadable_identity_is_bad_data(tmp_path, text):
+    (tmp_path / "dataset.json").write_text(text)
+    with pytest.raises(DataError, match=r"dataset\.json"):
+        read_identity(tmp_path / "dataset.json")
+    assert read_identity(tmp_path / "absent.json") is None
+
+
+def test_report_says_why_nothing_was_compared():
+    base = comparable(baseline_at(), FRAUD | {"task": "multiclass"}, FRAUD)
+    result = GateResult(compare(base.metrics, {"roc_auc": 0.5}, AUC), base, dataset=FRAUD)
+    text = render_markdown(result)
+    assert "✅ Metric gate passed" in text
+    assert "no comparable baseline: main (bbbbbbbb) was evaluated on another dataset" in text
+    assert "dataset: `card-transactions` v1, target `is_fraud`, binary" in text
+    assert to_json(result)["baseline"]["compared"] is False
+
+
+# --------------------------------------------------------------------------- reuse
+
+
+def test_stored_report_renders_the_same():
+    """The fast path re-renders gate.md from gate.json: nothing the report shows is lost."""
+    rows = compare({"roc_auc": 0.9, "f1": 0.4}, {"roc_auc": 0.8, "f1": 0.5}, AUC, task="binary")
+    diff = {"train.model": {"old": "linear", "new": "hist_gradient_boosting"}}
+    base = Baseline("main", "a" * 40, {"roc_auc": 0.9}, diff, dataset=FRAUD)
+    result = GateResult(rows, base, override=True, notes=["a note"], dataset=FRAUD)
+    stored = json.loads(json.dumps(to_json(result, "key")))
+    again = from_json(stored)
+    assert render_markdown(again) == render_markdown(result)
+    assert (again.ok, again.passed, stored["fingerprint"]) == (True, False, "key")
+
+
+def test_params_files_are_params_yaml_and_those_dvc_yaml_names(tmp_path):
+    dvc_yaml = tmp_path / "dvc.yaml"
+    dvc_yaml.write_text("stages:\n  a: {cmd: x, params: [gate, {toy.yaml: [q]}]}\n  b: {cmd: y}\n")
+    assert params_files(dvc_yaml) == [Path("params.yaml"), Path("toy.yaml")]
+    assert params_files(tmp_path / "missing.yaml") == [Path("params.yaml")]
