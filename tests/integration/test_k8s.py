@@ -435,6 +435,19 @@ def test_rolling_the_canary_forward_and_back(k8s_copy: Path) -> None:
         kubernetes_validate.validate(doc, K8S_VERSIONS[-1], strict=True)
 
 
+def test_the_deploy_doc_names_what_the_overlays_create(rendered: dict[str, list[Doc]]) -> None:
+    """docs/deploy.md's commands name real objects, folders and replica entries."""
+    text = (ROOT / "docs/deploy.md").read_text()
+    names = {(d["kind"].lower(), d["metadata"]["name"]) for d in rendered["canary"]}
+    named = set(re.findall(r"\b(deployment|service)/([a-z0-9-]+)", text))
+    assert named and named <= names, named - names
+    for folder in re.findall(r"deploy/k8s/overlays/(\w+)", text):
+        assert folder in OVERLAYS, folder
+    replicas = yaml.safe_load((K8S / "overlays/canary/kustomization.yaml").read_text())
+    assert [r["name"] for r in replicas["replicas"]] == ["mlops-template-canary"]
+    assert "name: mlops-template-canary" in text
+
+
 # ------------------------------------------------- the Bento served as the Deployment runs it
 
 # what `bentoml containerize` builds from: the Bento with its models, and its Dockerfile
