@@ -34,8 +34,14 @@ from machine import describe, quiet_env
 from mlops_template.synthetic import generate_transactions
 
 ROOT = Path(__file__).resolve().parents[1]
-NEEDED = ["params.yaml", "contract.yaml", "models/model.joblib", "models/model.json",
-          "data/reference/reference.parquet", "reports/metrics.json"]  # fmt: skip
+NEEDED = [
+    "params.yaml",
+    "contract.yaml",
+    "models/model.joblib",
+    "models/model.json",
+    "data/reference/reference.parquet",
+    "reports/metrics.json",
+]
 CHUNK = 1_000_000
 TARGET_SECONDS, TARGET_GIB = 120, 4.0
 
@@ -76,14 +82,21 @@ def write_log(path: Path, rows: int, workdir: Path) -> None:
         frame["transaction_id"] += start
         inputs = frame.drop(columns=["is_fraud"])
         proba = model.predict_proba(inputs)[:, 1]
-        columns = {c: inputs[c].astype(object).where(inputs[c].notna(), None).tolist()
-                   for c in inputs}  # fmt: skip
+        columns = {
+            c: inputs[c].astype(object).where(inputs[c].notna(), None).tolist() for c in inputs
+        }
         columns["timestamp"] = [t.isoformat() for t in inputs["timestamp"]]
         for lo in range(0, len(inputs), 1_000):
-            preds = [{"prediction": int(p >= 0.5), "probabilities": {"0": 1 - p, "1": p}}
-                     for p in proba[lo : lo + 1_000].tolist()]  # fmt: skip
-            log.append(f"r{start + lo}", "mlops_model:bench",
-                       {c: v[lo : lo + 1_000] for c, v in columns.items()}, preds)  # fmt: skip
+            preds = [
+                {"prediction": int(p >= 0.5), "probabilities": {"0": 1 - p, "1": p}}
+                for p in proba[lo : lo + 1_000].tolist()
+            ]
+            log.append(
+                f"r{start + lo}",
+                "mlops_model:bench",
+                {c: v[lo : lo + 1_000] for c, v in columns.items()},
+                preds,
+            )
         log.flush(timeout=600)
     if log.errors or log.dropped:
         raise SystemExit(f"request log: {log.errors} write errors, {log.dropped} rows dropped")
@@ -95,8 +108,13 @@ def run_monitor(workdir: Path, batch: Path, flag: str = "--current") -> dict:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     start = time.perf_counter()
     with open(workdir / "monitor.log", "w") as log:
-        proc = subprocess.Popen(["mlops", "monitor", flag, str(batch)], cwd=workdir,
-                                env=env, stdout=subprocess.DEVNULL, stderr=log)  # fmt: skip
+        proc = subprocess.Popen(
+            ["mlops", "monitor", flag, str(batch)],
+            cwd=workdir,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
@@ -168,9 +186,16 @@ def render(results: list[dict], repeats: int) -> str:
             f"{r['rss_gib']:.2f} | {r['share']:.2f} | {r['code']} | {'met' if ok else 'MISSED'} |"
         )
     base = results[0]
-    lines += ["", "Ratios to the smallest batch (same run): " + ", ".join(
-        f"{r['rows']:,} rows x{r['seconds'] / base['seconds']:.2f} time, "
-        f"x{r['rss_gib'] / base['rss_gib']:.2f} memory" for r in results[1:]) + "."]  # fmt: skip
+    lines += [
+        "",
+        "Ratios to the smallest batch (same run): "
+        + ", ".join(
+            f"{r['rows']:,} rows x{r['seconds'] / base['seconds']:.2f} time, "
+            f"x{r['rss_gib'] / base['rss_gib']:.2f} memory"
+            for r in results[1:]
+        )
+        + ".",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -191,13 +216,17 @@ def main() -> None:
             write_batch(batch, rows)
             runs = [run_monitor(workdir, batch) for _ in range(args.repeats)]
             summary = runs[-1]["summary"]
-            results.append({
-                "rows": rows, "mib": batch.stat().st_size / 2**20,
-                "seconds": statistics.median(r["seconds"] for r in runs),
-                "rss_gib": statistics.median(r["rss_gib"] for r in runs),
-                "code": runs[-1]["code"], "sampled": summary["rows_sampled"],
-                "share": summary["drift"]["share"],
-            })  # fmt: skip
+            results.append(
+                {
+                    "rows": rows,
+                    "mib": batch.stat().st_size / 2**20,
+                    "seconds": statistics.median(r["seconds"] for r in runs),
+                    "rss_gib": statistics.median(r["rss_gib"] for r in runs),
+                    "code": runs[-1]["code"],
+                    "sampled": summary["rows_sampled"],
+                    "share": summary["drift"]["share"],
+                }
+            )
             r = results[-1]
             print(f"{rows:>11,} rows  {r['seconds']:7.1f} s  {r['rss_gib']:5.2f} GiB", flush=True)
             batch.unlink()
@@ -208,16 +237,24 @@ def main() -> None:
                 write_log(path, rows, workdir)
                 runs = [run_monitor(workdir, path, "--request-log") for _ in range(args.repeats)]
                 summary = runs[-1]["summary"]
-                logs.append({
-                    "format": fmt, "rows": rows, "mib": path.stat().st_size / 2**20,
-                    "seconds": statistics.median(r["seconds"] for r in runs),
-                    "rss_gib": statistics.median(r["rss_gib"] for r in runs),
-                    "code": runs[-1]["code"], "sampled": summary["rows_sampled"],
-                    "share": summary["drift"]["share"], "source": summary["prediction_source"],
-                })  # fmt: skip
+                logs.append(
+                    {
+                        "format": fmt,
+                        "rows": rows,
+                        "mib": path.stat().st_size / 2**20,
+                        "seconds": statistics.median(r["seconds"] for r in runs),
+                        "rss_gib": statistics.median(r["rss_gib"] for r in runs),
+                        "code": runs[-1]["code"],
+                        "sampled": summary["rows_sampled"],
+                        "share": summary["drift"]["share"],
+                        "source": summary["prediction_source"],
+                    }
+                )
                 r = logs[-1]
-                print(f"{fmt:>5} log {rows:>9,} rows  {r['seconds']:7.1f} s  "
-                      f"{r['rss_gib']:5.2f} GiB", flush=True)  # fmt: skip
+                print(
+                    f"{fmt:>5} log {rows:>9,} rows  {r['seconds']:7.1f} s  {r['rss_gib']:5.2f} GiB",
+                    flush=True,
+                )
                 path.unlink()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     head = render(results, args.repeats) if results else previous_batches(Path(args.output))

@@ -62,9 +62,11 @@ def bench_size(rows: int, workdir: Path) -> dict:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", create],
-        cwd=workdir, env=quiet_env(), check=True,
+        cwd=workdir,
+        env=quiet_env(),
+        check=True,
         capture_output=True,
-    )  # fmt: skip
+    )
     result["store_seconds"] = time.perf_counter() - start
     for stage in STAGES:
         wall, rss = run_stage(workdir, stage)

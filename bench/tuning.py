@@ -46,12 +46,16 @@ def main() -> None:
         tune(feats, target=contract.target, task=params.data.task, train=params.train, params=tp)
         return time.perf_counter() - start
 
-    results: dict[str, list[float]] = {"1 local worker": [], "1 local worker, 1 thread": [],
-                                       "2 local workers": [],
-                                       "LocalCluster, 2 workers": []}  # fmt: skip
+    results: dict[str, list[float]] = {
+        "1 local worker": [],
+        "1 local worker, 1 thread": [],
+        "2 local workers": [],
+        "LocalCluster, 2 workers": [],
+    }
     ceilings: list[float] = []
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None,
-                      host="127.0.0.1") as cluster:  # fmt: skip
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
         for _ in range(args.repeats):
             ceilings.append(parallel_ceiling(2))
             results["1 local worker"].append(timed(n_workers=1))

@@ -88,8 +88,11 @@ def project_files() -> list[Path]:
     """Tracked and new (not ignored) files of the working tree, minus pipeline outputs."""
     out = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split()  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     return [Path(p) for p in out if Path(p).parts[0] not in _SKIP_TOP and p != "dvc.lock"]
 
 

@@ -201,22 +201,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--sql", action="store_true", help="run monitor.sql.query on monitor.sql.url"
     )
     where.add_argument(
-        "--request-log", nargs="?", const="", metavar="PATH",
+        "--request-log",
+        nargs="?",
+        const="",
+        metavar="PATH",
         help="the service's request log (default: serve.request_log)",
-    )  # fmt: skip
+    )
     mon.add_argument(
-        "--since", metavar="WHEN",
+        "--since",
+        metavar="WHEN",
         help="request log: rows logged since an ISO time or for the last 24h / 7d "
         "(default: monitor.window_hours)",
-    )  # fmt: skip
+    )
     mon.add_argument(
-        "--model-version", metavar="TAG",
+        "--model-version",
+        metavar="TAG",
         help="request log: rows served by this model version (default: monitor.model_version)",
-    )  # fmt: skip
+    )
     mon.add_argument(
-        "--preflight", action="store_true",
+        "--preflight",
+        action="store_true",
         help="only check that the model, reference and source are in place (exit 3 if not)",
-    )  # fmt: skip
+    )
     mon.set_defaults(func=_monitor)
 
     init = sub.add_parser(

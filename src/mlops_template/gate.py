@@ -481,9 +481,13 @@ def from_json(data: Mapping[str, Any]) -> GateResult:
     """The result :func:`to_json` wrote (all the report shows; not the baseline's metrics)."""
     base = data["baseline"]
     baseline = Baseline(
-        base["ref"], base["commit"], None, dict(data["params_diff"]), base["note"],
+        base["ref"],
+        base["commit"],
+        None,
+        dict(data["params_diff"]),
+        base["note"],
         base["dataset"],
-    )  # fmt: skip
+    )
     rows = [Row(**row) for row in data["rows"]]
     return GateResult(rows, baseline, bool(data["override"]), list(data["notes"]), data["dataset"])
 

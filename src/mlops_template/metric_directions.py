@@ -7,6 +7,14 @@ which only compares numbers, starts in a fraction of the time.
 from __future__ import annotations
 
 HIGHER_IS_BETTER = {
-    "accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
-    "pr_auc": True, "log_loss": False, "rmse": False, "mae": False, "r2": True,
-}  # fmt: skip
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "roc_auc": True,
+    "pr_auc": True,
+    "log_loss": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}

@@ -215,8 +215,15 @@ def tune(
             score, state = stop.score, "pruned"
         row = {"number": len(rows), **cand, "score": score if state == "complete" else None}
         rows.append(row | {"seconds": round(time.perf_counter() - start, 3), "state": state})
-        log.info("tune trial %d/%d (%s): %s=%.5f %s", len(rows), params.n_trials, state,
-                 metric, score, cand)  # fmt: skip
+        log.info(
+            "tune trial %d/%d (%s): %s=%.5f %s",
+            len(rows),
+            params.n_trials,
+            state,
+            metric,
+            score,
+            cand,
+        )
         if state == "pruned":
             raise Pruned(score)
         return score
@@ -235,8 +242,15 @@ def tune(
                     break
                 evaluate(cands[i : i + chunk])
         else:
-            _optuna(params, space, higher, evaluate, runner.workers, deadline,
-                    evaluate_pruned if prune else None)  # fmt: skip
+            _optuna(
+                params,
+                space,
+                higher,
+                evaluate,
+                runner.workers,
+                deadline,
+                evaluate_pruned if prune else None,
+            )
     finally:
         runner.close()
     trials = pd.DataFrame(rows)
@@ -249,8 +263,15 @@ def tune(
     return TuneResult(best_params, float(trials.loc[best, "score"]), metric, trials)
 
 
-def _optuna(tune: TuneParams, space: dict[str, Any], higher: bool, evaluate: Any,
-            batch: int, deadline: float, evaluate_pruned: Any = None) -> None:  # fmt: skip
+def _optuna(
+    tune: TuneParams,
+    space: dict[str, Any],
+    higher: bool,
+    evaluate: Any,
+    batch: int,
+    deadline: float,
+    evaluate_pruned: Any = None,
+) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -330,8 +351,9 @@ def importance(result: TuneResult, space: dict[str, Any], higher: bool) -> pd.Da
     done = result.trials[result.trials["state"] == "complete"]
     for row in done.to_dict("records"):
         values = {k: row[k] for k in space}
-        study.add_trial(optuna.trial.create_trial(params=values, distributions=dists,
-                                                  value=row["score"]))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(params=values, distributions=dists, value=row["score"])
+        )
     if len(done) < 2 or done["score"].nunique() < 2:
         scores = dict.fromkeys(space, 0.0)
     else:
@@ -346,8 +368,14 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
     mlflow = tracking.connect(params.tracking.experiment)
     with tracking.guarded("log the tuning runs"), mlflow.start_run(run_name="tune") as parent:
         mlflow.set_tags(tracking.run_tags() | {"stage": "tune", "method": params.tune.method})
-        mlflow.log_params({"method": params.tune.method, "model": params.train.model,
-                           "n_trials": len(result.trials), "metric": result.metric})  # fmt: skip
+        mlflow.log_params(
+            {
+                "method": params.tune.method,
+                "model": params.train.model,
+                "n_trials": len(result.trials),
+                "metric": result.metric,
+            }
+        )
         for row in result.trials.to_dict("records"):
             best = row["score"] == result.best_score
             with mlflow.start_run(run_name=f"trial-{row['number']}", nested=True):
@@ -373,8 +401,13 @@ def run(params: Params) -> None:
 
     contract = load_contract(params.data.contract)
     features = pd.read_parquet(paths.TRAIN_FEATURES)  # the training split only
-    result = tune(features, target=contract.target, task=params.data.task,
-                  train=params.train, params=params.tune)  # fmt: skip
+    result = tune(
+        features,
+        target=contract.target,
+        task=params.data.task,
+        train=params.train,
+        params=params.tune,
+    )
     run_id = log_to_mlflow(result, params)
     higher = metric_for(params.data.task, params.tune)[1]
     space = params.tune.space[params.train.model]
@@ -382,9 +415,14 @@ def run(params: Params) -> None:
     io.write_csv(history(result, higher), paths.TUNE_HISTORY)
     io.write_csv(importance(result, space, higher), paths.TUNE_IMPORTANCE)
     io.write_json(
-        {"source": f"tune:{params.tune.method}", "model": params.train.model,
-         "metric": result.metric, "score": result.best_score, "mlflow_run_id": run_id,
-         "params": result.best_params},
+        {
+            "source": f"tune:{params.tune.method}",
+            "model": params.train.model,
+            "metric": result.metric,
+            "score": result.best_score,
+            "mlflow_run_id": run_id,
+            "params": result.best_params,
+        },
         paths.BEST_PARAMS,
-    )  # fmt: skip
+    )
     log.info("tune: best %s=%.5f with %s", result.metric, result.best_score, result.best_params)

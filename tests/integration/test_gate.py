@@ -22,8 +22,11 @@ from tests.repo import env, make_repo, run, write_params
 pytestmark = pytest.mark.integration
 
 BASE = {"accuracy": 0.95, "roc_auc": 0.90, "pr_auc": 0.40, "log_loss": 0.20, "f1": 0.5}
-FRAUD = {"contract": {"name": "card-transactions", "version": 1}, "target": "is_fraud",
-         "task": "binary"}  # fmt: skip
+FRAUD = {
+    "contract": {"name": "card-transactions", "version": 1},
+    "target": "is_fraud",
+    "task": "binary",
+}
 
 
 def write_metrics(repo: Path, metrics: dict[str, float]) -> None:
@@ -134,8 +137,10 @@ def test_another_dataset_is_never_compared(repo: Path, candidate, dataset, why):
     result = run_gate(load_params(), baseline_ref="main")
     assert result.passed and result.baseline.metrics is None
     md, js = report(repo)
-    assert f"no comparable baseline: main ({js['baseline']['commit'][:8]}) was evaluated on " \
-        f"another dataset ({why})" in md  # fmt: skip
+    assert (
+        f"no comparable baseline: main ({js['baseline']['commit'][:8]}) was evaluated on "
+        f"another dataset ({why})" in md
+    )
     assert "| roc_auc | — | 0.6900 | — |" in md and js["baseline"]["dataset"] == FRAUD
 
 
@@ -216,9 +221,13 @@ def test_unreadable_baseline_fails_loudly(repo: Path, candidate):
 def gate_stage(repo: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
     """`mlops stage gate` as dvc.yaml runs it, in its own process."""
     return subprocess.run(
-        ["mlops", "stage", "gate"], cwd=repo, env=env() | extra_env, capture_output=True,
-        text=True, check=False,
-    )  # fmt: skip
+        ["mlops", "stage", "gate"],
+        cwd=repo,
+        env=env() | extra_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 REUSED = "inputs unchanged"

@@ -66,9 +66,14 @@ def _monitor(
 ) -> Outcome:
     params = setup["params"].monitor.model_copy(update=overrides)
     return monitor(
-        batch, reference, model=setup["model"], meta=setup["meta"],
-        contract=setup["contract"], baseline=setup["baseline"], params=params,
-    )  # fmt: skip
+        batch,
+        reference,
+        model=setup["model"],
+        meta=setup["meta"],
+        contract=setup["contract"],
+        baseline=setup["baseline"],
+        params=params,
+    )
 
 
 def test_reference_holds_inputs_labels_and_predictions(setup: dict[str, Any]) -> None:
@@ -128,9 +133,11 @@ def test_unknown_quality_metric_is_a_config_error(setup: dict[str, Any]) -> None
 
     with pytest.raises(ConfigError, match=r"monitor\.quality_drop\.rmse"):
         _monitor(
-            setup, setup["reference"], generate_transactions(500, seed=3),
+            setup,
+            setup["reference"],
+            generate_transactions(500, seed=3),
             quality_drop={"rmse": 1.0},
-        )  # fmt: skip
+        )
 
 
 def _cli(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
@@ -139,9 +146,11 @@ def _cli(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
 
 
 def test_contract_breaking_batch_reports_and_exits_8(
-    setup: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    setup: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> None:  # fmt: skip
+) -> None:
     batch = generate_transactions(2000, seed=13)
     batch.loc[[3, 5], "amount"] = -1.0
     batch["channel"] = batch["channel"].astype(str)
@@ -202,10 +211,20 @@ def test_html_report_renders_in_headless_chromium(
     raw = report.read_text()
     assert _visible_text(raw) == ""  # everything on the page is drawn by Evidently's JS
     dom = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=15000",
-         "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     text = _visible_text(dom)
     assert "Dataset Drift" in text
     drifted = len(summary["drift"]["drifted_columns"])
@@ -224,8 +243,9 @@ def served(
     """A real `bentoml serve` of the packaged model, logging to a request log of its own."""
     root, env = project
     log = tmp_path_factory.mktemp("served") / "requests.db"
-    for url in serve("mlops_template.service:MlopsService", root, env | {
-        "MLOPS_REQUEST_LOG": str(log)}):  # fmt: skip
+    for url in serve(
+        "mlops_template.service:MlopsService", root, env | {"MLOPS_REQUEST_LOG": str(log)}
+    ):
         yield url, log
 
 
@@ -257,10 +277,23 @@ def test_request_log_of_real_server_is_monitored(
     versions = summary["request_log"]["sampled_model_versions"]
     assert sum(versions.values()) == len(traffic) and len(versions) == 1
     served_version = next(iter(versions))
-    assert _cli(setup["root"], monkeypatch, "--request-log", str(log),
-                "--model-version", served_version) == 7  # fmt: skip
-    assert _cli(setup["root"], monkeypatch, "--request-log", str(log),
-                "--model-version", "mlops_model:never-served") == 3  # fmt: skip
+    assert (
+        _cli(
+            setup["root"], monkeypatch, "--request-log", str(log), "--model-version", served_version
+        )
+        == 7
+    )
+    assert (
+        _cli(
+            setup["root"],
+            monkeypatch,
+            "--request-log",
+            str(log),
+            "--model-version",
+            "mlops_model:never-served",
+        )
+        == 3
+    )
     assert _cli(setup["root"], monkeypatch, "--request-log", str(log), "--since", "1h") == 7
 
 
@@ -271,8 +304,13 @@ def test_prediction_drift_uses_the_served_output(
     served column drifts although the local model would have agreed with the reference."""
     batch = generate_transactions(ROWS, seed=16).drop(columns=["is_fraud"])
     params = setup["params"].monitor
-    kwargs = dict(model=setup["model"], meta=setup["meta"], contract=setup["contract"],
-                  baseline=setup["baseline"], params=params)  # fmt: skip
+    kwargs = dict(
+        model=setup["model"],
+        meta=setup["meta"],
+        contract=setup["contract"],
+        baseline=setup["baseline"],
+        params=params,
+    )
     local = monitor(batch, large_reference, **kwargs)
     assert local.summary["prediction_source"] == "model"
     assert not local.summary["prediction_drift"]["drifted"]
@@ -299,8 +337,12 @@ def test_grafana_dashboard_reads_only_metrics_the_service_exposes(
     exposed = {name for name, _ in samples}
     dashboard = load()
     assert metric_names(dashboard) <= exposed, metric_names(dashboard) - exposed
-    labels = {k for name, lbl in samples if name in metric_names(dashboard)
-              for k in re.findall(r"(\w+)=", lbl)}  # fmt: skip
+    labels = {
+        k
+        for name, lbl in samples
+        if name in metric_names(dashboard)
+        for k in re.findall(r"(\w+)=", lbl)
+    }
     assert label_names(dashboard) <= labels, label_names(dashboard) - labels
 
 

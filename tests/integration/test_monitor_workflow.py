@@ -39,8 +39,13 @@ def test_scheduled_manual_least_privilege_pinned_thin() -> None:
     assert job["permissions"] == {"contents": "read", "issues": "write", "actions": "write"}
     steps = job["steps"]
     runs = [s["run"] for s in steps if "run" in s]
-    assert runs == ["make install", "make dvc-pull", "make monitor-preflight", "make monitor",
-                    "make monitor-alert"]  # fmt: skip
+    assert runs == [
+        "make install",
+        "make dvc-pull",
+        "make monitor-preflight",
+        "make monitor",
+        "make monitor-alert",
+    ]
     assert all("${{" not in r for r in runs)
     for step in steps:
         if "uses" in step:
@@ -76,10 +81,13 @@ def test_monitors_the_pulled_deployed_model_and_skips_when_nothing_to_measure() 
 def test_retrain_dispatch_target_accepts_workflow_dispatch() -> None:
     """`gh workflow run` answers 422 unless the target workflow has `on: workflow_dispatch`."""
     workflow: dict[Any, Any] = yaml.safe_load(WORKFLOW.read_text())
-    alert = next(s for s in workflow["jobs"]["monitor"]["steps"]
-                 if s.get("run") == "make monitor-alert")  # fmt: skip
-    default = re.fullmatch(r"\$\{\{ vars\.MONITOR_RETRAIN_WORKFLOW \|\| '([\w.-]+)' \}\}",
-                           alert["env"]["RETRAIN_WORKFLOW"])  # fmt: skip
+    alert = next(
+        s for s in workflow["jobs"]["monitor"]["steps"] if s.get("run") == "make monitor-alert"
+    )
+    default = re.fullmatch(
+        r"\$\{\{ vars\.MONITOR_RETRAIN_WORKFLOW \|\| '([\w.-]+)' \}\}",
+        alert["env"]["RETRAIN_WORKFLOW"],
+    )
     assert default is not None, alert["env"]["RETRAIN_WORKFLOW"]
     target: dict[Any, Any] = yaml.safe_load((WORKFLOW.parent / default[1]).read_text())
     on = target.get("on") or target[True]
@@ -87,8 +95,9 @@ def test_retrain_dispatch_target_accepts_workflow_dispatch() -> None:
     # A manual run's dispatch_retrain input wins over the repository variable, also when false
     # (`false || vars.X` would fall through to the variable).
     dispatch = alert["env"]["DISPATCH_RETRAIN"]
-    assert dispatch.startswith("${{ github.event_name == 'workflow_dispatch' && "
-                               "format('{0}', inputs.dispatch_retrain) || ")  # fmt: skip
+    assert dispatch.startswith(
+        "${{ github.event_name == 'workflow_dispatch' && format('{0}', inputs.dispatch_retrain) || "
+    )
 
 
 PREFLIGHT = ROOT / ".ci/monitor-preflight.sh"
@@ -99,9 +108,13 @@ def _preflight(tmp_path: Path, *command: str) -> tuple[subprocess.CompletedProce
     out.unlink(missing_ok=True)
     summary.unlink(missing_ok=True)
     done = subprocess.run(
-        ["bash", str(PREFLIGHT), *command], cwd=tmp_path, capture_output=True, text=True,
-        env=env() | {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}, timeout=60,
-    )  # fmt: skip
+        ["bash", str(PREFLIGHT), *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env() | {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)},
+        timeout=60,
+    )
     read = lambda p: p.read_text() if p.exists() else ""  # noqa: E731
     return done, read(out), read(summary)
 
@@ -150,8 +163,9 @@ def _alert(
     # python3: this venv's (a machine may have no /usr/bin/python3)
     path = f"{bin_dir}:{Path(sys.executable).parent}:/usr/bin:/bin"
     env = {"PATH": path, "GH_CALLS": str(tmp_path / "gh.calls")} | env
-    return subprocess.run(["bash", str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True,
-                          env=env, timeout=30)  # fmt: skip
+    return subprocess.run(
+        ["bash", str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=30
+    )
 
 
 def _gh_calls(tmp_path: Path) -> list[str]:
@@ -206,8 +220,14 @@ def test_alert_comments_on_the_open_issue_never_a_duplicate(tmp_path: Path) -> N
 def test_alert_dispatches_retraining_on_the_retrain_flag(
     tmp_path: Path, summary: dict[str, Any], dispatch: str, dispatched: bool
 ) -> None:
-    done = _alert(tmp_path, summary, OPEN_ISSUE="7", DISPATCH_RETRAIN=dispatch,
-                  RETRAIN_WORKFLOW="main.yml", RETRAIN_REF="main")  # fmt: skip
+    done = _alert(
+        tmp_path,
+        summary,
+        OPEN_ISSUE="7",
+        DISPATCH_RETRAIN=dispatch,
+        RETRAIN_WORKFLOW="main.yml",
+        RETRAIN_REF="main",
+    )
     assert done.returncode == 0, done.stderr
     runs = [c for c in _gh_calls(tmp_path) if c.startswith("workflow run")]
     assert runs == (["workflow run main.yml --ref main"] if dispatched else [])

@@ -32,11 +32,18 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_repro_writes_every_declared_output(repo: Path):
     for rel in [
-        "data/split/train.parquet", "data/split/test.parquet",
-        "data/features/train.parquet", "models/model.joblib", "models/model.json",
-        "reports/metrics.json", "reports/cv_metrics.json", "reports/slices.json",
-        "reports/plots/roc.csv", "reports/plots/importance.csv", "data/predictions/test.parquet",
-    ]:  # fmt: skip
+        "data/split/train.parquet",
+        "data/split/test.parquet",
+        "data/features/train.parquet",
+        "models/model.joblib",
+        "models/model.json",
+        "reports/metrics.json",
+        "reports/cv_metrics.json",
+        "reports/slices.json",
+        "reports/plots/roc.csv",
+        "reports/plots/importance.csv",
+        "data/predictions/test.parquet",
+    ]:
         assert (repo / rel).stat().st_size > 0, rel
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert set(metrics) == {
@@ -127,10 +134,17 @@ def test_exp_run_with_train_param_reruns_only_downstream_of_train(tmp_path: Path
     run(work, "dvc", "cache", "dir", "--local", str(repo / ".dvc" / "cache"))  # data from cache
     run(work, "dvc", "checkout")
     out = run(
-        work, "dvc", "exp", "run", "-n", "lr-fast",
-        "-S", "train.hist_gradient_boosting.learning_rate=0.3",
-        "-S", "gate.override=true",  # an exploratory experiment: report a regression, go on
-    )  # fmt: skip
+        work,
+        "dvc",
+        "exp",
+        "run",
+        "-n",
+        "lr-fast",
+        "-S",
+        "train.hist_gradient_boosting.learning_rate=0.3",
+        "-S",
+        "gate.override=true",  # an exploratory experiment: report a regression, go on
+    )
     # tune re-runs too: it reads the model's section (the values it does not search)
     assert ran_stages(out.stdout) == STAGES[STAGES.index("tune") :]
     shown = json.loads(run(work, "dvc", "exp", "show", "--json").stdout)

@@ -51,13 +51,15 @@ def test_task_runs_end_to_end_on_a_bundled_dataset(tmp_path: Path, task: str):
     _, metric, floor = CASES[task]
     overrides = {
         "data": {
-            "task": task, "source": "csv", "path": "dataset.csv",
+            "task": task,
+            "source": "csv",
+            "path": "dataset.csv",
             "contract": "dataset_contract.yaml",
             "split": {"method": "random" if task == "regression" else "stratified"},
         },
         "features": {"datetime": [], "log": [], "bins": [], "ratios": [], "drop": ["row_id"]},
         "evaluate": {"slice_column": None},
-    }  # fmt: skip
+    }
     repo = make_repo(tmp_path / task, overrides)
     write_dataset(repo, task)
     run(repo, "dvc", "repro")

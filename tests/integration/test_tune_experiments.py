@@ -35,10 +35,32 @@ def repo(tmp_path: Path) -> Path:
 def test_queued_experiments_run_and_show(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     # up to `evaluate`: gate and package add nothing to what this test checks
-    _sh("dvc", "exp", "run", "--queue", "-n", "exp-lr", "-S", "tune.enabled=true",
-        "-S", "tune.n_trials=2", "evaluate", cwd=repo)  # fmt: skip
-    _sh("dvc", "exp", "run", "--queue", "-n", "exp-iter", "-S",
-        "train.hist_gradient_boosting.max_iter=10", "evaluate", cwd=repo)  # fmt: skip
+    _sh(
+        "dvc",
+        "exp",
+        "run",
+        "--queue",
+        "-n",
+        "exp-lr",
+        "-S",
+        "tune.enabled=true",
+        "-S",
+        "tune.n_trials=2",
+        "evaluate",
+        cwd=repo,
+    )
+    _sh(
+        "dvc",
+        "exp",
+        "run",
+        "--queue",
+        "-n",
+        "exp-iter",
+        "-S",
+        "train.hist_gradient_boosting.max_iter=10",
+        "evaluate",
+        cwd=repo,
+    )
     _sh("dvc", "queue", "start", "-j", "1", cwd=repo)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:

@@ -301,9 +301,12 @@ def test_pr_workflow_fails_on_a_regression_and_still_reports(pr_repo: Path, tmp_
     # the metrics are reproduced, the gate against the base branch fails the check, packaging
     # (`make repro`) is skipped, and the report is still published
     assert steps == [
-        ("make dvc-pull", 0), ("make repro-evaluate", 0), (GATE, 2),
-        ("make pr-report", 0), (PLOTS, 0),
-    ]  # fmt: skip
+        ("make dvc-pull", 0),
+        ("make repro-evaluate", 0),
+        (GATE, 2),
+        ("make pr-report", 0),
+        (PLOTS, 0),
+    ]
     text = summary.read_text()
     assert "❌ Metric gate failed" in text
     roc = next(line for line in text.splitlines() if line.startswith("| roc_auc |"))
@@ -389,9 +392,13 @@ def test_failing_gate_stops_packaging(pr_repo: Path):
     assert (pr_repo / "reports/package.json").read_text() == stamp
     # the override (pr.yml sets it from the label) lets the same regression through to package
     accepted = subprocess.run(
-        ["dvc", "repro"], cwd=pr_repo, env=env() | {"MLOPS_GATE_OVERRIDE": "1"},
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        ["dvc", "repro"],
+        cwd=pr_repo,
+        env=env() | {"MLOPS_GATE_OVERRIDE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "Running stage 'package'" in accepted.stdout
     assert (pr_repo / "reports/package.json").read_text() != stamp
 
@@ -399,8 +406,9 @@ def test_failing_gate_stops_packaging(pr_repo: Path):
 def test_gate_stage_runs_in_a_dvc_exp_temp_workspace(pr_repo: Path):
     """`dvc exp run --temp` runs in a temporary git copy: the gate still finds its baseline."""
     run(pr_repo, "git", "checkout", "-qf", "main")
-    out = run(pr_repo, "dvc", "exp", "run", "--temp", "-S", "toy_params.yaml:quality=0.5",
-              check=False)  # fmt: skip
+    out = run(
+        pr_repo, "dvc", "exp", "run", "--temp", "-S", "toy_params.yaml:quality=0.5", check=False
+    )
     assert out.returncode != 0
     assert "| roc_auc | 0.9000 | 0.5000 | -0.4000 |" in out.stdout
     assert "mlops stage gate, exited with 5" in out.stderr
@@ -435,8 +443,11 @@ def pr_report(tmp_path: Path, report: Path, **extra: str) -> subprocess.Complete
     }
     return subprocess.run(
         [str(ROOT / ".ci/pr-report.sh"), str(report)],
-        env=variables | extra, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=variables | extra,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def test_sticky_comment_is_posted_once_then_edited(tmp_path: Path):

@@ -15,8 +15,12 @@ from mlops_template.features import build_features
 from tests.repo import DEMO_CONTRACT
 
 ROOT = Path(__file__).resolve().parents[2]
-SPACE = {"hist_gradient_boosting": {"learning_rate": {"choices": [0.03, 0.3]},
-                                    "max_leaf_nodes": {"choices": [4, 15]}}}  # fmt: skip
+SPACE = {
+    "hist_gradient_boosting": {
+        "learning_rate": {"choices": [0.03, 0.3]},
+        "max_leaf_nodes": {"choices": [4, 15]},
+    }
+}
 
 
 @pytest.fixture
@@ -45,8 +49,9 @@ def test_grid_same_best_on_local_cluster_as_locally(feats: pd.DataFrame, tiny: P
     local = _tune(feats, tiny)
     assert len(local.trials) == 4
     assert set(local.best_params) == {"learning_rate", "max_leaf_nodes"}
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, host="127.0.0.1") as cluster:  # fmt: skip
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
         remote = _tune(feats, tiny, dask_address=cluster.scheduler_address)
     assert remote.best_params == local.best_params
     pd.testing.assert_series_equal(remote.trials["score"], local.trials["score"])
@@ -54,8 +59,12 @@ def test_grid_same_best_on_local_cluster_as_locally(feats: pd.DataFrame, tiny: P
 
 @pytest.mark.parametrize("method", ["random", "bayesian", "evolutionary"])
 def test_methods_respect_trial_budget(feats: pd.DataFrame, tiny: Params, method: str) -> None:
-    space = {"hist_gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True},
-                                        "min_samples_leaf": {"low": 5, "high": 50}}}  # fmt: skip
+    space = {
+        "hist_gradient_boosting": {
+            "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+            "min_samples_leaf": {"low": 5, "high": 50},
+        }
+    }
     result = _tune(feats, tiny, method=method, n_trials=3, space=space)
     assert len(result.trials) == 3
     assert 0.01 <= result.best_params["learning_rate"] <= 0.3
@@ -81,8 +90,10 @@ def test_stage_never_reads_test_split(
     tune.run(tiny)
     assert not paths.TEST_FEATURES.exists() and not paths.TEST_SPLIT.exists()
     best = json.loads(paths.BEST_PARAMS.read_text())
-    assert best["source"] == "tune:grid" and set(best["params"]) == {"learning_rate",
-                                                                      "max_leaf_nodes"}  # fmt: skip
+    assert best["source"] == "tune:grid" and set(best["params"]) == {
+        "learning_rate",
+        "max_leaf_nodes",
+    }
     hist = pd.read_csv(paths.TUNE_HISTORY)
     assert len(hist) == 4 and hist["best"].iloc[-1] == best["score"]
     imp = pd.read_csv(paths.TUNE_IMPORTANCE)
@@ -99,8 +110,9 @@ def test_stage_never_reads_test_split(
     assert len(parent) == 1 and children == 4 and best_tags.fetchone()[0] >= 1
 
 
-def test_disabled_stage_writes_marker_fast(tiny: Params, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_disabled_stage_writes_marker_fast(
+    tiny: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlops_template import paths, tune
     from mlops_template.train import tuned_params
 
@@ -112,8 +124,12 @@ def test_disabled_stage_writes_marker_fast(tiny: Params, tmp_path: Path,
 
 
 def test_pruning_stops_bad_trials_early(feats: pd.DataFrame, tiny: Params) -> None:
-    space = {"hist_gradient_boosting": {"learning_rate": {"low": 0.0001, "high": 0.5, "log": True},
-                                        "max_leaf_nodes": {"choices": [2, 31]}}}  # fmt: skip
+    space = {
+        "hist_gradient_boosting": {
+            "learning_rate": {"low": 0.0001, "high": 0.5, "log": True},
+            "max_leaf_nodes": {"choices": [2, 31]},
+        }
+    }
     result = _tune(feats, tiny, method="bayesian", n_trials=8, folds=3, pruning=True, space=space)
     assert len(result.trials) == 8
     assert set(result.trials["state"]) <= {"complete", "pruned"}

@@ -193,8 +193,11 @@ def test_gate_stage_sits_between_evaluate_and_package():
 
 # --------------------------------------------------------------------------- dataset identity
 
-FRAUD = {"contract": {"name": "card-transactions", "version": 1}, "target": "is_fraud",
-         "task": "binary"}  # fmt: skip
+FRAUD = {
+    "contract": {"name": "card-transactions", "version": 1},
+    "target": "is_fraud",
+    "task": "binary",
+}
 
 
 @pytest.mark.parametrize(

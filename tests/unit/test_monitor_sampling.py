@@ -109,8 +109,9 @@ def _write_log(path: Path, version: str, ids: range) -> None:
     for start in range(ids.start, ids.stop, 10):
         chunk = list(range(start, min(start + 10, ids.stop)))
         preds = [{"prediction": 0, "probabilities": {"0": 0.9, "1": 0.1}}] * len(chunk)
-        log.append(f"r{start}", version, {"transaction_id": chunk, "amount": [1.5] * len(chunk)},
-                   preds)  # fmt: skip
+        log.append(
+            f"r{start}", version, {"transaction_id": chunk, "amount": [1.5] * len(chunk)}, preds
+        )
     log.flush()
     assert log.errors == 0
 
@@ -182,18 +183,29 @@ def test_empty_column_is_reported_as_drifted_not_a_traceback() -> None:
     from mlops_template.monitor import Columns, evidently_frame, measure_drift
 
     rng = np.random.default_rng(0)
-    ref = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400),
-                        "c": rng.choice(["x", "y"], 400), "p": rng.random(400)})  # fmt: skip
+    ref = pd.DataFrame(
+        {
+            "a": rng.normal(size=400),
+            "b": rng.normal(size=400),
+            "c": rng.choice(["x", "y"], 400),
+            "p": rng.random(400),
+        }
+    )
     cols = Columns(["a", "b"], ["c"], "p", True)
     current = ref.sample(frac=1.0, random_state=1).assign(b=np.nan)
-    drift = measure_drift(evidently_frame(current, cols), evidently_frame(ref, cols), cols,
-                          MonitorParams())  # fmt: skip
+    drift = measure_drift(
+        evidently_frame(current, cols), evidently_frame(ref, cols), cols, MonitorParams()
+    )
     assert drift.drifted == ["b"] and drift.share == pytest.approx(1 / 3)
     assert drift.columns["b"]["note"] == "no value in the current batch"
     assert not drift.columns["a"]["drifted"] and not drift.prediction["drifted"]
     with pytest.raises(DataError, match="model output p has no value"):
-        measure_drift(evidently_frame(current.assign(p=np.nan), cols),
-                      evidently_frame(ref, cols), cols, MonitorParams())  # fmt: skip
+        measure_drift(
+            evidently_frame(current.assign(p=np.nan), cols),
+            evidently_frame(ref, cols),
+            cols,
+            MonitorParams(),
+        )
 
 
 def test_quality_without_evaluation_metrics_names_the_file() -> None:

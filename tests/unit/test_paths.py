@@ -19,10 +19,21 @@ def _declared(stage: dict, key: str) -> set[str]:
 def test_stage_outputs_match_paths_module():
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     outs = set().union(*(_declared(s, "outs") | _declared(s, "metrics") for s in stages.values()))
-    for path in (paths.TRAIN_SPLIT, paths.TEST_SPLIT, paths.TRAIN_FEATURES, paths.TEST_FEATURES,
-                 paths.MODEL, paths.MODEL_META, paths.METRICS, paths.CV_METRICS,
-                 paths.PREDICTIONS, paths.SLICES, paths.PLOTS_DIR, paths.DATASET,
-                 paths.GATE_OK):  # fmt: skip
+    for path in (
+        paths.TRAIN_SPLIT,
+        paths.TEST_SPLIT,
+        paths.TRAIN_FEATURES,
+        paths.TEST_FEATURES,
+        paths.MODEL,
+        paths.MODEL_META,
+        paths.METRICS,
+        paths.CV_METRICS,
+        paths.PREDICTIONS,
+        paths.SLICES,
+        paths.PLOTS_DIR,
+        paths.DATASET,
+        paths.GATE_OK,
+    ):
         assert str(path) in outs, f"{path} is not declared in dvc.yaml"
 
 

@@ -30,15 +30,21 @@ def test_default_params_are_valid(raw_params: dict[str, Any]) -> None:
         ({"method": "annealing"}, "tune.method"),
         ({"n_trials": 0}, "tune.n_trials"),
         ({"timeout_seconds": 0}, "tune.timeout_seconds"),
-        ({"space": {"hist_gradient_boosting": {"learning_rate": {"low": 0.3, "high": 0.1}}}},
-         "tune.space.hist_gradient_boosting.learning_rate"),
-        ({"space": {"hist_gradient_boosting": {"max_iter": {"choices": []}}}},
-         "tune.space.hist_gradient_boosting.max_iter"),
-        ({"space": {"hist_gradient_boosting": {"max_iter": {"choices": [1], "low": 1}}}},
-         "tune.space.hist_gradient_boosting.max_iter"),
+        (
+            {"space": {"hist_gradient_boosting": {"learning_rate": {"low": 0.3, "high": 0.1}}}},
+            "tune.space.hist_gradient_boosting.learning_rate",
+        ),
+        (
+            {"space": {"hist_gradient_boosting": {"max_iter": {"choices": []}}}},
+            "tune.space.hist_gradient_boosting.max_iter",
+        ),
+        (
+            {"space": {"hist_gradient_boosting": {"max_iter": {"choices": [1], "low": 1}}}},
+            "tune.space.hist_gradient_boosting.max_iter",
+        ),
         ({"space": {"gbm": {}}}, "tune.space.gbm"),
     ],
-)  # fmt: skip
+)
 def test_invalid_tune_section_names_key(
     raw_params: dict[str, Any], override: dict[str, Any], key: str
 ) -> None:
@@ -51,12 +57,16 @@ def test_invalid_tune_section_names_key(
     [
         ({}, "tune.space.hist_gradient_boosting"),
         ({"hist_gradient_boosting": {}}, "tune.space.hist_gradient_boosting"),
-        ({"hist_gradient_boosting": {"depth": {"choices": [1, 2]}}},
-         "tune.space.hist_gradient_boosting.depth"),
-        ({"hist_gradient_boosting": {"learning_rate": {"low": -1.0, "high": 0.5}}},
-         "tune.space.hist_gradient_boosting.learning_rate"),
+        (
+            {"hist_gradient_boosting": {"depth": {"choices": [1, 2]}}},
+            "tune.space.hist_gradient_boosting.depth",
+        ),
+        (
+            {"hist_gradient_boosting": {"learning_rate": {"low": -1.0, "high": 0.5}}},
+            "tune.space.hist_gradient_boosting.learning_rate",
+        ),
     ],
-)  # fmt: skip
+)
 def test_space_inconsistent_with_model_fails_in_check(
     raw_params: dict[str, Any], space: dict[str, Any], key: str
 ) -> None:
