@@ -68,18 +68,16 @@ class ServeArgs(BaseModel):
 
 
 def served_tag(record: Path = paths.PACKAGE) -> tuple[str, str]:
-    """(the model tag to serve, where it came from)."""
+    """(the model tag to serve, where it came from), or ("", why there is none): importing
+    the service never fails for it; serving does, with that line."""
     tag = bentoml.use_arguments(ServeArgs).model_tag
     if tag:
         return tag, "--arg model_tag"
     try:
-        tag = json.loads(record.read_text())["model_tag"]
+        return str(json.loads(record.read_text())["model_tag"]), str(record)
     except (OSError, ValueError, KeyError, TypeError):
-        raise ModelError(
-            f"{record}: no model_tag recorded; run the package stage (dvc repro) or serve a "
-            "stored model with --arg model_tag=NAME:VERSION"
-        ) from None
-    return str(tag), str(record)
+        why = "run the package stage (dvc repro) or pass --arg model_tag=NAME:VERSION"
+        return "", f"{record}: no model_tag recorded; {why}"
 
 
 _TAG, _TAG_SOURCE = served_tag()
@@ -125,6 +123,8 @@ def verified_file(stored: Any, name: str, key: str) -> Path:
 
 def check_stored(tag: str) -> Any:
     """The stored model ``tag`` with every file it serves from checked."""
+    if not tag:
+        raise ModelError(_TAG_SOURCE)
     try:
         stored = bentoml.models.get(tag)
     except NotFound:
@@ -159,7 +159,9 @@ class MlopsService:
     """POST /predict: a list of records -> prediction (+ probabilities) and model version.
     POST /predict_batched: the same, with concurrent requests merged (adaptive batching)."""
 
-    model_ref = bentoml.models.BentoModel(_TAG)  # a class attribute: the Bento packs it
+    # a class attribute, so the Bento packs it (none without a tag: serving then stops, naming
+    # the reason, instead of BentoML looking for a model called "")
+    model_ref = bentoml.models.BentoModel(_TAG) if _TAG else None
 
     @bentoml.on_deployment
     def check_model() -> None:

@@ -523,6 +523,19 @@ def test_truncated_model_stops_serve_with_one_line(
     assert "Traceback" not in log, log[-3000:]
 
 
+def test_serve_without_a_package_record_stops_with_one_line(
+    project: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """No reports/package.json and no --arg model_tag: no model is guessed (`latest` could be
+    another project's); `bentoml serve` says what to do."""
+    for name in ("params.yaml", "contract.yaml"):
+        shutil.copy(project[0] / name, tmp_path / name)
+    served = start("mlops_template.service:MlopsService", tmp_path, project[1])
+    assert served.proc.wait(timeout=60) != 0
+    last = [line for line in served.log().splitlines() if line.strip()][-1]
+    assert "reports/package.json: no model_tag recorded" in last and "--arg model_tag" in last
+
+
 def test_model_that_fails_to_load_answers_503_with_the_reason(
     project: tuple[Path, dict[str, str]], store_copy: tuple[Path, dict[str, str]]
 ) -> None:
