@@ -44,6 +44,9 @@ def configure_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # a library's handler writing to a stream that is gone must not print logging's own
+    # traceback into the one-line error contract
+    logging.raiseExceptions = False
     root.setLevel(logging.WARNING)
     log.setLevel(level)
 

@@ -132,10 +132,24 @@ def serving_port(service_config: dict[str, Any]) -> int:
     return int(http.get("port", service_config["default_port"]))
 
 
+def _logged_rows(log: Path) -> int:
+    """Rows in the request log; 0 while the server has not created its table yet."""
+    import sqlite3
+
+    from mlops_template.request_log import read_request_log
+
+    try:
+        return len(read_request_log(log)) if log.exists() else 0
+    except sqlite3.OperationalError:
+        return 0
+
+
 def make_image(**environ: str) -> tuple[str, str]:
     """(IMAGE_REPO, IMAGE) as the Makefile computes them: what `make image` tags and
     `make push-image` pushes."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    # what the Makefile computes, not what a calling make exported (make test exports IMAGE)
+    ours = ("GITHUB_", "IMAGE", "BASELINE")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
     out = subprocess.run(
         [
             "make",
@@ -565,7 +579,6 @@ def test_the_bento_serves_and_logs_with_only_the_volumes_writable(
     import pandas as pd
     import requests
 
-    from mlops_template.request_log import read_request_log
     from tests.integration.conftest import _free_port, records
 
     built, context = image
@@ -606,7 +619,7 @@ def test_the_bento_serves_and_logs_with_only_the_volumes_writable(
         metrics = requests.get(f"{url}/metrics", timeout=10)
         assert metrics.status_code == 200 and "mlops_predictions" in metrics.text
         log = Path(environ["MLOPS_REQUEST_LOG"])
-        _wait_for(lambda: log.exists() and len(read_request_log(log)) == 3, "3 logged rows")
+        _wait_for(lambda: _logged_rows(log) == 3, "3 logged rows")
     finally:
         proc.terminate()
         proc.wait(timeout=30)
