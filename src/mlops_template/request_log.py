@@ -16,6 +16,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,9 @@ class _JsonlSink:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
 
 
+RETRIES = 5  # attempts per batch on a locked SQLite file (0.05 s, doubling)
+
+
 class RequestLog:
     """Background writer; ``append`` only enqueues (drops and counts when the queue is full)."""
 
@@ -129,12 +133,27 @@ class RequestLog:
             if isinstance(item, threading.Event):
                 item.set()
                 continue
+            sink = self._write(sink, item)
+
+    def _write(self, sink: _SqliteSink | _JsonlSink | None, item: Batch) -> Any:
+        """Write one batch; a locked SQLite file (another worker switching it to WAL or
+        creating the table at the same moment fails at once, whatever the busy timeout) is
+        retried on a fresh connection before the rows count as an error."""
+        for attempt in range(RETRIES):
             try:
                 sink = sink or self._sink()
                 sink.write(_rows(item))
+                return sink
+            except sqlite3.OperationalError:
+                if attempt == RETRIES - 1:
+                    break
+                sink = None
+                time.sleep(0.05 * 2**attempt)
             except Exception:  # logging must never take the service down
-                self.errors += 1
-                log.exception("request log: could not write %d rows to %s", len(item[4]), self.path)
+                break
+        self.errors += 1
+        log.exception("request log: could not write %d rows to %s", len(item[4]), self.path)
+        return None
 
 
 _FIELDS = ("request_id", "logged_at", "model_version", "record", "prediction")

@@ -56,3 +56,33 @@ def test_request_log_suffix_is_checked(raw_params: dict[str, Any]) -> None:
     raw_params["serve"]["request_log"] = "logs/requests.txt"
     with pytest.raises(ConfigError, match=r"serve\.request_log"):
         parse_params(raw_params)
+
+
+@pytest.mark.parametrize(("failures", "written", "errors"), [(2, 2, 0), (99, 0, 1)])
+def test_a_locked_database_is_retried_before_rows_count_as_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failures: int, written: int, errors: int
+) -> None:
+    """Two workers opening the log at once: one of them sees 'database is locked' at once
+    (switching to WAL ignores the busy timeout). The batch is retried, not lost."""
+    import sqlite3
+
+    from mlops_template import request_log
+
+    real = request_log._SqliteSink.write
+    calls = {"n": 0}
+
+    def flaky(self: object, rows: list[tuple]) -> None:
+        calls["n"] += 1
+        if calls["n"] <= failures:
+            raise sqlite3.OperationalError("database is locked")
+        real(self, rows)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(request_log, "RETRIES", 5)
+    monkeypatch.setattr(request_log._SqliteSink, "write", flaky)
+    log = RequestLog(tmp_path / "requests.db")
+    columns = {"transaction_id": [1, 2], "channel": ["online", None]}
+    log.append("req", "m:1", columns, [{"prediction": 0}, {"prediction": 1}])
+    log.flush()
+    assert log.errors == errors
+    rows = read_request_log(tmp_path / "requests.db") if written else []
+    assert len(rows) == written
