@@ -11,8 +11,8 @@ the train stage). Writes reports/benchmarks/pipeline.md.
 
 With ``--baseline-src`` every size runs twice in a row, once with that source tree (for example
 ``git archive main src | tar -x -C /tmp/main``) and once with this one, so the ratios come
-from one run on one machine state. ``--max-load`` waits (up to ``--wait`` seconds) for the
-1-minute load average to drop below it before each size; the table states the load anyway.
+from one run on one machine state. Every size waits for a quiet machine first (machine.settle)
+and its row states the load it started at.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe, quiet_env
+from machine import describe, quiet_env, settle
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["data", "features", "train", "evaluate"]
@@ -177,28 +177,19 @@ def render(results: list[dict], machine: str, baseline: str | None = None) -> st
     return "\n".join(lines) + "\n"
 
 
-def wait_for_quiet(max_load: float, timeout: float) -> None:
-    """Sleep until the 1-minute load average is below ``max_load`` (or ``timeout`` passed)."""
-    deadline = time.monotonic() + timeout
-    while os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
-        time.sleep(10)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/pipeline.md"))
     parser.add_argument("--baseline-src", type=Path, help="another checkout's src/ to time too")
-    parser.add_argument("--max-load", type=float, default=1.0)
-    parser.add_argument("--wait", type=float, default=600, help="most seconds to wait for it")
     args = parser.parse_args()
     codes: list[Path | None] = [args.baseline_src.resolve(), None] if args.baseline_src else [None]
-    wait_for_quiet(args.max_load, args.wait)
-    machine = describe()  # the load at the start
+    settle()
+    machine = describe()  # with the load at the start
     results = []
     for rows in args.rows:
         for src in codes:
-            wait_for_quiet(args.max_load, args.wait)
+            settle()  # each size starts on a machine as quiet as it gets (load per row)
             with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
                 results.append(bench_size(rows, Path(tmp), src))
     baseline = str(args.baseline_src) if args.baseline_src else None
