@@ -98,7 +98,7 @@ def importance(
     # scikit-learn draws one seed, then permutes every column with the same shuffles
     column_seed = np.random.RandomState(seed).randint(np.iinfo(np.int32).max + 1)
     orders = _repeat_orders(len(sample), params.importance_repeats, column_seed)
-    blocks = [(None, None)] + [(c, order) for c in columns for order in orders]
+    blocks: list[Block] = [(None, None)] + [(c, order) for c in columns for order in orders]
     outputs = _batched_outputs(response, sample, blocks)
     baseline = score(outputs[0])
     repeats = len(orders)
@@ -140,10 +140,15 @@ def _repeat_orders(n: int, repeats: int, seed: int) -> list[np.ndarray]:
     return orders
 
 
+# one stacked copy of the importance sample: (column in a permuted order, that order), or
+# (None, None) for the sample as it is
+Block = tuple[str | None, np.ndarray | None]
+
+
 def _batched_outputs(
     response: Callable[[pd.DataFrame], np.ndarray],
     sample: pd.DataFrame,
-    blocks: list[tuple[str | None, np.ndarray | None]],
+    blocks: list[Block],
     max_rows: int = 200_000,
 ) -> list[np.ndarray]:
     """The model's output on each block: the sample with one column in the given order (or
@@ -158,7 +163,7 @@ def _batched_outputs(
         for name in sample.columns:
             rows = np.tile(np.arange(n), len(chunk))
             for b, (column, order) in enumerate(chunk):
-                if column == name:
+                if column == name and order is not None:
                     rows[b * n : (b + 1) * n] = order
             stacked[name] = sample[name].take(rows).reset_index(drop=True)
         out = np.asarray(response(pd.DataFrame(stacked)))
