@@ -277,6 +277,19 @@ class ServeParams(Section):
     batch_max_latency_ms: int = Field(1_000, ge=1)
     runtime: Literal["auto", "sklearn"] = "auto"
     threads: int = Field(1, ge=1)
+    # safe rollout (docs/serving.md): a second model beside the champion
+    strategy: Literal["single", "shadow", "canary", "ab"] = "single"
+    challenger: str = ""  # a BentoML model tag NAME:VERSION, or the registry alias "challenger"
+    challenger_share: float = Field(0.1, ge=0, le=1)  # canary / ab: share of route keys
+    route_key: str = ""  # a contract column, or header:NAME; "": the contract's id column
+
+    @model_validator(mode="after")
+    def _challenger_given(self) -> ServeParams:
+        if self.strategy != "single" and not self.challenger:
+            raise ValueError(
+                f"serve.challenger is required when serve.strategy is {self.strategy!r}"
+            )
+        return self
 
     @property
     def body_limit(self) -> int:
@@ -377,6 +390,17 @@ class MonitorParams(Section):
         return self
 
 
+class CompareParams(Section):
+    """`mlops compare`: champion vs challenger on the request log (reports/rollout/)."""
+
+    window_hours: int = Field(0, ge=0)  # only the last N hours of the log (0 = all of it)
+    confidence: Probability = 0.95  # bootstrap interval of each metric's difference
+    resamples: int = Field(1000, ge=100)
+    min_labelled_rows: int = Field(200, ge=1)  # per model, else "keep": too few to decide
+    min_shadow_coverage: float = Field(0.99, ge=0, le=1)  # shadow rows / champion rows
+    seed: int = 42
+
+
 class Params(Section):
     data: DataParams = DataParams()
     features: FeaturesParams = FeaturesParams()
@@ -388,6 +412,7 @@ class Params(Section):
     package: PackageParams = PackageParams()
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
+    compare: CompareParams = CompareParams()
 
 
 def _format_errors(err: ValidationError) -> str:

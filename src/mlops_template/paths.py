@@ -73,3 +73,7 @@ MONITOR_REPORT = MONITORING_DIR / "report.html"
 MONITOR_SUMMARY = MONITORING_DIR / "summary.json"
 MONITOR_SUMMARY_MD = MONITORING_DIR / "summary.md"
 MONITOR_CONTRACT_FAILURES = MONITORING_DIR / "contract_failures.csv"
+# `mlops compare` (champion vs challenger on the request log) and `mlops promote --challenger`
+ROLLOUT_DIR = REPORTS_DIR / "rollout"
+ROLLOUT_MD = ROLLOUT_DIR / "compare.md"
+ROLLOUT_JSON = ROLLOUT_DIR / "compare.json"
