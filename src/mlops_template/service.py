@@ -283,18 +283,24 @@ class MlopsService:
 
     @bentoml.api
     def predict(self, records: list[Record], ctx: bentoml.Context) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+        response = self._respond(records, ctx.request.headers)
+        # BentoML answers an API that takes ctx with ctx's status, whatever it returns
+        ctx.response.status_code = response.status_code
+        return response  # type: ignore[return-value]
+
+    def _respond(self, records: list[Any], headers: Any) -> Response:
         if not records:
-            return reject("empty", "empty list, send at least one record")  # type: ignore[return-value]
+            return reject("empty", "empty list, send at least one record")
         if len(records) > _SERVE.max_rows:
             message = f"{len(records)} rows, more than serve.max_rows={_SERVE.max_rows}"
-            return reject("too_many_rows", message)  # type: ignore[return-value]
+            return reject("too_many_rows", message)
         columns = self._columns(records)
         for name in _UNIQUE:
             if len(set(columns[name])) != len(records):
                 message = f"{name}: duplicate values (the data contract says unique)"
-                return reject("contract", message)  # type: ignore[return-value]
-        out = self._serve(columns, ctx.request.headers)
-        return Response(orjson.dumps(out), media_type="application/json")  # type: ignore[return-value]
+                return reject("contract", message)
+        out = self._serve(columns, headers)
+        return Response(orjson.dumps(out), media_type="application/json")
 
     @bentoml.api(
         batchable=True,
