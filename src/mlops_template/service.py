@@ -274,8 +274,10 @@ class MlopsService:
         self.challenger = LoadedModel.load(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
         self.dtypes = _dtypes()
         self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
-        self.shadow = Shadow(self._shadow, lambda why: SHADOW_FAILURES.labels(reason=why).inc())
-        for reason in self.shadow.failures:  # exposed at 0 before the first failure
+        self.shadow = None
+        if self.challenger and _ROLLOUT.strategy == "shadow":
+            self.shadow = Shadow(self._shadow, lambda why: SHADOW_FAILURES.labels(reason=why).inc())
+        for reason in Shadow.REASONS:  # exposed at 0 before the first failure
             SHADOW_FAILURES.labels(reason=reason)
         HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.champion.runtime}
         if self.challenger:
@@ -323,7 +325,7 @@ class MlopsService:
             if any(mask):
                 return self._split(request_id, columns, X, mask)
         out = self._answer(request_id, self.champion, routing.CHAMPION, columns, X)
-        if self.challenger and _ROLLOUT.strategy == "shadow":
+        if self.shadow:
             self.shadow.submit((request_id, columns, X))
         return out
 
@@ -361,10 +363,23 @@ class MlopsService:
             answers.append(self._answer(request_id, model, role, part, rows) if where else [])
         return routing.merge(positions, (answers[0], answers[1]))
 
-    def _shadow(self, item: tuple[str, dict[str, list[Any]], pd.DataFrame]) -> None:
-        request_id, columns, X = item
+    def _shadow(self, batch: list[tuple[str, dict[str, list[Any]], pd.DataFrame]]) -> None:
+        """Requests gathered by the shadow thread, predicted by the challenger in one call and
+        logged per request (same request id as the champion's rows: compare pairs them)."""
         assert self.challenger is not None
-        self._answer(request_id, self.challenger, routing.SHADOW, columns, X)
+        start = time.perf_counter()
+        out = self.challenger.predict(pd.concat([X for _, _, X in batch], ignore_index=True))
+        seconds = time.perf_counter() - start
+        MODEL_LATENCY.labels(role=routing.SHADOW).observe(seconds)
+        first = 0
+        for request_id, columns, X in batch:
+            rows = out[first : first + len(X)]
+            first += len(X)
+            for row in rows:
+                PREDICTIONS.labels(label=str(row["prediction"]), role=routing.SHADOW).inc()
+            self.log.append(
+                request_id, self.challenger.version, columns, rows, "shadow", seconds * 1e3
+            )
 
 
 MlopsService.add_asgi_middleware(  # type: ignore[attr-defined]

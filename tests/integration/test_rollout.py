@@ -107,15 +107,16 @@ def shadow_run(
     params, log = _params(root, "shadow", strategy="shadow", challenger=models["weak"], workers=1)
     batch = _batch(2000, seed=11)
     parts = [batch.iloc[i : i + 500] for i in range(0, 2000, 500)]
-    with_shadow = []
+    with_shadow, logged = [], pd.DataFrame()
     for url in _serving(project, params, models["champion"]):
         with_shadow = [row for part in parts for row in _post(url, part)]
+        logged = _logged(log, 4000)  # before the server stops: the shadow runs after answering
     alone = [row for part in parts for row in _post(server, part)]
     labels = root / "labels-shadow.csv"
     batch[["transaction_id", "is_fraud"]].to_csv(labels, index=False)
     return {
         "params": params,
-        "log": _logged(log, 4000),
+        "log": logged,
         "path": log,
         "labels": labels,
         "with_shadow": with_shadow,
@@ -189,7 +190,7 @@ def test_compare_promotes_a_better_challenger_and_promote_moves_the_alias(
     for url in _serving(project, params, models["weak"]):
         for i in range(0, 2000, 1000):
             _post(url, batch.iloc[i : i + 1000])
-    _logged(log, 4000)
+        _logged(log, 4000)
     labels = root / "labels-promote.parquet"
     batch[["transaction_id", "is_fraud"]].to_parquet(labels)
     done = _compare(root, params, labels, env)
@@ -235,7 +236,7 @@ def test_a_challenger_that_raises_never_fails_a_shadowed_request(
                 break
             time.sleep(0.25)
         assert failures == 50
-    logged = _logged(log, 50)
+        logged = _logged(log, 50)
     assert set(logged["role"]) == {"champion"} and len(logged) == 50
 
 
@@ -264,6 +265,7 @@ def test_canary_routes_a_binomial_share_of_keys_and_each_key_always_the_same_way
     for url in _serving(project, params, models["champion"]):
         first = _post(url, batch)
         again = [row for i in range(0, 1000, 100) for row in _post(url, batch.iloc[i : i + 100])]
+        logged = _logged(log, 2000)
     roles = [r["role"] for r in first]
     low, high = _binomial_interval(1000, 0.2)
     assert low <= roles.count("challenger") <= high, roles.count("challenger")
@@ -272,7 +274,6 @@ def test_canary_routes_a_binomial_share_of_keys_and_each_key_always_the_same_way
     assert [role == "challenger" for role in roles] == expected
     version = {"champion": models["champion"], "challenger": models["forest"]}
     assert all(r["model_version"] == version[r["role"]] for r in first)
-    logged = _logged(log, 2000)
     assert set(logged["role"]) == {"champion", "challenger"}
     per_role = logged.groupby("role")["model_version"].unique()
     assert list(per_role["challenger"]) == [models["forest"]]

@@ -139,22 +139,27 @@ def test_incompatibility_names_what_differs(changes: dict[str, Any], why: str) -
 # --------------------------------------------------------------------------- shadow
 
 
-def test_shadow_counts_errors_and_drops_and_never_raises() -> None:
+def test_shadow_batches_counts_errors_and_drops_per_request_and_never_raises() -> None:
     seen: list[str] = []
+    batches: list[list[int]] = []
     gate = threading.Event()
 
-    def work(item: int) -> None:
-        gate.wait(5)
-        if item < 0:
+    def work(items: list[int]) -> None:
+        gate.wait(10)
+        batches.append(items)
+        if -1 in items:
             raise RuntimeError("broken challenger")
 
-    shadow = Shadow(work, seen.append, max_queue=2)
-    for item in (-1, 1, 2, 3, 4):  # the first is taken, two wait, the rest find it full
+    shadow = Shadow(work, seen.append, max_queue=3, max_wait=10.0, max_items=3)
+    for item in (-1, 1, 2, 3, 4, 5, 6, 7):  # a batch of three waits in work; the queue fills
         shadow.submit(item)
     gate.set()
     shadow.flush()
-    assert shadow.failures["error"] == 1 and shadow.failures["dropped"] >= 1
-    assert sorted(seen) == sorted(["error"] + ["dropped"] * shadow.failures["dropped"])
+    assert batches[0] == [-1, 1, 2]  # one call for the first three requests
+    assert shadow.failures["error"] == 3  # counted per request of the failed batch
+    dropped = shadow.failures["dropped"]
+    assert 2 <= dropped <= 5 and sum(map(len, batches)) + dropped == 8
+    assert sorted(seen) == sorted(["error"] * 3 + ["dropped"] * dropped)
 
 
 # --------------------------------------------------------------------------- request log

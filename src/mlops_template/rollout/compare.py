@@ -358,6 +358,10 @@ def decide(
     result = Comparison(task, describe(champion, task), describe(challenger, task), between)
     result.notes = notes
     if shadow:
+        notes.append(
+            "the shadow model predicts requests in batches (those arriving within 50 ms): its "
+            "latency is that of a batched call, the champion's that of one request"
+        )
         coverage = len(pairs) / len(champion.rows)
         between["shadow_coverage"] = _round(coverage)
         if coverage < c.min_shadow_coverage:
