@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from machine import describe  # bench/ is on sys.path when run as a script
+from machine import describe, settle  # bench/ is on sys.path when run as a script
 from mlops_template import io, paths
 from serving import BIN, Server, Step, _free_port, _median_step, _records, running
 
@@ -210,4 +210,5 @@ def report(
 
 
 if __name__ == "__main__":
+    settle()
     main()
