@@ -216,6 +216,10 @@ class LoadedModel:
         return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
+def _rows(item: tuple[str, dict[str, list[Any]], pd.DataFrame]) -> int:
+    return len(item[2])
+
+
 def check_challenger(rollout: routing.Rollout, error: str) -> None:
     """The challenger is stored intact and can stand in for the champion (same task, classes,
     input columns), else one line naming serve.challenger."""
@@ -276,7 +280,8 @@ class MlopsService:
         self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
         self.shadow = None
         if self.challenger and _ROLLOUT.strategy == "shadow":
-            self.shadow = Shadow(self._shadow, lambda why: SHADOW_FAILURES.labels(reason=why).inc())
+            failed = SHADOW_FAILURES.labels
+            self.shadow = Shadow(self._shadow, lambda why: failed(reason=why).inc(), size=_rows)
         for reason in Shadow.REASONS:  # exposed at 0 before the first failure
             SHADOW_FAILURES.labels(reason=reason)
         HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.champion.runtime}

@@ -150,7 +150,7 @@ def test_shadow_batches_counts_errors_and_drops_per_request_and_never_raises() -
         if -1 in items:
             raise RuntimeError("broken challenger")
 
-    shadow = Shadow(work, seen.append, max_queue=3, max_wait=10.0, max_items=3)
+    shadow = Shadow(work, seen.append, max_queue=3, max_wait=10.0, max_size=3)
     for item in (-1, 1, 2, 3, 4, 5, 6, 7):  # a batch of three waits in work; the queue fills
         shadow.submit(item)
     gate.set()

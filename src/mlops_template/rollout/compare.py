@@ -359,7 +359,8 @@ def decide(
     result.notes = notes
     if shadow:
         notes.append(
-            "the shadow model predicts requests in batches (those arriving within 50 ms): its "
+            "the shadow model predicts requests in batches (those arriving within 50 ms, up to "
+            "256 rows): its "
             "latency is that of a batched call, the champion's that of one request"
         )
         coverage = len(pairs) / len(champion.rows)

@@ -2,7 +2,7 @@
 
 One daemon thread per worker takes work from a bounded queue: the client never waits for the
 shadow model and never sees its errors. It gathers what arrives within ``max_wait`` seconds
-(at most ``max_items`` requests) and hands it over as one batch: one model call per batch
+(until ``max_size`` rows: ``size(item)``) and hands it over as one batch: one model call per batch
 instead of one per request, so the shadow holds the worker's GIL briefly and rarely (one call
 per request doubled the 1-row p50 in bench/rollout.py). A full queue drops the work and an
 exception is swallowed; both are counted per request (``on_failure``) and logged, the first
@@ -33,10 +33,11 @@ class Shadow:
         on_failure: Callable[[str], None],
         max_queue: int = 1000,
         max_wait: float = 0.05,
-        max_items: int = 100,
+        max_size: int = 256,
+        size: Callable[[Any], int] = lambda item: 1,
     ) -> None:
-        self.work, self.on_failure = work, on_failure
-        self.max_wait, self.max_items = max_wait, max_items
+        self.work, self.on_failure, self.size = work, on_failure, size
+        self.max_wait, self.max_size = max_wait, max_size
         self.failures = dict.fromkeys(self.REASONS, 0)
         self._queue: queue.Queue[Any] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
@@ -71,6 +72,7 @@ class Shadow:
         end it early, and are set once the batch ran)."""
         batch: list[Any] = []
         done: list[threading.Event] = []
+        size = 0
         item = self._queue.get()
         deadline = time.monotonic() + self.max_wait
         while True:
@@ -78,8 +80,9 @@ class Shadow:
                 done.append(item)
                 return batch, done
             batch.append(item)
+            size += self.size(item)
             wait = deadline - time.monotonic()
-            if len(batch) >= self.max_items or wait <= 0:
+            if size >= self.max_size or wait <= 0:
                 return batch, done
             try:
                 item = self._queue.get(timeout=wait)
