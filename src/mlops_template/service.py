@@ -327,6 +327,8 @@ class MlopsService:
         request_id = uuid.uuid4().hex
         if _ROLLOUT.splits and self.challenger:
             mask = _ROLLOUT.to_challenger(columns, headers)
+            if all(mask):  # a header key, or a 1-row request: no split needed
+                return self._answer(request_id, self.challenger, routing.CHALLENGER, columns, X)
             if any(mask):
                 return self._split(request_id, columns, X, mask)
         out = self._answer(request_id, self.champion, routing.CHAMPION, columns, X)
