@@ -186,6 +186,14 @@ class EvaluateParams(Section):
     slice_column: str | None = None
     importance_rows: int = Field(5_000, ge=100)
     importance_repeats: int = Field(3, ge=1)
+    # every input column's permutation importance must reach this (None: not checked)
+    min_feature_importance: float | None = 0.0
+    feature_importance_action: Literal["report", "fail"] = "report"
+    # per metric: the floor every slice of slice_column must reach (a ceiling for log_loss,
+    # rmse, ...) and the largest allowed gap between the best and the worst slice
+    slice_min: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
+    slice_max_gap: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.25})
+    slice_min_rows: int = Field(200, ge=1)  # smaller slices are reported, not judged
 
 
 class TrackingParams(Section):
@@ -369,6 +377,7 @@ class MonitorParams(Section):
     window_hours: int = Field(0, ge=0)  # request log: only the last N hours (0 = all of it)
     model_version: str = ""  # request log: only rows served by this version ("" = all)
     derived_features: bool = True  # also drift-check datetime parts, ratios, aggregates
+    max_model_age_days: float | None = Field(90, gt=0)  # older model -> retrain (None: off)
 
     @model_validator(mode="after")
     def _source_needs_location(self) -> MonitorParams:

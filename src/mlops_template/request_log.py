@@ -5,6 +5,9 @@ JSON Lines (one object per scored row, each batch written with a single ``write`
 exclusive ``flock``). Both are safe with several worker processes appending. Writes happen on a
 background thread fed by a bounded queue (rows are serialised there too, with orjson), so
 logging never blocks or fails a request; errors are counted and logged, never raised.
+
+Columns named in ``drop`` (the contract's ``pii`` columns) are never written: they are left out
+of every logged record, so the log (and the monitoring reading it) holds no personal data.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,8 +98,11 @@ RETRIES = 5  # attempts per batch on a locked SQLite file (0.05 s, doubling)
 class RequestLog:
     """Background writer; ``append`` only enqueues (drops and counts when the queue is full)."""
 
-    def __init__(self, path: str | Path, max_queue: int = 10_000) -> None:
+    def __init__(
+        self, path: str | Path, max_queue: int = 10_000, drop: Collection[str] = ()
+    ) -> None:
         self.path = Path(path)
+        self.drop = frozenset(drop)  # never logged: the contract's pii columns
         self.errors = 0
         self.dropped = 0
         self._queue: queue.Queue[Batch | threading.Event] = queue.Queue(max_queue)
@@ -111,6 +117,8 @@ class RequestLog:
         predictions: list[dict[str, Any]],
     ) -> None:
         """Queue one request: its input columns (name -> values) and per-row predictions."""
+        if self.drop:
+            columns = {name: v for name, v in columns.items() if name not in self.drop}
         item = (request_id, datetime.now(UTC).isoformat(), model_version, columns, predictions)
         try:
             self._queue.put_nowait(item)

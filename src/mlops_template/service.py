@@ -194,7 +194,8 @@ class MlopsService:
             self.core, self.runtime = OnnxModel(onnx_bytes), "onnx"
         self.version = str(stored.tag)
         self.dtypes = _dtypes()
-        self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
+        log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
+        self.log = RequestLog(log_path, drop=_CONTRACT.pii_columns)  # pii is never logged
         HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.runtime}
 
     @bentoml.api

@@ -37,9 +37,11 @@ class Columns:
 
 
 def columns_for(contract: Contract, meta: dict[str, Any]) -> Columns:
-    """Contract dtypes decide the types (never Evidently's guessing); id and time are skipped."""
-    skip = {contract.target, contract.id, contract.timestamp}
-    inputs = [c for c in meta.get("input_columns", contract.feature_columns) if c not in skip]
+    """Contract dtypes decide the types (never Evidently's guessing); id, time and pii columns
+    (and any the contract does not declare) are skipped."""
+    skip = {contract.target, contract.id, contract.timestamp, *contract.pii_columns}
+    declared = meta.get("input_columns", contract.feature_columns)
+    inputs = [c for c in declared if c not in skip and c in contract.columns]
     num = [c for c in inputs if contract.columns[c].dtype in ("int", "float")]
     cat = [c for c in inputs if c not in num and contract.columns[c].dtype != "datetime"]
     if meta["task"] == "binary":

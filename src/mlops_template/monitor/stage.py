@@ -44,7 +44,8 @@ def run(params: Params, source: Source) -> dict[str, Any]:
     baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else None
     reference = load_reference(m.sample_rows, m.seed)
     logged = [columns_for(contract, meta).prediction, "model_version"]
-    wanted = list(contract.columns) + (logged if source.kind == "request_log" else [])
+    stored = contract.without_pii().columns  # pii columns are never read
+    wanted = list(stored) + (logged if source.kind == "request_log" else [])
     current, total = read_current(source, wanted, m.sample_rows, m.seed)
     log.info(
         "monitor: %d of %d rows from %s vs %d reference rows",
