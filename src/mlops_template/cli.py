@@ -125,6 +125,23 @@ def _monitor(args: argparse.Namespace) -> None:
         run(params, source)
 
 
+def _explain(args: argparse.Namespace) -> None:
+    """Per-column contributions to the model's output on one row of a CSV/Parquet file."""
+    from mlops_template.explain import run_cli
+
+    params = load_params(args.params)
+    print(
+        run_cli(
+            args.file,
+            row=args.row,
+            id_value=args.id,
+            contract_path=params.data.contract,
+            permutations=args.permutations,
+            as_json=args.json,
+        )
+    )
+
+
 def _init(args: argparse.Namespace) -> None:
     """Infer the contract and the data-dependent params from a table; write them."""
     from mlops_template.errors import ConfigError
@@ -253,6 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
     init.set_defaults(func=_init)
+
+    expl = sub.add_parser("explain", help="why the model gave one row its output (per column)")
+    expl.add_argument("file", help="CSV/Parquet file holding the row")
+    which = expl.add_mutually_exclusive_group()
+    which.add_argument("--row", type=int, help="position of the row (default 0)")
+    which.add_argument("--id", help="the row whose contract id column has this value")
+    expl.add_argument("--permutations", type=int, default=32, help="column orders averaged")
+    expl.add_argument("--json", action="store_true", help="JSON instead of a table")
+    expl.set_defaults(func=_explain)
 
     synth = sub.add_parser("synth", help="write a synthetic batch (e.g. a drifted one for demos)")
     synth.add_argument("--rows", type=int, default=50_000)
