@@ -67,8 +67,8 @@ def slice_quality(
             per_metric[metric] = {"skipped": skipped, "note": "no slice to judge"}
             continue
         higher = _better(metric)
-        worst = min(values, key=values.__getitem__) if higher else max(values, key=values.__getitem__)
-        best = max(values, key=values.__getitem__) if higher else min(values, key=values.__getitem__)
+        ranked = sorted(values, key=values.__getitem__, reverse=higher)  # best first
+        best, worst = ranked[0], ranked[-1]
         gap = abs(values[best] - values[worst])
         result: dict[str, Any] = {
             "worst": {"slice": worst, "value": values[worst]},

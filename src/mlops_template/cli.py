@@ -122,7 +122,7 @@ def _monitor(args: argparse.Namespace) -> None:
     if args.preflight:
         preflight(source)
     else:
-        run(params, source)
+        run(params, source, labels=args.labels)
 
 
 def _explain(args: argparse.Namespace) -> None:
@@ -226,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         metavar="PATH",
         help="the service's request log (default: serve.request_log)",
+    )
+    mon.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="labels that arrived later (id + target columns), joined to the batch by the id",
     )
     mon.add_argument(
         "--since",

@@ -122,12 +122,19 @@ def monitor(
     labelled = meta["target"] in valid.columns
     kept = served.loc[result.valid.index] if served is not None else None
     use_served = kept is not None and bool(kept.notna().all())
-    output = score(model, valid, meta) if labelled or not use_served else None
+    # labelled served rows: quality is measured on what was served (the online metric; a
+    # multiclass log keeps labels only, so that model is re-scored)
+    online = labelled and use_served and meta["task"] != "multiclass"
+    output = score(model, valid, meta) if (labelled and not online) or not use_served else None
     if kept is not None and use_served:
         valid[cols.prediction] = kept.to_numpy()
+        if online:
+            output = kept.to_numpy(dtype="float64")
     elif output is not None:  # nothing served (or not for every row): the local model's output
         valid[cols.prediction] = prediction_column(output, meta)
     summary["prediction_source"] = "served" if use_served else "model"
+    if labelled:
+        summary["quality_source"] = "served" if online else "model"
     spec, derived = derived_features(model) if params.derived_features else (None, [])
     if spec is not None and derived:
         valid, reference = (
