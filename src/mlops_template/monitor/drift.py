@@ -67,7 +67,8 @@ def derived_features(model: Any) -> tuple[FeaturesParams | None, list[str]]:
 def with_derived(frame: pd.DataFrame, spec: FeaturesParams, names: list[str]) -> pd.DataFrame:
     from mlops_template.features import build_features
 
-    built = build_features(frame, spec)
+    present = [c for c in spec.drop if c in frame.columns]  # pii columns are never read
+    built = build_features(frame, spec.model_copy(update={"drop": present}))
     return frame.assign(**{n: pd.to_numeric(built[n], errors="coerce") for n in names})
 
 
