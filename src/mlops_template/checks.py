@@ -2,8 +2,10 @@
 
 - every input column adds value: its permutation importance reaches
   ``evaluate.min_feature_importance`` (a column that adds nothing is a cost and a risk);
-- every slice of ``evaluate.slice_column`` is good enough (``evaluate.slice_min``) and no slice
-  is far behind the best one (``evaluate.slice_max_gap``: the fairness gap between groups).
+- every slice of ``evaluate.slice_column`` is good enough and no slice is far behind the best
+  one (the fairness gap between groups): ``evaluate.slice_checks.<column>.min`` / ``max_gap``,
+  declared per column, so a params.yaml pointed at another dataset's column checks nothing
+  it did not declare.
 
 Pure functions on what `evaluate` already computed; the stage writes the result and, for a
 failed check whose action is ``fail``, stops with exit status 5 after writing its reports.
@@ -50,9 +52,10 @@ def slice_quality(
     not_produced: list[str] = []
     for metric in sorted(set(floors) | set(gaps)):
         if metric not in HIGHER_IS_BETTER:
-            key = "slice_min" if metric in floors else "slice_max_gap"
+            key = "min" if metric in floors else "max_gap"
             raise ConfigError(
-                f"evaluate.{key}.{metric}: unknown metric (known: {', '.join(HIGHER_IS_BETTER)})"
+                f"evaluate.slice_checks.{slices.get('column')}.{key}.{metric}: unknown metric "
+                f"(known: {', '.join(HIGHER_IS_BETTER)})"
             )
         if metric not in known:  # e.g. roc_auc of a regression: skipped, as the gate does
             not_produced.append(metric)
@@ -108,11 +111,19 @@ def check_evaluation(
     """Both checks and what a failure does (``fail``: the stage stops; ``report``: a warning)."""
     features = feature_value(importance, params.min_feature_importance)
     features["action"] = params.feature_importance_action
-    slice_result = (
-        slice_quality(slices, params.slice_min, params.slice_max_gap, params.slice_min_rows)
-        if slices
-        else {"column": None, "failed": False, "problems": [], "metrics": {}}
-    )
+    column = slices.get("column") if slices else None
+    spec = params.slice_checks.get(column) if column else None
+    if spec is None:
+        declared = ", ".join(params.slice_checks) or "none"
+        note = f"no evaluate.slice_checks for slice column {column} (declared: {declared})"
+        slice_result: dict[str, Any] = {
+            "column": column,
+            "failed": False,
+            "problems": [],
+            "note": note,
+        }
+    else:
+        slice_result = slice_quality(slices, spec.min, spec.max_gap, params.slice_min_rows)
     return {"features": features, "slices": slice_result}
 
 

@@ -177,6 +177,14 @@ class TrainParams(Section):
 # --------------------------------------------------------------------------- evaluate
 
 
+class SliceChecks(Section):
+    """Per metric: the floor every slice must reach (a ceiling for log_loss, rmse, ...) and
+    the largest allowed gap between the best and the worst slice."""
+
+    min: dict[str, float] = {}
+    max_gap: dict[str, Annotated[float, Field(ge=0)]] = {}
+
+
 class EvaluateParams(Section):
     # binary decision threshold, stored with the model by `train`; auto: chosen on the
     # out-of-fold CV predictions for threshold_objective (at threshold_level)
@@ -189,10 +197,8 @@ class EvaluateParams(Section):
     # every input column's permutation importance must reach this (None: not checked)
     min_feature_importance: float | None = 0.0
     feature_importance_action: Literal["report", "fail"] = "report"
-    # per metric: the floor every slice of slice_column must reach (a ceiling for log_loss,
-    # rmse, ...) and the largest allowed gap between the best and the worst slice
-    slice_min: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.7})
-    slice_max_gap: dict[str, float] = Field(default_factory=lambda: {"roc_auc": 0.25})
+    # per slice column: what its slices must reach (applied when it is slice_column)
+    slice_checks: dict[str, SliceChecks] = {}
     slice_min_rows: int = Field(200, ge=1)  # smaller slices are reported, not judged
 
 

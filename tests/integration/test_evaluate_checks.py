@@ -56,7 +56,11 @@ def test_a_feature_below_the_floor_stops_the_stage_after_its_reports(copy) -> No
 def test_a_slice_below_its_floor_stops_the_stage(copy) -> None:
     root, env = copy
     proc = _evaluate(
-        root, env, slice_column="channel", slice_min={"accuracy": 0.999}, slice_min_rows=50
+        root,
+        env,
+        slice_column="channel",
+        slice_checks={"channel": {"min": {"accuracy": 0.999}}},
+        slice_min_rows=50,
     )
     assert proc.returncode == 5, proc.stderr
     checks = json.loads((root / "reports/checks.json").read_text())["slices"]
@@ -64,8 +68,14 @@ def test_a_slice_below_its_floor_stops_the_stage(copy) -> None:
     assert any(p.startswith("slice ") and "accuracy" in p for p in checks["problems"])
     assert "evaluate checks failed: slice " in proc.stderr
 
-    proc = _evaluate(root, env, slice_min={"accuracy": 0.5}, slice_max_gap={"accuracy": 0.5})
+    loose = {"channel": {"min": {"accuracy": 0.5}, "max_gap": {"accuracy": 0.5}}}
+    assert _evaluate(root, env, slice_checks=loose).returncode == 0
+    # checks declared for another column (the demo's) do not apply to this slice column
+    other = {"merchant_category": {"min": {"accuracy": 0.999}}}
+    proc = _evaluate(root, env, slice_checks=other)
     assert proc.returncode == 0, proc.stderr
+    note = json.loads((root / "reports/checks.json").read_text())["slices"]["note"]
+    assert note == "no evaluate.slice_checks for slice column channel (declared: merchant_category)"
 
 
 def test_explain_one_row_by_position_and_by_id(copy) -> None:

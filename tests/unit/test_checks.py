@@ -29,7 +29,8 @@ def demo_slices() -> dict[str, Any]:
 
 def test_the_demo_model_passes_its_declared_slice_checks(demo_slices: dict[str, Any]) -> None:
     p = load_params(DEMO_PARAMS).evaluate
-    result = slice_quality(demo_slices, p.slice_min, p.slice_max_gap, p.slice_min_rows)
+    result = check_evaluation(pd.DataFrame({"feature": [], "importance": []}), demo_slices, p)
+    result = result["slices"]
     assert not result["failed"], result["problems"]
     auc = result["metrics"]["roc_auc"]
     values = {n: e["roc_auc"] for n, e in demo_slices["slices"].items()}
@@ -66,7 +67,7 @@ def test_small_slices_are_reported_not_judged(demo_slices: dict[str, Any]) -> No
 def test_unknown_metric_names_the_key_and_other_tasks_metrics_are_skipped(
     demo_slices: dict[str, Any],
 ) -> None:
-    with pytest.raises(ConfigError, match=r"evaluate\.slice_max_gap\.roc_acu"):
+    with pytest.raises(ConfigError, match=r"slice_checks\.merchant_category\.max_gap\.roc_acu"):
         slice_quality(demo_slices, {}, {"roc_acu": 0.1}, 200)
     result = slice_quality(demo_slices, {"rmse": 1.0}, {}, 200)
     assert result["not_produced"] == ["rmse"] and not result["failed"]
@@ -110,7 +111,7 @@ def test_a_noise_column_is_caught_by_the_importance_floor() -> None:
 @pytest.mark.parametrize("action", ["report", "fail"])
 def test_the_action_decides_whether_a_useless_column_stops_the_stage(action: str) -> None:
     imp = pd.DataFrame({"feature": ["amount", "country"], "importance": [0.1, -0.0002]})
-    params = EvaluateParams(feature_importance_action=action, slice_min={}, slice_max_gap={})
+    params = EvaluateParams(feature_importance_action=action)
     stop, warn = failures(check_evaluation(imp, {}, params))
     moved = stop if action == "fail" else warn
     assert len(moved) == 1 and "country -0.0002" in moved[0] and "features.drop" in moved[0]
