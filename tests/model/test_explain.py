@@ -103,3 +103,26 @@ def test_an_additive_model_is_explained_exactly_on_the_diabetes_table() -> None:
     got = result.contributions.set_index("column")["contribution"]
     np.testing.assert_allclose(got[X.columns].to_numpy(), expected.to_numpy(), atol=1e-9)
     assert result.explained == "value"
+
+
+def test_a_multiclass_model_is_explained_for_its_predicted_class() -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris(as_frame=True)
+    model = LogisticRegression(max_iter=1000).fit(data.data, data.target)
+    meta = ModelMeta(
+        task="multiclass",
+        model="linear",
+        target="species",
+        input_columns=list(data.data.columns),
+        classes=[0, 1, 2],
+        contract={"name": "iris"},
+    )
+    row = data.data.iloc[[120]]  # a virginica
+    result = explain(model, meta, row, data.data, permutations=8)
+    assert result.explained == "P(2)"
+    assert result.output == pytest.approx(model.predict_proba(row)[0, 2], abs=1e-12)
+    total = result.contributions["contribution"].sum()
+    assert total == pytest.approx(result.output - result.baseline, abs=1e-9)
+    assert result.contributions["column"].iloc[0].startswith("petal")
