@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from machine import describe  # bench/ is on sys.path when run as a script
+from machine import describe, settle  # bench/ is on sys.path when run as a script
 from mlops_template import io, paths
 from mlops_template.config import FeaturesParams, load_params
 from mlops_template.features import build_features
@@ -105,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
     args = parser.parse_args()
+    settle()
     rows = measure(args.repeats)
     table = pd.DataFrame(rows)
     text = "\n".join(
