@@ -137,7 +137,24 @@ def _monitor(args: argparse.Namespace) -> None:
     if args.preflight:
         preflight(source)
     else:
-        run(params, source)
+        run(params, source, labels=args.labels)
+
+
+def _explain(args: argparse.Namespace) -> None:
+    """Per-column contributions to the model's output on one row of a CSV/Parquet file."""
+    from mlops_template.explain import run_cli
+
+    params = load_params(args.params)
+    print(
+        run_cli(
+            args.file,
+            row=args.row,
+            id_value=args.id,
+            contract_path=params.data.contract,
+            permutations=args.permutations,
+            as_json=args.json,
+        )
+    )
 
 
 def _init(args: argparse.Namespace) -> None:
@@ -250,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the service's request log (default: serve.request_log)",
     )
     mon.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="labels that arrived later (id + target columns), joined to the batch by the id",
+    )
+    mon.add_argument(
         "--since",
         metavar="WHEN",
         help="request log: rows logged since an ISO time or for the last 24h / 7d "
@@ -292,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
     init.set_defaults(func=_init)
+
+    expl = sub.add_parser("explain", help="why the model gave one row its output (per column)")
+    expl.add_argument("file", help="CSV/Parquet file holding the row")
+    which = expl.add_mutually_exclusive_group()
+    which.add_argument("--row", type=int, help="position of the row (default 0)")
+    which.add_argument("--id", help="the row whose contract id column has this value")
+    expl.add_argument("--permutations", type=int, default=32, help="column orders averaged")
+    expl.add_argument("--json", action="store_true", help="JSON instead of a table")
+    expl.set_defaults(func=_explain)
 
     synth = sub.add_parser("synth", help="write a synthetic batch (e.g. a drifted one for demos)")
     synth.add_argument("--rows", type=int, default=50_000)

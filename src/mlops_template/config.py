@@ -177,6 +177,14 @@ class TrainParams(Section):
 # --------------------------------------------------------------------------- evaluate
 
 
+class SliceChecks(Section):
+    """Per metric: the floor every slice must reach (a ceiling for log_loss, rmse, ...) and
+    the largest allowed gap between the best and the worst slice."""
+
+    min: dict[str, float] = {}
+    max_gap: dict[str, Annotated[float, Field(ge=0)]] = {}
+
+
 class EvaluateParams(Section):
     # binary decision threshold, stored with the model by `train`; auto: chosen on the
     # out-of-fold CV predictions for threshold_objective (at threshold_level)
@@ -186,6 +194,12 @@ class EvaluateParams(Section):
     slice_column: str | None = None
     importance_rows: int = Field(5_000, ge=100)
     importance_repeats: int = Field(3, ge=1)
+    # every input column's permutation importance must reach this (None: not checked)
+    min_feature_importance: float | None = 0.0
+    feature_importance_action: Literal["report", "fail"] = "report"
+    # per slice column: what its slices must reach (applied when it is slice_column)
+    slice_checks: dict[str, SliceChecks] = {}
+    slice_min_rows: int = Field(200, ge=1)  # smaller slices are reported, not judged
 
 
 class TrackingParams(Section):
@@ -382,6 +396,7 @@ class MonitorParams(Section):
     window_hours: int = Field(0, ge=0)  # request log: only the last N hours (0 = all of it)
     model_version: str = ""  # request log: only rows served by this version ("" = all)
     derived_features: bool = True  # also drift-check datetime parts, ratios, aggregates
+    max_model_age_days: float | None = Field(90, gt=0)  # older model -> retrain (None: off)
 
     @model_validator(mode="after")
     def _source_needs_location(self) -> MonitorParams:

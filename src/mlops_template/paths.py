@@ -33,6 +33,8 @@ METRICS = REPORTS_DIR / "metrics.json"
 DATASET = REPORTS_DIR / "dataset.json"
 CV_METRICS = REPORTS_DIR / "cv_metrics.json"
 SLICES = REPORTS_DIR / "slices.json"
+# evaluate's declared checks: feature value, slice quality, the gap between slices
+CHECKS = REPORTS_DIR / "checks.json"
 PLOTS_DIR = REPORTS_DIR / "plots"
 PREDICTIONS = Path("data/predictions/test.parquet")
 VALIDATION_DIR = REPORTS_DIR / "data_validation"

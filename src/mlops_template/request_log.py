@@ -10,6 +10,9 @@ Each row also records its ``role`` (champion, challenger, or shadow: predicted o
 path) and the model call's ``latency_ms``. A log written before these columns existed still
 opens: SQLite tables gain them on first write (old rows read as champion), JSONL lines without
 them read the same way. Readers see answered rows only unless they ask for shadow rows.
+
+Columns named in ``drop`` (the contract's ``pii`` columns) are never written: they are left out
+of every logged record, so the log (and the monitoring reading it) holds no personal data.
 """
 
 from __future__ import annotations
@@ -110,8 +113,11 @@ RETRIES = 5  # attempts per batch on a locked SQLite file (0.05 s, doubling)
 class RequestLog:
     """Background writer; ``append`` only enqueues (drops and counts when the queue is full)."""
 
-    def __init__(self, path: str | Path, max_queue: int = 10_000) -> None:
+    def __init__(
+        self, path: str | Path, max_queue: int = 10_000, drop: Collection[str] = ()
+    ) -> None:
         self.path = Path(path)
+        self.drop = frozenset(drop)  # never logged: the contract's pii columns
         self.errors = 0
         self.dropped = 0
         self._queue: queue.Queue[Batch | threading.Event] = queue.Queue(max_queue)
@@ -129,6 +135,8 @@ class RequestLog:
     ) -> None:
         """Queue one request: its input columns (name -> values) and per-row predictions,
         which model ``role`` made them and how long its call took."""
+        if self.drop:
+            columns = {name: v for name, v in columns.items() if name not in self.drop}
         now = datetime.now(UTC).isoformat()
         item = (request_id, now, model_version, columns, predictions, role, latency_ms)
         try:

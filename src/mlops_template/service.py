@@ -277,7 +277,8 @@ class MlopsService:
         self.meta, self.version = self.champion.meta, self.champion.version
         self.challenger = LoadedModel.load(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
         self.dtypes = _dtypes()
-        self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
+        log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
+        self.log = RequestLog(log_path, drop=_CONTRACT.pii_columns)  # pii is never logged
         self.shadow = None
         if self.challenger and _ROLLOUT.strategy == "shadow":
             failed = SHADOW_FAILURES.labels
