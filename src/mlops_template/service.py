@@ -24,6 +24,11 @@ ranges, categories and nullability, so the model input is built column-wise from
 records in one step (no pandera pass, no list-of-dicts DataFrame); responses are serialised with
 orjson; one BLAS/OpenMP thread per worker; ``serve.workers`` processes; and
 ``POST /predict_batched`` merges concurrent requests (adaptive batching).
+
+Safe rollout (``serve.strategy``, :mod:`mlops_template.rollout`): a second model, the
+challenger, is loaded beside the champion; ``shadow`` predicts every request with it off the
+response path, ``canary`` / ``ab`` let it answer the rows whose route key hashes into
+``serve.challenger_share``. Each logged and counted prediction names its role.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,12 +52,14 @@ from starlette.responses import Response
 from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
-from mlops_template.errors import ModelError
+from mlops_template.errors import MlopsError, ModelError
 from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.request_log import RequestLog
 from mlops_template.request_schema import record_model, typed_column
+from mlops_template.rollout import routing
+from mlops_template.rollout.shadow import Shadow
 
 log = logging.getLogger(__name__)
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
@@ -83,6 +92,21 @@ def served_tag(record: Path = paths.PACKAGE) -> tuple[str, str]:
 _TAG, _TAG_SOURCE = served_tag()
 
 
+def rollout_plan() -> tuple[routing.Rollout, str]:
+    """(the rollout to run, "") or (single, why serve.strategy cannot run): like the tag,
+    importing the service never fails for it; serving does."""
+    if _SERVE.strategy == "single":
+        return routing.Rollout(), ""
+    try:
+        tag = routing.challenger_tag(_SERVE.challenger, _PARAMS.tracking.registered_model)
+        return routing.plan(_PARAMS, tag, _INPUTS, _CONTRACT.id), ""
+    except Exception as err:  # a registry error, a bad key: one line when serving starts
+        return routing.Rollout(), str(err)
+
+
+_ROLLOUT, _ROLLOUT_ERROR = rollout_plan()
+
+
 def _unique(records: list[Any]) -> list[Any]:
     """The contract's unique columns, checked per request (before adaptive batching merges)."""
     for name in _UNIQUE:
@@ -97,7 +121,20 @@ BatchRecords = Annotated[
     AfterValidator(_unique),
 ]
 PREDICTIONS = bentoml.metrics.Counter(
-    name="mlops_predictions", documentation="Predictions served, by class", labelnames=["label"]
+    name="mlops_predictions",
+    documentation="Predictions made, by class and role (champion, challenger, shadow)",
+    labelnames=["label", "role"],
+)
+MODEL_LATENCY = bentoml.metrics.Histogram(
+    name="mlops_model_latency_seconds",
+    documentation="Time of one model call (feature step + model), by role",
+    labelnames=["role"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+SHADOW_FAILURES = bentoml.metrics.Counter(
+    name="mlops_shadow_failures",
+    documentation="Shadow predictions lost: the challenger raised (error) or its queue was full",
+    labelnames=["reason"],
 )
 
 
@@ -148,6 +185,55 @@ def _unpickle(stored: Any) -> Any:
         raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
 
 
+@dataclass
+class LoadedModel:
+    """One stored model ready to predict: its feature step, model step (ONNX or scikit-learn)
+    and description."""
+
+    features: Any
+    core: Any
+    meta: ModelMeta
+    runtime: str
+    version: str
+
+    @classmethod
+    def load(cls, tag: str) -> LoadedModel:
+        stored = check_stored(tag)
+        features, core = split_pipeline(_unpickle(stored))
+        meta = ModelMeta.model_validate_json(stored.info.metadata["model_meta"])
+        runtime = "sklearn"
+        if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
+            onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
+            core, runtime = OnnxModel(onnx_bytes), "onnx"
+        return cls(features, core, meta, runtime, str(stored.tag))
+
+    def predict(self, X: pd.DataFrame) -> list[dict[str, Any]]:
+        features = self.features.transform(X)
+        if self.meta.task == "regression":
+            raw = self.core.predict(features)
+        else:
+            raw = self.core.predict_proba(features)
+        return decide(raw, self.meta).records(self.meta.classes, self.version)
+
+
+def _rows(item: tuple[str, dict[str, list[Any]], pd.DataFrame]) -> int:
+    return len(item[2])
+
+
+def check_challenger(rollout: routing.Rollout, error: str) -> None:
+    """The challenger is stored intact and can stand in for the champion (same task, classes,
+    input columns), else one line naming serve.challenger."""
+    if error:
+        raise ModelError(error)
+    if not rollout.challenger:
+        return
+    stored = check_stored(rollout.challenger)
+    champion = ModelMeta.model_validate_json(str(check_stored(_TAG).info.metadata["model_meta"]))
+    challenger = ModelMeta.model_validate_json(str(stored.info.metadata["model_meta"]))
+    if why := routing.incompatibility(champion, challenger):
+        raise ModelError(f"serve.challenger {rollout.challenger}: refused, {why}")
+
+
 def _dtypes() -> dict[str, str]:
     """Pandas dtypes the contract's pandera schema coerces to (what training saw)."""
     columns = schema(_CONTRACT, with_target=False).columns
@@ -162,6 +248,7 @@ class MlopsService:
     # a class attribute, so the Bento packs it (none without a tag: serving then stops, naming
     # the reason, instead of BentoML looking for a model called "")
     model_ref = bentoml.models.BentoModel(_TAG) if _TAG else None
+    challenger_ref = bentoml.models.BentoModel(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
 
     @bentoml.on_deployment
     def check_model() -> None:
@@ -169,7 +256,8 @@ class MlopsService:
         corrupt model stops the server with one line, not a loop of crashing workers."""
         try:
             check_stored(_TAG)
-        except ModelError as err:
+            check_challenger(_ROLLOUT, _ROLLOUT_ERROR)
+        except MlopsError as err:
             raise SystemExit(f"mlops_template.service: cannot serve: {err}") from None
 
     def __init__(self) -> None:
@@ -185,32 +273,42 @@ class MlopsService:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)  # OpenMP/BLAS threads slow small-batch prediction; use workers
-        stored = check_stored(_TAG)
-        self.features, self.core = split_pipeline(_unpickle(stored))
-        self.meta = ModelMeta.model_validate_json(stored.info.metadata["model_meta"])
-        self.runtime = "sklearn"
-        if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
-            onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
-            self.core, self.runtime = OnnxModel(onnx_bytes), "onnx"
-        self.version = str(stored.tag)
+        self.champion = LoadedModel.load(_TAG)
+        self.meta, self.version = self.champion.meta, self.champion.version
+        self.challenger = LoadedModel.load(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
         self.dtypes = _dtypes()
-        self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
-        HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.runtime}
+        log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
+        self.log = RequestLog(log_path, drop=_CONTRACT.pii_columns)  # pii is never logged
+        self.shadow = None
+        if self.challenger and _ROLLOUT.strategy == "shadow":
+            failed = SHADOW_FAILURES.labels
+            self.shadow = Shadow(self._shadow, lambda why: failed(reason=why).inc(), size=_rows)
+        for reason in Shadow.REASONS:  # exposed at 0 before the first failure
+            SHADOW_FAILURES.labels(reason=reason)
+        HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.champion.runtime}
+        if self.challenger:
+            HEALTH.info |= {"strategy": _ROLLOUT.strategy, "challenger": self.challenger.version}
 
     @bentoml.api
-    def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+    def predict(self, records: list[Record], ctx: bentoml.Context) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+        response = self._respond(records, ctx.request.headers)
+        # BentoML answers an API that takes ctx with ctx's status, whatever it returns
+        ctx.response.status_code = response.status_code
+        return response  # type: ignore[return-value]
+
+    def _respond(self, records: list[Any], headers: Any) -> Response:
         if not records:
-            return reject("empty", "empty list, send at least one record")  # type: ignore[return-value]
+            return reject("empty", "empty list, send at least one record")
         if len(records) > _SERVE.max_rows:
             message = f"{len(records)} rows, more than serve.max_rows={_SERVE.max_rows}"
-            return reject("too_many_rows", message)  # type: ignore[return-value]
+            return reject("too_many_rows", message)
         columns = self._columns(records)
         for name in _UNIQUE:
             if len(set(columns[name])) != len(records):
                 message = f"{name}: duplicate values (the data contract says unique)"
-                return reject("contract", message)  # type: ignore[return-value]
-        out = self._serve(columns)
-        return Response(orjson.dumps(out), media_type="application/json")  # type: ignore[return-value]
+                return reject("contract", message)
+        out = self._serve(columns, headers)
+        return Response(orjson.dumps(out), media_type="application/json")
 
     @bentoml.api(
         batchable=True,
@@ -225,20 +323,71 @@ class MlopsService:
     def _columns(self, records: list[Any]) -> dict[str, list[Any]]:
         return {name: [getattr(r, name) for r in records] for name in _INPUTS}
 
-    def _serve(self, columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    def _serve(self, columns: dict[str, list[Any]], headers: Any = None) -> list[dict[str, Any]]:
         X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
-        out = self._predict(self.features.transform(X))
-        for row in out:
-            PREDICTIONS.labels(label=str(row["prediction"])).inc()
-        self.log.append(uuid.uuid4().hex, self.version, columns, out)
+        request_id = uuid.uuid4().hex
+        if _ROLLOUT.splits and self.challenger:
+            mask = _ROLLOUT.to_challenger(columns, headers)
+            if all(mask):  # a header key, or a 1-row request: no split needed
+                return self._answer(request_id, self.challenger, routing.CHALLENGER, columns, X)
+            if any(mask):
+                return self._split(request_id, columns, X, mask)
+        out = self._answer(request_id, self.champion, routing.CHAMPION, columns, X)
+        if self.shadow:
+            self.shadow.submit((request_id, columns, X))
         return out
 
-    def _predict(self, features: pd.DataFrame) -> list[dict[str, Any]]:
-        if self.meta.task == "regression":
-            raw = self.core.predict(features)
-        else:
-            raw = self.core.predict_proba(features)
-        return decide(raw, self.meta).records(self.meta.classes, self.version)
+    def _answer(
+        self,
+        request_id: str,
+        model: LoadedModel,
+        role: str,
+        columns: dict[str, list[Any]],
+        X: pd.DataFrame,
+    ) -> list[dict[str, Any]]:
+        """One model's predictions of these rows, counted, timed and logged with its role."""
+        start = time.perf_counter()
+        out = model.predict(X)
+        seconds = time.perf_counter() - start
+        MODEL_LATENCY.labels(role=role).observe(seconds)
+        for row in out:
+            PREDICTIONS.labels(label=str(row["prediction"]), role=role).inc()
+            if self.challenger:
+                row["role"] = role
+        self.log.append(request_id, model.version, columns, out, role, seconds * 1e3)
+        return out
+
+    def _split(
+        self, request_id: str, columns: dict[str, list[Any]], X: pd.DataFrame, mask: list[bool]
+    ) -> list[dict[str, Any]]:
+        """canary / ab: each model answers its rows; the answers go back in request order."""
+        assert self.challenger is not None
+        positions = routing.split(mask)
+        answers = []
+        models = (self.champion, self.challenger)
+        for where, model, role in zip(positions, models, routing.ROLES, strict=True):
+            part = {name: [values[i] for i in where] for name, values in columns.items()}
+            rows = X.iloc[where].reset_index(drop=True)
+            answers.append(self._answer(request_id, model, role, part, rows) if where else [])
+        return routing.merge(positions, (answers[0], answers[1]))
+
+    def _shadow(self, batch: list[tuple[str, dict[str, list[Any]], pd.DataFrame]]) -> None:
+        """Requests gathered by the shadow thread, predicted by the challenger in one call and
+        logged per request (same request id as the champion's rows: compare pairs them)."""
+        assert self.challenger is not None
+        start = time.perf_counter()
+        out = self.challenger.predict(pd.concat([X for _, _, X in batch], ignore_index=True))
+        seconds = time.perf_counter() - start
+        MODEL_LATENCY.labels(role=routing.SHADOW).observe(seconds)
+        first = 0
+        for request_id, columns, X in batch:
+            rows = out[first : first + len(X)]
+            first += len(X)
+            for row in rows:
+                PREDICTIONS.labels(label=str(row["prediction"]), role=routing.SHADOW).inc()
+            self.log.append(
+                request_id, self.challenger.version, columns, rows, "shadow", seconds * 1e3
+            )
 
 
 MlopsService.add_asgi_middleware(  # type: ignore[attr-defined]
