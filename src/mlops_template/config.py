@@ -277,6 +277,8 @@ class ServeParams(Section):
     batch_max_latency_ms: int = Field(1_000, ge=1)
     runtime: Literal["auto", "sklearn"] = "auto"
     threads: int = Field(1, ge=1)
+    # SIGTERM: a worker serves until idle, at most this long, then stops (the log written out)
+    graceful_timeout: float = Field(30.0, gt=0)
 
     @property
     def body_limit(self) -> int:

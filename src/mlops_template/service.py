@@ -23,7 +23,14 @@ Speed levers (measured in bench/serving.py): pydantic already enforces the contr
 ranges, categories and nullability, so the model input is built column-wise from the validated
 records in one step (no pandera pass, no list-of-dicts DataFrame); responses are serialised with
 orjson; one BLAS/OpenMP thread per worker; ``serve.workers`` processes; and
-``POST /predict_batched`` merges concurrent requests (adaptive batching).
+``POST /predict_batched`` merges concurrent requests (adaptive batching). A valid ``/predict``
+body is answered by :meth:`MlopsService.fast` from the request guard, without BentoML's API
+layer (the same :meth:`MlopsService.answer`); anything else takes BentoML's path, so errors do
+not change.
+
+Trust: SIGTERM drains (:mod:`~mlops_template.drain`) and the request log is written out before
+a worker exits; model outputs that are not finite are never returned (500, counted in
+``mlops_failed_predictions_total``); the log's dropped rows and failed writes are on /metrics.
 """
 
 from __future__ import annotations
@@ -32,17 +39,19 @@ import json
 import logging
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
+import numpy as np
 import orjson
 import pandas as pd
 from bentoml.exceptions import NotFound
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
-from mlops_template import paths
+from mlops_template import drain, paths
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.errors import ModelError
@@ -99,6 +108,27 @@ BatchRecords = Annotated[
 PREDICTIONS = bentoml.metrics.Counter(
     name="mlops_predictions", documentation="Predictions served, by class", labelnames=["label"]
 )
+FAILED = bentoml.metrics.Counter(
+    name="mlops_failed_predictions",
+    documentation="Predict requests answered 5xx by the service, by reason",
+    labelnames=["reason"],
+)
+LOG_DROPPED = bentoml.metrics.Counter(
+    name="mlops_request_log_dropped",
+    documentation="Rows not written to the request log: its queue was full (this worker)",
+)
+LOG_ERRORS = bentoml.metrics.Counter(
+    name="mlops_request_log_errors",
+    documentation="Failed writes to the request log (this worker; rows lost, see its log)",
+)
+
+
+class PredictBody(BaseModel):
+    """The body of POST /predict as the fast path reads it (no extra keys: anything it does
+    not accept goes to BentoML, which answers as before)."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: list[Record]  # type: ignore[valid-type]
 
 
 # --------------------------------------------------------------------------- the model
@@ -148,6 +178,20 @@ def _unpickle(stored: Any) -> Any:
         raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
 
 
+def trained_at(meta: ModelMeta, stored: Any) -> datetime:
+    """When the model was trained (``mlflow.trained_at`` of models/model.json), else when it
+    was packaged (the BentoML model's creation time): the model age /readyz reports."""
+    recorded = (meta.mlflow or {}).get("trained_at")
+    when = datetime.fromisoformat(recorded) if recorded else stored.info.creation_time
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _not_finite(rows: int, bad: int, version: str) -> Response:
+    FAILED.labels(reason="non_finite_output").inc()
+    message = f"model {version} returned NaN or infinity for {bad} of {rows} rows"
+    return reject("non_finite_output", message, status=500, loc="model")
+
+
 def _dtypes() -> dict[str, str]:
     """Pandas dtypes the contract's pandera schema coerces to (what training saw)."""
     columns = schema(_CONTRACT, with_target=False).columns
@@ -194,23 +238,51 @@ class MlopsService:
             self.core, self.runtime = OnnxModel(onnx_bytes), "onnx"
         self.version = str(stored.tag)
         self.dtypes = _dtypes()
-        self.log = RequestLog(os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log))
+        self.log = RequestLog(
+            os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log),
+            on_dropped=LOG_DROPPED.inc,
+            on_error=LOG_ERRORS.inc,
+        )
+        HEALTH.trained_at = trained_at(self.meta, stored)
         HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.runtime}
+        HEALTH.fast = self.fast
+
+    @bentoml.on_startup
+    def drain_on_sigterm(self) -> None:
+        drain.install(_SERVE.graceful_timeout)
+
+    @bentoml.on_shutdown
+    def write_out_log(self) -> None:
+        if hasattr(self, "log") and not self.log.close(_SERVE.graceful_timeout):
+            log.error("request log: rows still queued after %gs", _SERVE.graceful_timeout)
+
+    async def fast(self, body: bytes) -> Response | None:
+        """A valid /predict body answered without BentoML's API layer; None otherwise."""
+        try:
+            records = PredictBody.model_validate(orjson.loads(body)).records
+        except (orjson.JSONDecodeError, ValidationError):
+            return None
+        return self.answer(records)
 
     @bentoml.api
     def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+        return self.answer(records)  # type: ignore[return-value]
+
+    def answer(self, records: list[Any]) -> Response:
         if not records:
-            return reject("empty", "empty list, send at least one record")  # type: ignore[return-value]
+            return reject("empty", "empty list, send at least one record")
         if len(records) > _SERVE.max_rows:
             message = f"{len(records)} rows, more than serve.max_rows={_SERVE.max_rows}"
-            return reject("too_many_rows", message)  # type: ignore[return-value]
+            return reject("too_many_rows", message)
         columns = self._columns(records)
         for name in _UNIQUE:
             if len(set(columns[name])) != len(records):
                 message = f"{name}: duplicate values (the data contract says unique)"
-                return reject("contract", message)  # type: ignore[return-value]
+                return reject("contract", message)
         out = self._serve(columns)
-        return Response(orjson.dumps(out), media_type="application/json")  # type: ignore[return-value]
+        if isinstance(out, Response):
+            return out
+        return Response(orjson.dumps(out), media_type="application/json")
 
     @bentoml.api(
         batchable=True,
@@ -220,24 +292,33 @@ class MlopsService:
     def predict_batched(self, records: BatchRecords) -> list[dict[str, Any]]:
         """Rows of concurrent requests are predicted in one call; each request is validated
         on its own first (schema, size, unique ids)."""
-        return self._serve(self._columns(records))
+        out = self._serve(self._columns(records))
+        if isinstance(out, Response):  # BentoML's batching splits lists: an error ends the call
+            raise bentoml.exceptions.InternalServerError(bytes(out.body).decode())
+        return out
 
     def _columns(self, records: list[Any]) -> dict[str, list[Any]]:
         return {name: [getattr(r, name) for r in records] for name in _INPUTS}
 
-    def _serve(self, columns: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    def _serve(self, columns: dict[str, list[Any]]) -> list[dict[str, Any]] | Response:
         X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
         out = self._predict(self.features.transform(X))
+        if isinstance(out, Response):
+            return out
         for row in out:
             PREDICTIONS.labels(label=str(row["prediction"])).inc()
         self.log.append(uuid.uuid4().hex, self.version, columns, out)
         return out
 
-    def _predict(self, features: pd.DataFrame) -> list[dict[str, Any]]:
+    def _predict(self, features: pd.DataFrame) -> list[dict[str, Any]] | Response:
         if self.meta.task == "regression":
             raw = self.core.predict(features)
         else:
             raw = self.core.predict_proba(features)
+        raw = np.asarray(raw, dtype="float64")
+        finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
+        if not finite.all():
+            return _not_finite(len(raw), int((~finite).sum()), self.version)
         return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
