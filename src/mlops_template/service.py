@@ -189,6 +189,7 @@ def trained_at(meta: ModelMeta, stored: Any) -> datetime:
 def _not_finite(rows: int, bad: int, version: str) -> Response:
     FAILED.labels(reason="non_finite_output").inc()
     message = f"model {version} returned NaN or infinity for {bad} of {rows} rows"
+    log.error("%s: answered 500, not logged", message)
     return reject("non_finite_output", message, status=500, loc="model")
 
 
@@ -293,7 +294,7 @@ class MlopsService:
         """Rows of concurrent requests are predicted in one call; each request is validated
         on its own first (schema, size, unique ids)."""
         out = self._serve(self._columns(records))
-        if isinstance(out, Response):  # BentoML's batching splits lists: an error ends the call
+        if isinstance(out, Response):  # a 500 (BentoML hides its text; the server log has it)
             raise bentoml.exceptions.InternalServerError(bytes(out.body).decode())
         return out
 
