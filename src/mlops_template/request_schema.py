@@ -92,6 +92,20 @@ def typed_column(values: list[Any], dtype: str) -> Any:
     return pd.array(values, dtype=dtype)
 
 
+def array_column(values: list[Any], dtype: str) -> np.ndarray:
+    """One column as a plain numpy array for the service's pandas-free path: datetimes
+    datetime64[ns], numbers (nullable ones too) float64 with NaN for missing (int64 / bool
+    when none is missing), everything else Python objects (None for missing)."""
+    kind = pd.api.types.pandas_dtype(dtype).kind
+    if kind == "M":
+        return np.array(values, dtype="datetime64[ns]")
+    if kind not in "biuf":
+        return np.array(values, dtype=object)
+    if any(v is None for v in values):
+        return np.array([np.nan if v is None else v for v in values], dtype="float64")
+    return np.array(values, dtype={"b": "bool", "f": "float64"}.get(kind, "int64"))
+
+
 def _cut(value: Any, limit: int = MAX_TEXT) -> Any:
     if isinstance(value, str) and len(value) > limit:
         return value[:limit] + "…"

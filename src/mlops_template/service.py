@@ -52,14 +52,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from starlette.responses import Response
 
 from mlops_template import drain, paths
-from mlops_template.config import load_params
+from mlops_template.config import FeaturesParams, load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.errors import ModelError
+from mlops_template.features import build_features, feature_columns
 from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.request_log import RequestLog
-from mlops_template.request_schema import record_model, typed_column
+from mlops_template.request_schema import array_column, record_model, typed_column
 
 log = logging.getLogger(__name__)
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
@@ -113,6 +114,7 @@ FAILED = bentoml.metrics.Counter(
     documentation="Predict requests answered 5xx by the service, by reason",
     labelnames=["reason"],
 )
+FAILED.labels(reason="non_finite_output")  # exposed (0) before the first one
 LOG_DROPPED = bentoml.metrics.Counter(
     name="mlops_request_log_dropped",
     documentation="Rows not written to the request log: its queue was full (this worker)",
@@ -239,6 +241,10 @@ class MlopsService:
             self.core, self.runtime = OnnxModel(onnx_bytes), "onnx"
         self.version = str(stored.tag)
         self.dtypes = _dtypes()
+        # ONNX and the project's feature function: numpy arrays end to end, no DataFrame
+        self.spec = None
+        if self.runtime == "onnx" and getattr(self.features, "func", None) is build_features:
+            self.spec = FeaturesParams.model_validate(self.features.kw_args["spec"])
         self.log = RequestLog(
             os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log),
             on_dropped=LOG_DROPPED.inc,
@@ -302,8 +308,12 @@ class MlopsService:
         return {name: [getattr(r, name) for r in records] for name in _INPUTS}
 
     def _serve(self, columns: dict[str, list[Any]]) -> list[dict[str, Any]] | Response:
-        X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
-        out = self._predict(self.features.transform(X))
+        if self.spec is not None:
+            arrays = {name: array_column(v, self.dtypes[name]) for name, v in columns.items()}
+            out = self._predict(feature_columns(arrays, self.spec))
+        else:
+            X = pd.DataFrame({n: typed_column(v, self.dtypes[n]) for n, v in columns.items()})
+            out = self._predict(self.features.transform(X))
         if isinstance(out, Response):
             return out
         for row in out:
@@ -311,7 +321,7 @@ class MlopsService:
         self.log.append(uuid.uuid4().hex, self.version, columns, out)
         return out
 
-    def _predict(self, features: pd.DataFrame) -> list[dict[str, Any]] | Response:
+    def _predict(self, features: pd.DataFrame | dict[str, Any]) -> list[dict[str, Any]] | Response:
         if self.meta.task == "regression":
             raw = self.core.predict(features)
         else:

@@ -218,3 +218,128 @@ def test_non_finite_model_output_is_a_500_naming_it_never_a_200(
         assert _metric(url, "mlops_failed_predictions_total", **reason) == 2
     logged = [r["record"]["transaction_id"] for r in _log_rows(log_path)]
     assert logged == [row["transaction_id"]]  # the answered row only
+
+
+# ------------------------------------------------------------ fuzzing beyond the OpenAPI document
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(
+    project: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One worker with the refusal throttle opened wide (hundreds of 415s in a row)."""
+    root, env = project
+    folder = tmp_path_factory.mktemp("fuzz")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["serve"] |= {"workers": 1, "refusals_per_second": 10_000}
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    env = env | {"MLOPS_PARAMS": str(folder / "params.yaml")}
+    yield from serve(SERVICE, root, env | {"MLOPS_REQUEST_LOG": str(folder / "log.jsonl")})
+
+
+def _integer_fields(url: str) -> list[str]:
+    doc = requests.get(f"{url}/docs.json", timeout=5).json()
+    props = doc["components"]["schemas"]["Record"]["properties"]
+    return sorted(
+        name
+        for name, spec in props.items()
+        if "integer" in {s.get("type") for s in spec.get("anyOf", [spec])}
+    )
+
+
+def _fuzz(url: str, examples: int, check: Any) -> list[int]:
+    """Run ``check(case, data)`` on ``examples`` valid bodies schemathesis generates from the
+    service's OpenAPI document (``data``: hypothesis' draw for the mutation)."""
+    import schemathesis
+    from hypothesis import HealthCheck, assume, given, settings
+    from hypothesis import strategies as st
+    from schemathesis import GenerationMode
+
+    operation = schemathesis.openapi.from_url(f"{url}/docs.json")["/predict"]["POST"]
+    statuses: list[int] = []
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=GenerationMode.POSITIVE), data=st.data())
+    def fuzz(case: Any, data: Any) -> None:
+        assume(isinstance(case.body, dict) and case.body.get("records"))
+        statuses.append(check(case, data))
+
+    fuzz()
+    return statuses
+
+
+BIG = (2**63, 2**64, 10**30, 2**512)
+
+
+def test_schemathesis_big_integers_get_400_naming_the_field(fuzz_server: str) -> None:
+    """Any integer field of any record set to an integer at or beyond 2^63, or below -2^63
+    (JSON has no limit; the model's columns are int64): a 400 naming it, never a 5xx."""
+    from hypothesis import strategies as st
+
+    fields = _integer_fields(fuzz_server)
+    assert len(fields) >= 2, fields
+    big = st.integers(min_value=2**63, max_value=2**520) | st.sampled_from(BIG)
+
+    def check(case: Any, data: Any) -> int:
+        records = case.body["records"]
+        index = data.draw(st.integers(0, len(records) - 1))
+        field = data.draw(st.sampled_from(fields))
+        value = data.draw(big)
+        records[index][field] = value if data.draw(st.booleans()) else -value - 1
+        body = json.dumps(case.body).encode()
+        resp = requests.post(
+            f"{fuzz_server}/predict",
+            data=body,
+            headers={"content-type": "application/json"},
+            timeout=30,
+        )
+        assert resp.status_code == 400, (field, resp.status_code, resp.text[:500])
+        assert field in resp.text, resp.text[:500]
+        return resp.status_code
+
+    assert len(_fuzz(fuzz_server, 120, check)) >= 100
+    assert requests.get(f"{fuzz_server}/readyz", timeout=5).status_code == 200
+
+
+def test_schemathesis_non_json_content_types_get_415(fuzz_server: str) -> None:
+    """Valid bodies sent as anything but JSON (listed types, random type/subtype pairs, with
+    parameters) on both predict endpoints: 415, never a 2xx or a 5xx."""
+    from hypothesis import strategies as st
+
+    listed = [
+        "text/plain",
+        "text/csv",
+        "application/xml",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/octet-stream",
+        "application/x-ndjson",
+        "application/jsonl",
+        "application/json-patch",
+    ]
+    random_type = st.from_regex(
+        r"[a-z]{1,12}/[a-z0-9.-]{1,20}(; ?charset=[a-z0-9-]{1,10})?", fullmatch=True
+    )
+    media = (st.sampled_from(listed) | random_type).filter(
+        lambda t: t.split(";")[0] != "application/json" and not t.split(";")[0].endswith("+json")
+    )
+
+    def check(case: Any, data: Any) -> int:
+        endpoint = data.draw(st.sampled_from(["/predict", "/predict_batched"]))
+        ctype = data.draw(media)
+        resp = requests.post(
+            f"{fuzz_server}{endpoint}",
+            data=json.dumps(case.body).encode(),
+            headers={"content-type": ctype},
+            timeout=30,
+        )
+        assert resp.status_code == 415, (ctype, resp.status_code, resp.text[:500])
+        return resp.status_code
+
+    assert len(_fuzz(fuzz_server, 120, check)) >= 100
+    assert requests.get(f"{fuzz_server}/readyz", timeout=5).status_code == 200
