@@ -343,3 +343,32 @@ def test_schemathesis_non_json_content_types_get_415(fuzz_server: str) -> None:
 
     assert len(_fuzz(fuzz_server, 120, check)) >= 100
     assert requests.get(f"{fuzz_server}/readyz", timeout=5).status_code == 200
+
+
+# ------------------------------------------------------------ the latency gate
+
+
+def test_latency_gate_measures_the_packaged_model(project: tuple[Path, dict[str, str]]) -> None:
+    """`make latency-gate` in a packaged project: the served path timed in process as a ratio
+    to the reference workload, written to reports/latency.json (no baseline yet: passes)."""
+    import subprocess
+    import sys
+
+    root, env = project
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops_template.latency", "--calls", "100"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no baseline latency recorded: passes" in done.stdout
+    written = json.loads((root / "reports/latency.json").read_text())
+    package = json.loads((root / "reports/package.json").read_text())
+    assert written["runtime"] == package["runtime"]["runtime"]
+    assert written["serve_1row_p50_us"] > 0 and written["reference_p50_us"] > 0
+    assert written["serve_1row_ratio"] == pytest.approx(
+        written["serve_1row_p50_us"] / written["reference_p50_us"], rel=1e-3
+    )
