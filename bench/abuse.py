@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from machine import describe, quiet_env  # bench/ is on sys.path when run as a script
+from machine import describe, quiet_env, settle  # bench/ is on sys.path when run as a script
 from mlops_template import paths
 from mlops_template.config import load_params
 
@@ -291,4 +291,5 @@ def write(
 
 
 if __name__ == "__main__":
+    settle()
     main()

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from machine import describe, quiet_env  # bench/ is on sys.path when run as a script
+from machine import describe, quiet_env, settle  # bench/ is on sys.path when run as a script
 from mlops_template import io
 
 HIGH, MEDIUM = 10_000, 100  # distinct values of the two string columns
@@ -150,4 +150,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    settle()
     main()

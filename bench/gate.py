@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe, quiet_env
+from machine import describe, quiet_env, settle
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE_JSON = ROOT / "reports/gate.json"
@@ -124,4 +124,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    settle()
     main()

@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+QUIET_LOAD = 1.0  # a 1-minute load average above this at start: numbers are noisy
 PACKAGES = ("scikit-learn", "pandas", "numpy", "pyarrow", "pandera", "dvc", "mlflow", "bentoml")
 
 
@@ -22,6 +23,24 @@ def quiet_env(**extra: str) -> dict[str, str]:
     lines = (ROOT / "telemetry.env").read_text().splitlines()
     off = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     return dict(os.environ) | off | extra
+
+
+_start_load: tuple[float, ...] | None = None
+
+
+def settle(timeout_s: float | None = None, poll_s: float = 10.0) -> tuple[float, ...]:
+    """Wait until the 1-minute load average is below QUIET_LOAD (at most ``timeout_s``,
+    default $BENCH_SETTLE_S or 600 s), then remember the load average as this run's start
+    (``describe`` reports it and flags a busy start). Call it first in a benchmark's main."""
+    global _start_load
+    if timeout_s is None:
+        timeout_s = float(os.environ.get("BENCH_SETTLE_S", "600"))
+    deadline = time.monotonic() + timeout_s
+    while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() < deadline:
+        print(f"waiting for a quiet machine: load {os.getloadavg()[0]:.2f}", flush=True)
+        time.sleep(poll_s)
+    _start_load = os.getloadavg()
+    return _start_load
 
 
 def cpu_model() -> str:
@@ -37,15 +56,18 @@ def cpu_model() -> str:
 
 def describe(extra_packages: tuple[str, ...] = ()) -> str:
     versions = ", ".join(f"{p} {metadata.version(p)}" for p in PACKAGES + extra_packages)
+    load = _start_load or os.getloadavg()
     rows = [
         ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")),
         ("cpu", f"{cpu_model()} ({os.cpu_count()} logical cores)"),
         ("memory", f"{psutil.virtual_memory().total / 2**30:.1f} GiB"),
-        ("load average at start", " ".join(f"{x:.2f}" for x in os.getloadavg())),
+        ("load average at start", " ".join(f"{x:.2f}" for x in load)),
         ("os", platform.platform()),
         ("python", platform.python_version()),
         ("packages", versions),
     ]
+    if load[0] > QUIET_LOAD:
+        rows.append(("warning", f"busy machine at start (load > {QUIET_LOAD}): re-run when quiet"))
     return "| machine | |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n"
 
 

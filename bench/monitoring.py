@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe, quiet_env
+from machine import describe, quiet_env, settle
 from mlops_template.synthetic import generate_transactions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -264,4 +264,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    settle()
     main()

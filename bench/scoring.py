@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from machine import describe  # bench/ is on sys.path when run as a script
+from machine import describe, settle  # bench/ is on sys.path when run as a script
 from mlops_template import io, paths
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
@@ -87,4 +87,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    settle()
     main()

@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 from threadpoolctl import threadpool_limits
 
-from machine import describe, parallel_ceiling  # bench/ is on sys.path when run as a script
+from machine import describe, parallel_ceiling, settle  # bench/ is on sys.path when run as a script
 from mlops_template.config import TuneParams, parse_params
 from mlops_template.contract import load_contract, validate
 from mlops_template.features import build_features
@@ -99,4 +99,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    settle()
     main()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from categoricals import generate  # bench/ is on sys.path when run as a script
-from machine import describe, quiet_env
+from machine import describe, quiet_env, settle
 from mlops_template import io
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,4 +96,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    settle()
     main()

@@ -200,7 +200,6 @@ def run(params: Params) -> None:
             "model_tag": model_tag,
             "bento_tag": bento_tag,
             "model_sha256": meta.model_sha256,
-            "git_commit": git_commit(),
             "data_sha256": _data_hash(),
             "contract": meta.contract,
             "runtime": runtime,

@@ -38,6 +38,12 @@ def test_iris_from_init_to_evaluate(tmp_path: Path):
     assert {"proba_0", "proba_1", "proba_2"} <= set(predictions.columns)
     assert "up to date" in run(repo, "dvc", "status", "iris.csv.dvc").stdout
 
+    # new rows in the data file: `dvc add` again, and the data stage is out of date
+    iris = pd.read_csv(repo / "iris.csv")
+    iris.iloc[:120].to_csv(repo / "iris.csv", index=False)
+    run(repo, "dvc", "add", "--quiet", "iris.csv")
+    assert "modified:           iris.csv" in run(repo, "dvc", "status", "data").stdout
+
 
 def test_nasty_table_from_outside_the_project_to_evaluate(tmp_path: Path):
     """ISO-string timestamps, a date-only column, missing values, a boolean, an integer id, a

@@ -614,3 +614,34 @@ def test_source_kinds():
     assert not Source("s3://bucket/x.csv").local
     assert Source("sqlite:///data/raw.db", "SELECT 1").kind == "sql"
     assert Source("data/my table.v2.csv").name == "my-table"
+
+
+def test_the_data_stage_depends_on_the_data_file(project: Path, mlops: Run, tmp_path_factory):
+    """Re-running init on another file swaps the dependency; a URL leaves none; the rest of
+    dvc.yaml (comments, other deps, other stages) is untouched."""
+    shipped = Path(__file__).parents[2] / "dvc.yaml"
+    shutil.copy(shipped, project / "dvc.yaml")
+    table().to_csv(project / "first.csv", index=False)
+    table().to_csv(project / "second.csv", index=False)
+
+    def data_deps() -> list[str]:
+        return yaml.safe_load((project / "dvc.yaml").read_text())["stages"]["data"]["deps"]
+
+    shipped_deps = data_deps()
+    code, out, err = mlops("first.csv", "--target", "y", "--force")
+    assert code == 0, err
+    assert data_deps() == [*shipped_deps, "first.csv"] and "dvc.yaml" in out
+    assert mlops("second.csv", "--target", "y", "--force")[0] == 0
+    assert data_deps() == [*shipped_deps, "second.csv"]
+    assert mlops((project / "first.csv").as_uri(), "--target", "y", "--force")[0] == 0
+    assert data_deps() == shipped_deps
+    assert (project / "dvc.yaml").read_text() == shipped.read_text()  # byte for byte
+
+
+def test_nothing_is_written_when_dvc_yaml_has_no_data_stage(project: Path, mlops: Run):
+    (project / "dvc.yaml").write_text("stages:\n  train:\n    cmd: echo\n")
+    table().to_csv(project / "mine.csv", index=False)
+    before = (project / "params.yaml").read_text()
+    code, _, err = mlops("mine.csv", "--target", "y", "--force")
+    assert code == 2 and "dvc.yaml: no stage 'data'" in err, err
+    assert (project / "params.yaml").read_text() == before

@@ -21,6 +21,7 @@ from mlops_template.contract import check, describe_failures, load_contract
 from mlops_template.errors import ConfigError, DataError
 from mlops_template.init.inference import Column, Inference, infer
 from mlops_template.init.params import changed_keys, dump, get, load, update_params
+from mlops_template.init.pipeline import with_data_dep
 from mlops_template.init.reading import Source, read
 from mlops_template.io import atomic_path
 
@@ -116,6 +117,8 @@ class Plan:
     params_text: str
     data_path: str = ""  # data.path (relative to the project root for a local file)
     copy_from: Path | None = None  # a local file outside the project, copied to data_path
+    pipeline_before: str = ""  # dvc.yaml ("" when the project has none)
+    pipeline_text: str = ""  # dvc.yaml with the data stage depending on a local data_path
 
     @property
     def root(self) -> Path:
@@ -125,7 +128,11 @@ class Plan:
     @property
     def changes(self) -> bool:
         old = self.contract_path.read_text() if self.contract_path.exists() else None
-        return old != self.contract_text or self.params_before != self.params_text
+        return (
+            old != self.contract_text
+            or self.params_before != self.params_text
+            or self.pipeline_before != self.pipeline_text
+        )
 
     def conflicts(self) -> list[str]:
         """What would be replaced: the reasons --force is needed (empty: safe to write)."""
@@ -211,8 +218,12 @@ def plan(inf: Inference, source: Source, params_path: Path) -> Plan:
     contract_rel = str(get(doc, "data.contract") or paths.CONTRACT)
     inf.version = version(root / contract_rel, inf)
     data_path, copy_from = _local_path(source, root) if source.local else (source.location, None)
+    old_path = str(get(doc, "data.path") or "")
     update_params(doc, inf, source, data_path)
     where = Path(source.location).name if source.local else source.label
+    pipeline = root / paths.DVC_YAML
+    stages = pipeline.read_text() if pipeline.is_file() else ""
+    new_dep = data_path if source.local else ""
     return Plan(
         source=source,
         contract_path=root / contract_rel,
@@ -222,6 +233,10 @@ def plan(inf: Inference, source: Source, params_path: Path) -> Plan:
         params_text=dump(doc),
         data_path=data_path if source.kind != "sql" else "",
         copy_from=copy_from,
+        pipeline_before=stages,
+        pipeline_text=with_data_dep(stages, old=old_path, new=new_dep, where=str(pipeline))
+        if stages
+        else "",
     )
 
 
@@ -312,7 +327,10 @@ def run(
     changed = todo.changes
     write(todo, frame, force=force, out=out)
     done = "wrote" if changed else "unchanged:"
-    print(f"{done} {todo.contract_path.name}, {todo.params_path.name}", file=out)
+    names = [todo.contract_path.name, todo.params_path.name]
+    if todo.pipeline_text != todo.pipeline_before:
+        names.append(str(paths.DVC_YAML))
+    print(f"{done} {', '.join(names)}", file=out)
     print("next: dvc repro; then commit what changed (git status)", file=out)
     return todo
 
@@ -326,6 +344,9 @@ def write(todo: Plan, frame: pd.DataFrame, *, force: bool, out: Any) -> None:
         p_tmp = stack.enter_context(atomic_path(todo.params_path))
         c_tmp.write_text(todo.contract_text)
         p_tmp.write_text(todo.params_text)
+        if todo.pipeline_text != todo.pipeline_before:
+            pipeline = todo.root / paths.DVC_YAML
+            stack.enter_context(atomic_path(pipeline)).write_text(todo.pipeline_text)
         contract = _validated(c_tmp, todo.contract_path, load_contract)
         params = _validated(p_tmp, todo.params_path, load_params)
         self_check(frame, contract, params)
