@@ -45,7 +45,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from machine import describe  # bench/ is on sys.path when run as a script
+from machine import QUIET_LOAD, describe, settle  # bench/ is on sys.path as a script
 from mlops_template import io, paths
 from mlops_template.config import load_params
 
@@ -357,13 +357,12 @@ def _median_step(steps: list[Step]) -> Step:
     return sorted(steps, key=lambda st: st.rps)[len(steps) // 2]
 
 
-def wait_for_quiet(max_load: float, wait: float) -> float:
-    """Wait (at most ``wait`` seconds) until the 1-minute load average is under ``max_load``;
-    the load average then (the report states it; above ``max_load`` it says so)."""
+def wait_for_quiet(wait: float) -> None:
+    """Between rounds: wait (at most ``wait`` seconds) for the 1-minute load average to drop
+    under QUIET_LOAD (``settle`` does it once, before the servers start)."""
     deadline = time.monotonic() + wait
-    while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+    while os.getloadavg()[0] > QUIET_LOAD and time.monotonic() < deadline:
         time.sleep(5)
-    return os.getloadavg()[0]
 
 
 def _load_line() -> str:
@@ -450,8 +449,13 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--skip", nargs="*", default=[], help="server names to skip")
-    parser.add_argument("--max-load", type=float, default=1.0)
-    parser.add_argument("--wait", type=float, default=600.0, help="seconds to wait for it")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=float(os.environ.get("BENCH_SETTLE_S", "600")),
+        help="seconds to wait for a quiet machine (load < 1) before starting, and in all "
+        "before the rounds and the in-process breakdown",
+    )
     args = parser.parse_args()
     if args.workers != params.serve.workers:
         raise SystemExit("set serve.workers in params.yaml to benchmark another worker count")
@@ -463,7 +467,7 @@ def main() -> None:
     payloads = {n: _records(test.head(n)) for n in (1, 100)}
     rounds: dict[tuple[str, str, int], dict[int, list[Step]]] = {}
     loads: list[str] = []
-    wait_for_quiet(args.max_load, args.wait)
+    settle(args.wait)
     args.load_at_start = _load_line()
     with ExitStack() as stack:
         targets = []  # (server name, endpoint, url, body key)
@@ -478,7 +482,7 @@ def main() -> None:
         for _name, _endpoint, url, key in targets:  # warm-up
             asyncio.run(_load(url, json.dumps({key: payloads[1]}).encode(), 2, 1.0, 200))
         for r in range(args.rounds):
-            wait_for_quiet(args.max_load, args.wait / args.rounds)
+            wait_for_quiet(args.wait / (args.rounds + 1))
             loads.append(_load_line())
             for n, records in payloads.items():
                 for c in args.concurrency:
@@ -491,7 +495,7 @@ def main() -> None:
     results = {
         key: [_median_step(by_c[c]) for c in args.concurrency] for key, by_c in rounds.items()
     }
-    wait_for_quiet(args.max_load, args.wait)
+    wait_for_quiet(args.wait / (args.rounds + 1))
     args.breakdown_load = _load_line()
     costs = breakdown(test)
     report(results, costs, floor_per_row(test), levers(test), args)
@@ -574,7 +578,7 @@ def report(
     noisy = [
         x
         for x in [args.load_at_start, *args.round_loads, args.breakdown_load]
-        if float(x.split()[0]) > args.max_load
+        if float(x.split()[0]) > QUIET_LOAD
     ]
     lines += [
         f"\nSame model in all servers; {args.workers} worker(s) each; OMP_NUM_THREADS=1; "
@@ -589,7 +593,7 @@ def report(
         f"start of each round: {'; '.join(args.round_loads)}; before the in-process breakdown: "
         f"{args.breakdown_load}."
         + (
-            f" **The machine was shared: the 1-minute load was above {args.max_load:g} "
+            f" **The machine was shared: the 1-minute load was above {QUIET_LOAD:g} "
             f"after waiting up to {args.wait:g} s; compare the servers by their ratios in this "
             "run, not with other runs.**"
             if noisy
