@@ -269,7 +269,12 @@ class MlopsService:
             records = PredictBody.model_validate(orjson.loads(body)).records
         except (orjson.JSONDecodeError, ValidationError):
             return None
-        return self.answer(records)
+        try:
+            return self.answer(records)
+        except Exception:  # as BentoML answers an API's exception: logged, a generic 500
+            log.exception("POST /predict failed")
+            error = {"error": "An unexpected error has occurred, please check the server log."}
+            return Response(orjson.dumps(error), status_code=500, media_type="application/json")
 
     @bentoml.api
     def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
