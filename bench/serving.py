@@ -606,6 +606,11 @@ def report(
         "## Where a 1-row request's time goes in this service (in process, median µs)\n",
         *breakdown_table(costs, results),
         "",
+        "Rows marked *(off the path)* are not on the response path: the DataFrame path the "
+        "numpy arrays replaced (for comparison), and what the request log's thread spends per "
+        "request (batched SQLite writes). The framework row is the rest of the HTTP p50 at one "
+        "connection: uvicorn, BentoML's middlewares (metrics, tracing, access log), the request "
+        "guard and the load generator's own client on the same 2 cores.\n",
         "## Throughput at p99 < 50 ms\n",
         "| server | endpoint | 1-row requests | 100-row requests (rows/s) |",
         "| --- | --- | ---: | ---: |",
