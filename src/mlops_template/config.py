@@ -278,7 +278,7 @@ class ServeParams(Section):
     runtime: Literal["auto", "sklearn"] = "auto"
     threads: int = Field(1, ge=1)
     # SIGTERM: a worker serves until idle, at most this long, then stops (the log written out)
-    graceful_timeout: float = Field(30.0, gt=0)
+    graceful_timeout: float = Field(25.0, gt=0)
     # make latency-gate: fail when the 1-row in-process latency (as a ratio to a reference
     # workload) grew by more than this share over gate.baseline_ref's reports/latency.json
     latency_max_increase_rel: float = Field(1.0, gt=0)
