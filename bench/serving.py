@@ -386,7 +386,9 @@ def breakdown(frame: pd.DataFrame, repeats: int = 400) -> dict[int, list[tuple[s
     from mlops_template.model import decide
     from mlops_template.request_schema import array_column, typed_column
 
-    inst: Any = service.MlopsService.inner()  # type: ignore[attr-defined]
+    worker: Any = service.MlopsService.inner()  # type: ignore[attr-defined]
+    inst = worker.champion  # features, core, meta, version, spec of the served model
+    inst.log, inst._columns, inst.dtypes = worker.log, worker._columns, worker.dtypes
     if inst.spec is None:
         raise SystemExit("the breakdown measures the ONNX path: package with ONNX first")
     out: dict[int, list[tuple[str, float]]] = {}

@@ -88,14 +88,29 @@ def _promote(args: argparse.Namespace) -> None:
     """Point the registry's champion alias at a model version (default: the trained one)."""
     from mlops_template.registry import promote, trained_model
 
-    name = load_params(args.params).tracking.registered_model
-    if args.version:
+    params = load_params(args.params)
+    name = params.tracking.registered_model
+    if args.challenger:  # the compared challenger, after `mlops compare` said promote
+        from mlops_template.rollout.report import promote_challenger
+
+        done = promote_challenger(params, args.image, args.override)
+    elif args.version:
         done = promote(name, args.version, image=args.image)
     else:  # the trained model: its version must come from its own run in this store
         trained = trained_model()
         done = promote(name, trained.version, image=args.image, run_id=trained.run_id)
     was = done.previous or "none"
     print(f"{done.name}: champion -> version {done.version} (was {was})")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    """Champion vs challenger on the request log; exit 5 when the decision is keep."""
+    from mlops_template.monitor.batch import parse_since
+    from mlops_template.rollout.report import run_compare
+
+    params = load_params(args.params)
+    since = parse_since(args.since) if args.since else None
+    run_compare(params, args.request_log, since, args.labels, args.labels_query)
 
 
 def _rollback(args: argparse.Namespace) -> None:
@@ -122,7 +137,24 @@ def _monitor(args: argparse.Namespace) -> None:
     if args.preflight:
         preflight(source)
     else:
-        run(params, source)
+        run(params, source, labels=args.labels)
+
+
+def _explain(args: argparse.Namespace) -> None:
+    """Per-column contributions to the model's output on one row of a CSV/Parquet file."""
+    from mlops_template.explain import run_cli
+
+    params = load_params(args.params)
+    print(
+        run_cli(
+            args.file,
+            row=args.row,
+            id_value=args.id,
+            contract_path=params.data.contract,
+            permutations=args.permutations,
+            as_json=args.json,
+        )
+    )
 
 
 def _init(args: argparse.Namespace) -> None:
@@ -189,7 +221,31 @@ def build_parser() -> argparse.ArgumentParser:
     prom = sub.add_parser("promote", help="set the registry's champion alias to a version")
     prom.add_argument("--version", type=int, help="default: mlflow.version in models/model.json")
     prom.add_argument("--image", help="container image of this version (recorded as a tag)")
+    prom.add_argument(
+        "--challenger",
+        action="store_true",
+        help="the challenger of reports/rollout/compare.json, if it said promote",
+    )
+    prom.add_argument(
+        "--override", action="store_true", help="with --challenger: promote although it said keep"
+    )
     prom.set_defaults(func=_promote)
+
+    comp = sub.add_parser(
+        "compare",
+        help="champion vs challenger on the request log: promote or keep (exit 5 = keep)",
+    )
+    comp.add_argument("--request-log", metavar="PATH", help="default: serve.request_log")
+    comp.add_argument(
+        "--since", metavar="WHEN", help="ISO time or 24h / 7d (default: compare.window_hours)"
+    )
+    comp.add_argument(
+        "--labels",
+        metavar="FILE|URL",
+        help="labels: a CSV/Parquet file or URL, or a SQLAlchemy URL with --labels-query",
+    )
+    comp.add_argument("--labels-query", metavar="Q", help="SQL query returning key and target")
+    comp.set_defaults(func=_compare)
 
     back = sub.add_parser("rollback", help="move the champion alias to the previous champion")
     back.set_defaults(func=_rollback)
@@ -209,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
         const="",
         metavar="PATH",
         help="the service's request log (default: serve.request_log)",
+    )
+    mon.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="labels that arrived later (id + target columns), joined to the batch by the id",
     )
     mon.add_argument(
         "--since",
@@ -253,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--seed", type=int, default=42, help="sampling seed (default: %(default)s)")
     init.set_defaults(func=_init)
+
+    expl = sub.add_parser("explain", help="why the model gave one row its output (per column)")
+    expl.add_argument("file", help="CSV/Parquet file holding the row")
+    which = expl.add_mutually_exclusive_group()
+    which.add_argument("--row", type=int, help="position of the row (default 0)")
+    which.add_argument("--id", help="the row whose contract id column has this value")
+    expl.add_argument("--permutations", type=int, default=32, help="column orders averaged")
+    expl.add_argument("--json", action="store_true", help="JSON instead of a table")
+    expl.set_defaults(func=_explain)
 
     synth = sub.add_parser("synth", help="write a synthetic batch (e.g. a drifted one for demos)")
     synth.add_argument("--rows", type=int, default=50_000)

@@ -177,6 +177,14 @@ class TrainParams(Section):
 # --------------------------------------------------------------------------- evaluate
 
 
+class SliceChecks(Section):
+    """Per metric: the floor every slice must reach (a ceiling for log_loss, rmse, ...) and
+    the largest allowed gap between the best and the worst slice."""
+
+    min: dict[str, float] = {}
+    max_gap: dict[str, Annotated[float, Field(ge=0)]] = {}
+
+
 class EvaluateParams(Section):
     # binary decision threshold, stored with the model by `train`; auto: chosen on the
     # out-of-fold CV predictions for threshold_objective (at threshold_level)
@@ -186,6 +194,12 @@ class EvaluateParams(Section):
     slice_column: str | None = None
     importance_rows: int = Field(5_000, ge=100)
     importance_repeats: int = Field(3, ge=1)
+    # every input column's permutation importance must reach this (None: not checked)
+    min_feature_importance: float | None = 0.0
+    feature_importance_action: Literal["report", "fail"] = "report"
+    # per slice column: what its slices must reach (applied when it is slice_column)
+    slice_checks: dict[str, SliceChecks] = {}
+    slice_min_rows: int = Field(200, ge=1)  # smaller slices are reported, not judged
 
 
 class TrackingParams(Section):
@@ -282,6 +296,19 @@ class ServeParams(Section):
     # make latency-gate: fail when the 1-row in-process latency (as a ratio to a reference
     # workload) grew by more than this share over gate.baseline_ref's reports/latency.json
     latency_max_increase_rel: float = Field(1.0, gt=0)
+    # safe rollout (docs/serving.md): a second model beside the champion
+    strategy: Literal["single", "shadow", "canary", "ab"] = "single"
+    challenger: str = ""  # a BentoML model tag NAME:VERSION, or the registry alias "challenger"
+    challenger_share: float = Field(0.1, ge=0, le=1)  # canary / ab: share of route keys
+    route_key: str = ""  # a contract column, or header:NAME; "": the contract's id column
+
+    @model_validator(mode="after")
+    def _challenger_given(self) -> ServeParams:
+        if self.strategy != "single" and not self.challenger:
+            raise ValueError(
+                f"serve.challenger is required when serve.strategy is {self.strategy!r}"
+            )
+        return self
 
     @property
     def body_limit(self) -> int:
@@ -374,12 +401,24 @@ class MonitorParams(Section):
     window_hours: int = Field(0, ge=0)  # request log: only the last N hours (0 = all of it)
     model_version: str = ""  # request log: only rows served by this version ("" = all)
     derived_features: bool = True  # also drift-check datetime parts, ratios, aggregates
+    max_model_age_days: float | None = Field(90, gt=0)  # older model -> retrain (None: off)
 
     @model_validator(mode="after")
     def _source_needs_location(self) -> MonitorParams:
         if self.source == "sql" and not (self.sql.url and self.sql.query):
             raise ValueError("monitor.sql.url and monitor.sql.query are required for 'sql'")
         return self
+
+
+class CompareParams(Section):
+    """`mlops compare`: champion vs challenger on the request log (reports/rollout/)."""
+
+    window_hours: int = Field(0, ge=0)  # only the last N hours of the log (0 = all of it)
+    confidence: Probability = 0.95  # bootstrap interval of each metric's difference
+    resamples: int = Field(1000, ge=100)
+    min_labelled_rows: int = Field(200, ge=1)  # per model, else "keep": too few to decide
+    min_shadow_coverage: float = Field(0.99, ge=0, le=1)  # shadow rows / champion rows
+    seed: int = 42
 
 
 class Params(Section):
@@ -393,6 +432,7 @@ class Params(Section):
     package: PackageParams = PackageParams()
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
+    compare: CompareParams = CompareParams()
 
 
 def _format_errors(err: ValidationError) -> str:

@@ -16,6 +16,10 @@ configuration, not code: point the template at another dataset by writing anothe
 
 ``dtype`` is one of int, float, bool, str, category, datetime. Validation is lazy: every
 failure is collected and raised together as :class:`ContractViolation`.
+
+``pii: true`` marks personal data: such a column may arrive in requests and batches but is
+never a model feature (train refuses it unless ``features.drop`` lists it and no recipe uses
+it), never written to the request log, the monitoring reference or a monitoring report.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class ColumnSpec(BaseModel):
     max: float | None = None
     categories: list[str | int] | None = None
     description: str = ""
+    pii: bool = False  # personal data: never a feature, never logged or monitored
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnSpec:
@@ -85,7 +90,27 @@ class Contract(BaseModel):
                 raise ValueError(f"{role} column {col!r} is not declared under 'columns'")
         if self.timestamp and self.columns[self.timestamp].dtype != "datetime":
             raise ValueError(f"timestamp column {self.timestamp!r} must have dtype datetime")
+        if self.columns[self.target].pii:
+            raise ValueError(f"target column {self.target!r} cannot be pii (monitoring needs it)")
         return self
+
+    @property
+    def pii_columns(self) -> list[str]:
+        """Columns marked ``pii: true``, in contract order."""
+        return [c for c, s in self.columns.items() if s.pii]
+
+    def without_pii(self) -> Contract:
+        """The contract of what is stored and monitored: pii columns removed (and their roles)."""
+        pii = set(self.pii_columns)
+        if not pii:
+            return self
+        return self.model_copy(
+            update={
+                "columns": {c: s for c, s in self.columns.items() if c not in pii},
+                "id": None if self.id in pii else self.id,
+                "timestamp": None if self.timestamp in pii else self.timestamp,
+            }
+        )
 
     @property
     def feature_columns(self) -> list[str]:
@@ -95,6 +120,48 @@ class Contract(BaseModel):
     @property
     def categorical_columns(self) -> list[str]:
         return [c for c, s in self.columns.items() if s.dtype == "category"]
+
+
+def _strings(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(*(_strings(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(_strings(v) for v in value)) if value else set()
+    return set()
+
+
+def pii_features(contract: Contract, features: dict[str, Any]) -> dict[str, str]:
+    """Pii columns a model would learn from, with how (the meta-level rule train enforces):
+    kept as an input because ``features.drop`` does not list it, or named by a recipe."""
+    drop = set(features.get("drop", []))
+    used = _strings({k: v for k, v in features.items() if k != "drop"})
+    found: dict[str, str] = {}
+    for column in contract.pii_columns:
+        if column not in drop:
+            found[column] = "not listed in features.drop"
+        elif column in used:
+            found[column] = "used by a features recipe"
+    return found
+
+
+def redact(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``frame`` with the values of ``columns`` replaced by one placeholder of the same type
+    (for examples kept beside a model: the type stays, the personal data goes)."""
+    out = frame.copy()
+    for c in (c for c in columns if c in out.columns):
+        dtype = out[c].dtype
+        if pd.api.types.is_bool_dtype(dtype):
+            placeholder: Any = False
+        elif pd.api.types.is_numeric_dtype(dtype):
+            placeholder = 0
+        elif pd.api.types.is_datetime64_any_dtype(dtype):
+            placeholder = pd.Timestamp(0, tz=getattr(dtype, "tz", None))
+        else:
+            placeholder = "redacted"
+        out[c] = pd.Series([placeholder] * len(out), index=out.index).astype(dtype)
+    return out
 
 
 def load_contract(path: str | Path) -> Contract:

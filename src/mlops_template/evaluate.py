@@ -11,8 +11,10 @@ import pandas as pd
 from sklearn import metrics as skm
 from sklearn.inspection import permutation_importance
 
-from mlops_template import io, metrics, paths, tracking
+from mlops_template import checks, io, metrics, paths, tracking
 from mlops_template.config import EvaluateParams, Params, Task
+from mlops_template.contract import load_contract
+from mlops_template.errors import GateFailed
 from mlops_template.model import ModelMeta, load, predict
 
 log = logging.getLogger(__name__)
@@ -177,13 +179,29 @@ def dataset_identity(meta: ModelMeta) -> dict[str, Any]:
     return {"contract": contract, "target": meta.target, "task": meta.task}
 
 
-def reference_sample(test: pd.DataFrame, predictions: pd.DataFrame, target: str) -> pd.DataFrame:
+def reference_sample(
+    test: pd.DataFrame, predictions: pd.DataFrame, target: str, pii: list[str] | None = None
+) -> pd.DataFrame:
     """The monitoring reference: raw held-out rows (inputs + label) beside the model's output.
 
     `mlops monitor` compares current batches with it, so drift is measured against exactly
-    the data the reported metrics came from."""
+    the data the reported metrics came from. The contract's ``pii`` columns are left out:
+    the reference is a long-lived copy of the data, and monitoring never measures them."""
     outputs = predictions.drop(columns=[c for c in predictions if c in test.columns])
-    return pd.concat([test.reset_index(drop=True), outputs.reset_index(drop=True)], axis=1)
+    kept = test.drop(columns=[c for c in pii or [] if c in test.columns])
+    return pd.concat([kept.reset_index(drop=True), outputs.reset_index(drop=True)], axis=1)
+
+
+def enforce_checks(result: Evaluation, params: EvaluateParams) -> None:
+    """reports/checks.json (feature value, slice quality and gap); then warn about checks that
+    only report and stop with exit status 5 on the others (every report is written first)."""
+    outcome = checks.check_evaluation(result.plots["importance"], result.slices, params)
+    io.write_json(outcome, paths.CHECKS)
+    stop, warn = checks.failures(outcome)
+    for message in warn:
+        log.warning("evaluate: %s", message)
+    if stop:
+        raise GateFailed("evaluate checks failed: " + "; ".join(stop) + f" (see {paths.CHECKS})")
 
 
 def log_to_mlflow(result: Evaluation, params: Params, meta: ModelMeta) -> str:
@@ -213,7 +231,10 @@ def run(params: Params) -> None:
     result = evaluate(model, test, meta=meta, params=params.evaluate, seed=params.train.seed)
     write(result)
     io.write_json(dataset_identity(meta), paths.DATASET)
-    io.write_parquet(reference_sample(test, result.predictions, meta.target), paths.REFERENCE)
+    pii = load_contract(params.data.contract).pii_columns
+    reference = reference_sample(test, result.predictions, meta.target, pii)
+    io.write_parquet(reference, paths.REFERENCE)
     run_id = log_to_mlflow(result, params, meta)
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     log.info("evaluate: %s (MLflow run %s)", shown, run_id)
+    enforce_checks(result, params.evaluate)

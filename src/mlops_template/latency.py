@@ -86,7 +86,7 @@ def measure(calls: int = CALLS) -> dict[str, float]:
         "serve_1row_p50_us": round(p50, 1),
         "reference_p50_us": round(ref, 1),
         "serve_1row_ratio": round(p50 / ref, 4),
-        "runtime": worker.runtime,
+        "runtime": worker.champion.runtime,
     }
 
 

@@ -33,6 +33,8 @@ METRICS = REPORTS_DIR / "metrics.json"
 DATASET = REPORTS_DIR / "dataset.json"
 CV_METRICS = REPORTS_DIR / "cv_metrics.json"
 SLICES = REPORTS_DIR / "slices.json"
+# evaluate's declared checks: feature value, slice quality, the gap between slices
+CHECKS = REPORTS_DIR / "checks.json"
 PLOTS_DIR = REPORTS_DIR / "plots"
 PREDICTIONS = Path("data/predictions/test.parquet")
 VALIDATION_DIR = REPORTS_DIR / "data_validation"
@@ -73,3 +75,7 @@ MONITOR_REPORT = MONITORING_DIR / "report.html"
 MONITOR_SUMMARY = MONITORING_DIR / "summary.json"
 MONITOR_SUMMARY_MD = MONITORING_DIR / "summary.md"
 MONITOR_CONTRACT_FAILURES = MONITORING_DIR / "contract_failures.csv"
+# `mlops compare` (champion vs challenger on the request log) and `mlops promote --challenger`
+ROLLOUT_DIR = REPORTS_DIR / "rollout"
+ROLLOUT_MD = ROLLOUT_DIR / "compare.md"
+ROLLOUT_JSON = ROLLOUT_DIR / "compare.json"

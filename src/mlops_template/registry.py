@@ -173,6 +173,30 @@ def rollback(name: str) -> Champion:
         return _describe(client, name, target, current)
 
 
+def alias_version(name: str, alias: str) -> tuple[int, str]:
+    """(version, run id) the registry alias ``alias`` of ``name`` points at."""
+    with _mlflow(f"read alias {alias} of {name}") as client:
+        _require_model(client, name)
+        version = (client.get_registered_model(name).aliases or {}).get(alias)
+        if version is None:
+            raise RegistryError(f"registered model {name!r} has no {alias!r} alias")
+        mv = client.get_model_version(name, str(version))
+        return int(version), str(mv.run_id)
+
+
+def version_of_run(name: str, run_id: str) -> int:
+    """The registered version of ``name`` that run ``run_id`` trained."""
+    with _mlflow(f"find the version of {name} from run {run_id}") as client:
+        _require_model(client, name)
+        found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+        if not found:
+            raise RegistryError(
+                f"registered model {name!r} has no version from run {run_id} in "
+                f"{tracking_uri()!r}: was the challenger trained against another store?"
+            )
+        return max(int(v.version) for v in found)
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """Where `train` registered the model (models/model.json ``mlflow``)."""

@@ -30,6 +30,7 @@ from typing import Any
 
 import bentoml
 import orjson
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from mlops_template.drain import DRAIN
@@ -58,7 +59,7 @@ class Health:
     info: dict[str, Any] = field(default_factory=dict)
     trained_at: datetime | None = None  # the model's training time (model age in /readyz)
     # the service's answer to a valid POST /predict body (a response), None: BentoML's way
-    fast: Callable[[bytes], Awaitable[Response | None]] | None = None
+    fast: Callable[[bytes, Headers], Awaitable[Response | None]] | None = None
 
     @property
     def known(self) -> bool:
@@ -257,7 +258,7 @@ class RequestGuard:
                 await refusal(scope, receive, send)
                 return
         if HEALTH.fast is not None and scope["path"] == "/predict":
-            answer = await HEALTH.fast(body)
+            answer = await HEALTH.fast(body, Headers(scope=scope))
             if answer is not None:
                 await answer(scope, receive, send)
                 return

@@ -9,6 +9,14 @@ thread writes what has queued up in one transaction (at most ``BATCH_ITEMS`` req
 :meth:`RequestLog.close` writes the rest before a worker stops: nothing is lost on a normal
 stop. ``dropped`` (rows refused by a full queue) and ``errors`` (failed writes) are counters
 the service exports on /metrics.
+
+Each row also records its ``role`` (champion, challenger, or shadow: predicted off the response
+path) and the model call's ``latency_ms``. A log written before these columns existed still
+opens: SQLite tables gain them on first write (old rows read as champion), JSONL lines without
+them read the same way. Readers see answered rows only unless they ask for shadow rows.
+
+Columns named in ``drop`` (the contract's ``pii`` columns) are never written: they are left out
+of every logged record, so the log (and the monitoring reading it) holds no personal data.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,8 +41,15 @@ log = logging.getLogger(__name__)
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS requests (request_id TEXT, logged_at TEXT, "
-    "model_version TEXT, record TEXT, prediction TEXT)"
+    "model_version TEXT, record TEXT, prediction TEXT, role TEXT, latency_ms REAL)"
 )
+_ADDED = {"role": "TEXT", "latency_ms": "REAL"}  # columns newer than the first logs
+CHAMPION = "champion"
+ANSWERED = ("champion", "challenger")  # roles whose predictions reached a client
+
+
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(requests)")}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -42,24 +57,27 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(_DDL)
+    for name in _ADDED.keys() - _columns(conn):  # an older log: add the columns (NULL = old)
+        conn.execute(f"ALTER TABLE requests ADD COLUMN {name} {_ADDED[name]}")
     return conn
 
 
-Batch = tuple[str, str, str, dict[str, list[Any]], list[dict[str, Any]]]
+Batch = tuple[str, str, str, dict[str, list[Any]], list[dict[str, Any]], str, float | None]
+Row = tuple[str, str, str, str, str, str, float | None]
 
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value, default=str, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def _rows(item: Batch) -> list[tuple[str, str, str, str, str]]:
-    request_id, logged_at, version, columns, predictions = item
+def _rows(item: Batch) -> list[Row]:
+    request_id, logged_at, version, columns, predictions, role, latency = item
     names = list(columns)
     records = (
         dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)
     )
     return [
-        (request_id, logged_at, version, _dumps(r), _dumps(p))
+        (request_id, logged_at, version, _dumps(r), _dumps(p), role, latency)
         for r, p in zip(records, predictions, strict=True)
     ]
 
@@ -68,9 +86,9 @@ class _SqliteSink:
     def __init__(self, path: Path) -> None:
         self.conn = _connect(path)
 
-    def write(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+    def write(self, rows: list[Row]) -> None:
         with self.conn:
-            self.conn.executemany("INSERT INTO requests VALUES (?, ?, ?, ?, ?)", rows)
+            self.conn.executemany(f"INSERT INTO requests ({_INSERT}) VALUES ({_MARKS})", rows)
 
 
 class _JsonlSink:
@@ -78,11 +96,11 @@ class _JsonlSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def write(self, rows: list[tuple[str, str, str, str, str]]) -> None:
+    def write(self, rows: list[Row]) -> None:
         lines = "".join(
             f'{{"request_id":"{i}","logged_at":"{t}","model_version":{json.dumps(v)},'
-            f'"record":{r},"prediction":{p}}}\n'
-            for i, t, v, r, p in rows
+            f'"record":{r},"prediction":{p},"role":"{role}","latency_ms":{json.dumps(ms)}}}\n'
+            for i, t, v, r, p, role, ms in rows
         ).encode()
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
@@ -111,11 +129,13 @@ class RequestLog:
         self,
         path: str | Path,
         max_queue: int = 10_000,
+        drop: Collection[str] = (),
         *,
         on_dropped: Hook = _ignore,
         on_error: Hook = _ignore,
     ) -> None:
         self.path = Path(path)
+        self.drop = frozenset(drop)  # never logged: the contract's pii columns
         self.errors = 0
         self.dropped = 0
         self.on_dropped, self.on_error = on_dropped, on_error
@@ -129,9 +149,15 @@ class RequestLog:
         model_version: str,
         columns: dict[str, list[Any]],
         predictions: list[dict[str, Any]],
+        role: str = CHAMPION,
+        latency_ms: float | None = None,
     ) -> None:
-        """Queue one request: its input columns (name -> values) and per-row predictions."""
-        item = (request_id, datetime.now(UTC).isoformat(), model_version, columns, predictions)
+        """Queue one request: its input columns (name -> values) and per-row predictions,
+        which model ``role`` made them and how long its call took."""
+        if self.drop:
+            columns = {name: v for name, v in columns.items() if name not in self.drop}
+        now = datetime.now(UTC).isoformat()
+        item = (request_id, now, model_version, columns, predictions, role, latency_ms)
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -214,30 +240,51 @@ class RequestLog:
 
 
 _FIELDS = ("request_id", "logged_at", "model_version", "record", "prediction")
+_INSERT = ", ".join((*_FIELDS, *_ADDED))
+_MARKS = ", ".join("?" * (len(_FIELDS) + len(_ADDED)))
 
 
-def _sqlite_rows(path: Path, since: str, version: str, size: int) -> Iterator[list[tuple]]:
-    """Rows in insertion order, ``size`` at a time: the cursor streams, the log is never
-    loaded whole. ``logged_at`` is ISO-8601 UTC text, so a string comparison is a time one."""
+def _query(
+    have: set[str], since: str, version: str, roles: Collection[str] | None
+) -> tuple[str, list[str]]:
+    """The SELECT and its arguments; a table without the newer columns (an old log) reads them
+    as NULL (role: champion) and is never altered by a reader."""
+    fields = [*_FIELDS, *(name if name in have else f"NULL AS {name}" for name in _ADDED)]
     where, args = [], []
+    if roles is not None:
+        role = "COALESCE(role, 'champion')" if "role" in have else "'champion'"
+        where.append(f"{role} IN ({', '.join('?' * len(roles))})")
+        args += list(roles)
     if since:
         where.append("logged_at >= ?")
         args.append(since)
     if version:
         where.append("model_version = ?")
         args.append(version)
-    sql = f"SELECT {', '.join(_FIELDS)} FROM requests"
-    sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid"
+    sql = f"SELECT {', '.join(fields)} FROM requests"
+    return sql + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY rowid", args
+
+
+def _sqlite_rows(
+    path: Path, since: str, version: str, size: int, roles: Collection[str] | None
+) -> Iterator[list[tuple]]:
+    """Rows in insertion order, ``size`` at a time: the cursor streams, the log is never
+    loaded whole. ``logged_at`` is ISO-8601 UTC text, so a string comparison is a time one."""
     conn = sqlite3.connect(path)
     try:
-        cursor = conn.execute(sql, args)
+        cursor = conn.execute(*_query(_columns(conn), since, version, roles))
         while rows := cursor.fetchmany(size):
-            yield [(i, t, v, orjson.loads(r), orjson.loads(p)) for i, t, v, r, p in rows]
+            yield [
+                (i, t, v, orjson.loads(r), orjson.loads(p), role or CHAMPION, ms)
+                for i, t, v, r, p, role, ms in rows
+            ]
     finally:
         conn.close()
 
 
-def _jsonl_rows(path: Path, since: str, version: str, size: int) -> Iterator[list[tuple]]:
+def _jsonl_rows(
+    path: Path, since: str, version: str, size: int, roles: Collection[str] | None
+) -> Iterator[list[tuple]]:
     batch: list[tuple] = []
     with open(path, "rb") as fh:
         for line in fh:
@@ -246,7 +293,10 @@ def _jsonl_rows(path: Path, since: str, version: str, size: int) -> Iterator[lis
             x = orjson.loads(line)
             if (since and x["logged_at"] < since) or (version and x["model_version"] != version):
                 continue
-            batch.append(tuple(x[f] for f in _FIELDS))
+            role = x.get("role") or CHAMPION
+            if roles is not None and role not in roles:
+                continue
+            batch.append((*(x[f] for f in _FIELDS), role, x.get("latency_ms")))
             if len(batch) == size:
                 yield batch
                 batch = []
@@ -265,6 +315,8 @@ def _frame(rows: list[tuple]) -> pd.DataFrame:
     out["model_version"] = [r[2] for r in rows]
     out["request_id"] = [r[0] for r in rows]
     out["logged_at"] = pd.to_datetime([r[1] for r in rows], utc=True, format="ISO8601")
+    out["role"] = [r[5] for r in rows]
+    out["latency_ms"] = pd.array([r[6] for r in rows], dtype="Float64")
     return out
 
 
@@ -282,25 +334,32 @@ def iter_request_log(
     since: datetime | None = None,
     model_version: str = "",
     chunk_rows: int = 50_000,
+    roles: Collection[str] | None = ANSWERED,
 ) -> Iterator[pd.DataFrame]:
     """The log in chunks of at most ``chunk_rows`` scored records, oldest first, each in the
     shape of :func:`read_request_log`; only records logged at or after ``since`` (aware
-    datetime) and, when given, served by ``model_version``. Memory holds one chunk."""
+    datetime) and, when given, served by ``model_version``, made in one of ``roles`` (by
+    default the answered ones: shadow predictions never reached a client; None: all).
+    Memory holds one chunk."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"request log {path} does not exist (no request served yet?)")
     rows = _jsonl_rows if path.suffix == ".jsonl" else _sqlite_rows
-    for batch in rows(path, _utc_text(since), model_version, chunk_rows):
+    for batch in rows(path, _utc_text(since), model_version, chunk_rows, roles):
         yield _frame(batch)
 
 
 def read_request_log(
-    path: str | Path, *, since: datetime | None = None, model_version: str = ""
+    path: str | Path,
+    *,
+    since: datetime | None = None,
+    model_version: str = "",
+    roles: Collection[str] | None = ANSWERED,
 ) -> pd.DataFrame:
     """One row per scored record: input columns, prediction, proba_<class>, model_version,
-    request_id, logged_at (UTC). Loads the whole selection: large logs go through
-    :func:`iter_request_log`."""
-    chunks = list(iter_request_log(path, since=since, model_version=model_version))
+    request_id, logged_at (UTC), role, latency_ms. Loads the whole selection: large logs go
+    through :func:`iter_request_log`."""
+    chunks = list(iter_request_log(path, since=since, model_version=model_version, roles=roles))
     if not chunks:
         return _frame([])
     return pd.concat(chunks, ignore_index=True)

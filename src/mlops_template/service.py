@@ -23,10 +23,17 @@ Speed levers (measured in bench/serving.py): pydantic already enforces the contr
 ranges, categories and nullability, so the model input is built column-wise from the validated
 records in one step (no pandera pass, no list-of-dicts DataFrame); responses are serialised with
 orjson; one BLAS/OpenMP thread per worker; ``serve.workers`` processes; and
-``POST /predict_batched`` merges concurrent requests (adaptive batching). A valid ``/predict``
-body is answered by :meth:`MlopsService.fast` from the request guard, without BentoML's API
-layer (the same :meth:`MlopsService.answer`); anything else takes BentoML's path, so errors do
-not change.
+``POST /predict_batched`` merges concurrent requests (adaptive batching).
+
+Safe rollout (``serve.strategy``, :mod:`mlops_template.rollout`): a second model, the
+challenger, is loaded beside the champion; ``shadow`` predicts every request with it off the
+response path, ``canary`` / ``ab`` let it answer the rows whose route key hashes into
+``serve.challenger_share``. Each logged and counted prediction names its role.
+
+A valid ``/predict`` body is answered by :meth:`MlopsService.fast` from the request guard,
+without BentoML's API layer (the same :meth:`MlopsService._respond`); anything else takes
+BentoML's path, so errors do not change. With a single model and ONNX, a request's columns go
+to the ONNX feeds as numpy arrays (:func:`~mlops_template.features.feature_columns`).
 
 Trust: SIGTERM drains (:mod:`~mlops_template.drain`) and the request log is written out before
 a worker exits; model outputs that are not finite are never returned (500, counted in
@@ -38,7 +45,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -49,18 +58,21 @@ import orjson
 import pandas as pd
 from bentoml.exceptions import NotFound
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from mlops_template import drain, paths
 from mlops_template.config import FeaturesParams, load_params
 from mlops_template.contract import load_contract, schema
-from mlops_template.errors import ModelError
+from mlops_template.errors import MlopsError, ModelError
 from mlops_template.features import build_features, feature_columns
 from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.request_log import RequestLog
 from mlops_template.request_schema import array_column, record_model, typed_column
+from mlops_template.rollout import routing
+from mlops_template.rollout.shadow import Shadow
 
 log = logging.getLogger(__name__)
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
@@ -93,6 +105,21 @@ def served_tag(record: Path = paths.PACKAGE) -> tuple[str, str]:
 _TAG, _TAG_SOURCE = served_tag()
 
 
+def rollout_plan() -> tuple[routing.Rollout, str]:
+    """(the rollout to run, "") or (single, why serve.strategy cannot run): like the tag,
+    importing the service never fails for it; serving does."""
+    if _SERVE.strategy == "single":
+        return routing.Rollout(), ""
+    try:
+        tag = routing.challenger_tag(_SERVE.challenger, _PARAMS.tracking.registered_model)
+        return routing.plan(_PARAMS, tag, _INPUTS, _CONTRACT.id), ""
+    except Exception as err:  # a registry error, a bad key: one line when serving starts
+        return routing.Rollout(), str(err)
+
+
+_ROLLOUT, _ROLLOUT_ERROR = rollout_plan()
+
+
 def _unique(records: list[Any]) -> list[Any]:
     """The contract's unique columns, checked per request (before adaptive batching merges)."""
     for name in _UNIQUE:
@@ -107,7 +134,20 @@ BatchRecords = Annotated[
     AfterValidator(_unique),
 ]
 PREDICTIONS = bentoml.metrics.Counter(
-    name="mlops_predictions", documentation="Predictions served, by class", labelnames=["label"]
+    name="mlops_predictions",
+    documentation="Predictions made, by class and role (champion, challenger, shadow)",
+    labelnames=["label", "role"],
+)
+MODEL_LATENCY = bentoml.metrics.Histogram(
+    name="mlops_model_latency_seconds",
+    documentation="Time of one model call (feature step + model), by role",
+    labelnames=["role"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+SHADOW_FAILURES = bentoml.metrics.Counter(
+    name="mlops_shadow_failures",
+    documentation="Shadow predictions lost: the challenger raised (error) or its queue was full",
+    labelnames=["reason"],
 )
 FAILED = bentoml.metrics.Counter(
     name="mlops_failed_predictions",
@@ -131,6 +171,10 @@ class PredictBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     records: list[Record]  # type: ignore[valid-type]
+
+
+class NonFiniteOutput(ModelError):
+    """The model returned NaN or infinity: never answered as a prediction."""
 
 
 # --------------------------------------------------------------------------- the model
@@ -188,11 +232,78 @@ def trained_at(meta: ModelMeta, stored: Any) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _not_finite(rows: int, bad: int, version: str) -> Response:
+def _not_finite(err: NonFiniteOutput) -> Response:
     FAILED.labels(reason="non_finite_output").inc()
-    message = f"model {version} returned NaN or infinity for {bad} of {rows} rows"
-    log.error("%s: answered 500, not logged", message)
-    return reject("non_finite_output", message, status=500, loc="model")
+    log.error("%s: answered 500, not logged", err)
+    return reject("non_finite_output", str(err), status=500, loc="model")
+
+
+@dataclass
+class LoadedModel:
+    """One stored model ready to predict: its feature step, model step (ONNX or scikit-learn)
+    and description; ``spec``: the feature recipe when numpy arrays can skip pandas (ONNX and
+    the project's feature function)."""
+
+    features: Any
+    core: Any
+    meta: ModelMeta
+    runtime: str
+    version: str
+    trained_at: datetime
+    spec: FeaturesParams | None = None
+
+    @classmethod
+    def load(cls, tag: str) -> LoadedModel:
+        stored = check_stored(tag)
+        features, core = split_pipeline(_unpickle(stored))
+        meta = ModelMeta.model_validate_json(stored.info.metadata["model_meta"])
+        runtime = "sklearn"
+        if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
+            onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
+            core, runtime = OnnxModel(onnx_bytes), "onnx"
+        spec = None
+        if runtime == "onnx" and getattr(features, "func", None) is build_features:
+            spec = FeaturesParams.model_validate(features.kw_args["spec"])
+        when = trained_at(meta, stored)
+        return cls(features, core, meta, runtime, str(stored.tag), when, spec)
+
+    def predict(self, X: pd.DataFrame | dict[str, Any]) -> list[dict[str, Any]]:
+        """Predictions of a DataFrame, or (``spec`` set) of typed numpy arrays; raises
+        NonFiniteOutput when the model returns NaN or infinity."""
+        if isinstance(X, dict):
+            assert self.spec is not None
+            features: Any = feature_columns(X, self.spec)
+        else:
+            features = self.features.transform(X)
+        if self.meta.task == "regression":
+            raw = self.core.predict(features)
+        else:
+            raw = self.core.predict_proba(features)
+        raw = np.asarray(raw, dtype="float64")
+        finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
+        if not finite.all():
+            bad = int((~finite).sum())
+            message = f"model {self.version} returned NaN or infinity for {bad} of {len(raw)} rows"
+            raise NonFiniteOutput(message)
+        return decide(raw, self.meta).records(self.meta.classes, self.version)
+
+
+def _rows(item: tuple[str, dict[str, list[Any]], pd.DataFrame]) -> int:
+    return len(item[2])
+
+
+def check_challenger(rollout: routing.Rollout, error: str) -> None:
+    """The challenger is stored intact and can stand in for the champion (same task, classes,
+    input columns), else one line naming serve.challenger."""
+    if error:
+        raise ModelError(error)
+    if not rollout.challenger:
+        return
+    stored = check_stored(rollout.challenger)
+    champion = ModelMeta.model_validate_json(str(check_stored(_TAG).info.metadata["model_meta"]))
+    challenger = ModelMeta.model_validate_json(str(stored.info.metadata["model_meta"]))
+    if why := routing.incompatibility(champion, challenger):
+        raise ModelError(f"serve.challenger {rollout.challenger}: refused, {why}")
 
 
 def _dtypes() -> dict[str, str]:
@@ -209,6 +320,7 @@ class MlopsService:
     # a class attribute, so the Bento packs it (none without a tag: serving then stops, naming
     # the reason, instead of BentoML looking for a model called "")
     model_ref = bentoml.models.BentoModel(_TAG) if _TAG else None
+    challenger_ref = bentoml.models.BentoModel(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
 
     @bentoml.on_deployment
     def check_model() -> None:
@@ -216,7 +328,8 @@ class MlopsService:
         corrupt model stops the server with one line, not a loop of crashing workers."""
         try:
             check_stored(_TAG)
-        except ModelError as err:
+            check_challenger(_ROLLOUT, _ROLLOUT_ERROR)
+        except MlopsError as err:
             raise SystemExit(f"mlops_template.service: cannot serve: {err}") from None
 
     def __init__(self) -> None:
@@ -232,26 +345,29 @@ class MlopsService:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)  # OpenMP/BLAS threads slow small-batch prediction; use workers
-        stored = check_stored(_TAG)
-        self.features, self.core = split_pipeline(_unpickle(stored))
-        self.meta = ModelMeta.model_validate_json(stored.info.metadata["model_meta"])
-        self.runtime = "sklearn"
-        if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
-            onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
-            self.core, self.runtime = OnnxModel(onnx_bytes), "onnx"
-        self.version = str(stored.tag)
+        self.champion = LoadedModel.load(_TAG)
+        self.meta, self.version = self.champion.meta, self.champion.version
+        self.challenger = LoadedModel.load(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
         self.dtypes = _dtypes()
-        # ONNX and the project's feature function: numpy arrays end to end, no DataFrame
-        self.spec = None
-        if self.runtime == "onnx" and getattr(self.features, "func", None) is build_features:
-            self.spec = FeaturesParams.model_validate(self.features.kw_args["spec"])
-        self.log = RequestLog(
-            os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log),
+        log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
+        self.log = RequestLog(  # pii is never logged; losses are counted on /metrics
+            log_path,
+            drop=_CONTRACT.pii_columns,
             on_dropped=LOG_DROPPED.inc,
             on_error=LOG_ERRORS.inc,
         )
-        HEALTH.trained_at = trained_at(self.meta, stored)
-        HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.runtime}
+        # numpy arrays instead of a DataFrame: one model, ONNX, the project's feature function
+        self.arrays = self.champion.spec is not None and self.challenger is None
+        self.shadow = None
+        if self.challenger and _ROLLOUT.strategy == "shadow":
+            failed = SHADOW_FAILURES.labels
+            self.shadow = Shadow(self._shadow, lambda why: failed(reason=why).inc(), size=_rows)
+        for reason in Shadow.REASONS:  # exposed at 0 before the first failure
+            SHADOW_FAILURES.labels(reason=reason)
+        HEALTH.trained_at = self.champion.trained_at
+        HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.champion.runtime}
+        if self.challenger:
+            HEALTH.info |= {"strategy": _ROLLOUT.strategy, "challenger": self.challenger.version}
         HEALTH.fast = self.fast
 
     @bentoml.on_startup
@@ -263,24 +379,27 @@ class MlopsService:
         if hasattr(self, "log") and not self.log.close(_SERVE.graceful_timeout):
             log.error("request log: rows still queued after %gs", _SERVE.graceful_timeout)
 
-    async def fast(self, body: bytes) -> Response | None:
+    async def fast(self, body: bytes, headers: Headers) -> Response | None:
         """A valid /predict body answered without BentoML's API layer; None otherwise."""
         try:
             records = PredictBody.model_validate(orjson.loads(body)).records
         except (orjson.JSONDecodeError, ValidationError):
             return None
         try:
-            return self.answer(records)
+            return self._respond(records, headers)
         except Exception:  # as BentoML answers an API's exception: logged, a generic 500
             log.exception("POST /predict failed")
             error = {"error": "An unexpected error has occurred, please check the server log."}
             return Response(orjson.dumps(error), status_code=500, media_type="application/json")
 
     @bentoml.api
-    def predict(self, records: list[Record]) -> list[dict[str, Any]]:  # type: ignore[valid-type]
-        return self.answer(records)  # type: ignore[return-value]
+    def predict(self, records: list[Record], ctx: bentoml.Context) -> list[dict[str, Any]]:  # type: ignore[valid-type]
+        response = self._respond(records, ctx.request.headers)
+        # BentoML answers an API that takes ctx with ctx's status, whatever it returns
+        ctx.response.status_code = response.status_code
+        return response  # type: ignore[return-value]
 
-    def answer(self, records: list[Any]) -> Response:
+    def _respond(self, records: list[Any], headers: Any) -> Response:
         if not records:
             return reject("empty", "empty list, send at least one record")
         if len(records) > _SERVE.max_rows:
@@ -291,9 +410,10 @@ class MlopsService:
             if len(set(columns[name])) != len(records):
                 message = f"{name}: duplicate values (the data contract says unique)"
                 return reject("contract", message)
-        out = self._serve(columns)
-        if isinstance(out, Response):
-            return out
+        try:
+            out = self._serve(columns, headers)
+        except NonFiniteOutput as err:
+            return _not_finite(err)
         return Response(orjson.dumps(out), media_type="application/json")
 
     @bentoml.api(
@@ -304,38 +424,83 @@ class MlopsService:
     def predict_batched(self, records: BatchRecords) -> list[dict[str, Any]]:
         """Rows of concurrent requests are predicted in one call; each request is validated
         on its own first (schema, size, unique ids)."""
-        out = self._serve(self._columns(records))
-        if isinstance(out, Response):  # a 500 (BentoML hides its text; the server log has it)
-            raise bentoml.exceptions.InternalServerError(bytes(out.body).decode())
-        return out
+        try:
+            return self._serve(self._columns(records))
+        except NonFiniteOutput as err:  # a 500 (BentoML hides its text; the server log has it)
+            _not_finite(err)
+            raise bentoml.exceptions.InternalServerError(str(err)) from None
 
     def _columns(self, records: list[Any]) -> dict[str, list[Any]]:
         return {name: [getattr(r, name) for r in records] for name in _INPUTS}
 
-    def _serve(self, columns: dict[str, list[Any]]) -> list[dict[str, Any]] | Response:
-        if self.spec is not None:
-            arrays = {name: array_column(v, self.dtypes[name]) for name, v in columns.items()}
-            out = self._predict(feature_columns(arrays, self.spec))
-        else:
-            X = pd.DataFrame({n: typed_column(v, self.dtypes[n]) for n, v in columns.items()})
-            out = self._predict(self.features.transform(X))
-        if isinstance(out, Response):
-            return out
-        for row in out:
-            PREDICTIONS.labels(label=str(row["prediction"])).inc()
-        self.log.append(uuid.uuid4().hex, self.version, columns, out)
+    def _serve(self, columns: dict[str, list[Any]], headers: Any = None) -> list[dict[str, Any]]:
+        request_id = uuid.uuid4().hex
+        if self.arrays:  # one model: no split, no shadow
+            arrays = {n: array_column(v, self.dtypes[n]) for n, v in columns.items()}
+            return self._answer(request_id, self.champion, routing.CHAMPION, columns, arrays)
+        X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
+        if _ROLLOUT.splits and self.challenger:
+            mask = _ROLLOUT.to_challenger(columns, headers)
+            if all(mask):  # a header key, or a 1-row request: no split needed
+                return self._answer(request_id, self.challenger, routing.CHALLENGER, columns, X)
+            if any(mask):
+                return self._split(request_id, columns, X, mask)
+        out = self._answer(request_id, self.champion, routing.CHAMPION, columns, X)
+        if self.shadow:
+            self.shadow.submit((request_id, columns, X))
         return out
 
-    def _predict(self, features: pd.DataFrame | dict[str, Any]) -> list[dict[str, Any]] | Response:
-        if self.meta.task == "regression":
-            raw = self.core.predict(features)
-        else:
-            raw = self.core.predict_proba(features)
-        raw = np.asarray(raw, dtype="float64")
-        finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
-        if not finite.all():
-            return _not_finite(len(raw), int((~finite).sum()), self.version)
-        return decide(raw, self.meta).records(self.meta.classes, self.version)
+    def _answer(
+        self,
+        request_id: str,
+        model: LoadedModel,
+        role: str,
+        columns: dict[str, list[Any]],
+        X: pd.DataFrame | dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """One model's predictions of these rows, counted, timed and logged with its role."""
+        start = time.perf_counter()
+        out = model.predict(X)
+        seconds = time.perf_counter() - start
+        MODEL_LATENCY.labels(role=role).observe(seconds)
+        for row in out:
+            PREDICTIONS.labels(label=str(row["prediction"]), role=role).inc()
+            if self.challenger:
+                row["role"] = role
+        self.log.append(request_id, model.version, columns, out, role, seconds * 1e3)
+        return out
+
+    def _split(
+        self, request_id: str, columns: dict[str, list[Any]], X: pd.DataFrame, mask: list[bool]
+    ) -> list[dict[str, Any]]:
+        """canary / ab: each model answers its rows; the answers go back in request order."""
+        assert self.challenger is not None
+        positions = routing.split(mask)
+        answers = []
+        models = (self.champion, self.challenger)
+        for where, model, role in zip(positions, models, routing.ROLES, strict=True):
+            part = {name: [values[i] for i in where] for name, values in columns.items()}
+            rows = X.iloc[where].reset_index(drop=True)
+            answers.append(self._answer(request_id, model, role, part, rows) if where else [])
+        return routing.merge(positions, (answers[0], answers[1]))
+
+    def _shadow(self, batch: list[tuple[str, dict[str, list[Any]], pd.DataFrame]]) -> None:
+        """Requests gathered by the shadow thread, predicted by the challenger in one call and
+        logged per request (same request id as the champion's rows: compare pairs them)."""
+        assert self.challenger is not None
+        start = time.perf_counter()
+        out = self.challenger.predict(pd.concat([X for _, _, X in batch], ignore_index=True))
+        seconds = time.perf_counter() - start
+        MODEL_LATENCY.labels(role=routing.SHADOW).observe(seconds)
+        first = 0
+        for request_id, columns, X in batch:
+            rows = out[first : first + len(X)]
+            first += len(X)
+            for row in rows:
+                PREDICTIONS.labels(label=str(row["prediction"]), role=routing.SHADOW).inc()
+            self.log.append(
+                request_id, self.challenger.version, columns, rows, "shadow", seconds * 1e3
+            )
 
 
 MlopsService.add_asgi_middleware(  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mlops_template import io, metrics, paths, tracking
 from mlops_template.config import EvaluateParams, FeaturesParams, Params, Task, TrainParams
-from mlops_template.contract import load_contract
+from mlops_template.contract import load_contract, pii_features, redact
 from mlops_template.errors import ConfigError
 from mlops_template.features import feature_transformer
 from mlops_template.model import (
@@ -232,7 +232,16 @@ def log_to_mlflow(
             "model_uri": info.model_uri,
             "registered_model": params.tracking.registered_model,
             "version": None if version is None else str(version),
+            # the model's age (monitor.max_model_age_days): a wall time of the run, so it
+            # lives here, outside what the model's version hashes
+            "trained_at": _utc(active.info.start_time),
         }
+
+
+def _utc(epoch_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="seconds")
 
 
 def tuned_params(params: Params) -> tuple[Params, str]:
@@ -260,6 +269,9 @@ def run(params: Params) -> None:
     params, params_source = tuned_params(params)
     log.info("train: hyper-parameters from %s", params_source)
     contract = load_contract(params.data.contract)
+    if used := pii_features(contract, params.features.model_dump()):
+        shown = "; ".join(f"{c}: {how}" for c, how in used.items())
+        raise ConfigError(f"{params.data.contract}: pii columns cannot be features ({shown})")
     tracking.connect(params.tracking.experiment)  # fail before the expensive work
     features = pd.read_parquet(paths.TRAIN_FEATURES)
     result = train(
@@ -272,6 +284,7 @@ def run(params: Params) -> None:
         evaluate=params.evaluate,
     )
     raw_sample = pd.read_parquet(paths.TRAIN_SPLIT).drop(columns=[contract.target]).head(100)
+    raw_sample = redact(raw_sample, contract.pii_columns)  # MLflow keeps it as input example
     start = time.perf_counter()
     run_info = log_to_mlflow(result, params, raw_sample, contract.name, params_source)
     log.info("logged run %s to MLflow in %.1fs", run_info["run_id"], time.perf_counter() - start)

@@ -32,11 +32,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_project(root: Path, env: dict[str, str], overrides: dict[str, Any] | None = None) -> Path:
-    """A copy of the project in ``root`` (3000 rows, 20 iterations, ``overrides``) trained and
-    packaged with ``env`` (its BENTOML_HOME is the store)."""
+def make_project(
+    root: Path,
+    env: dict[str, str],
+    overrides: dict[str, Any] | None = None,
+    contract: dict[str, Any] | None = None,
+) -> Path:
+    """A copy of the project in ``root`` (3000 rows, 20 iterations, ``overrides``; the demo's
+    contract or ``contract``) trained and packaged with ``env`` (its BENTOML_HOME is the store)."""
     shutil.copy(ROOT / "bentofile.yaml", root / "bentofile.yaml")
-    shutil.copy(DEMO_CONTRACT, root / "contract.yaml")
+    if contract is None:
+        shutil.copy(DEMO_CONTRACT, root / "contract.yaml")
+    else:
+        (root / "contract.yaml").write_text(yaml.safe_dump(contract, sort_keys=False))
     shutil.copytree(ROOT / "src", root / "src")
     serve = {
         "request_log": "logs/requests.jsonl",  # SQLite: tests/unit/test_request_log.py

@@ -389,3 +389,72 @@ def test_readme_demo_and_the_dvc_stage(
     assert (repo / "reports/monitoring/report.html").stat().st_size > 100_000
     shown = json.dumps(json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout))
     assert "reports/monitoring/summary.json" in shown and '"rows_total": 50000' in shown
+
+
+def test_labelled_served_traffic_agrees_with_the_offline_metrics(
+    setup: dict[str, Any],
+    served: tuple[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Offline vs online: the held-out split sent through the real service, its labels joined
+    later by id: the metrics of what was served equal reports/metrics.json; wrong labels for
+    the same traffic say retrain."""
+    url, log = served
+    test = pd.read_parquet(setup["root"] / "data/split/test.parquet")
+    since = pd.Timestamp.now(tz="UTC").isoformat()
+    for start in range(0, len(test), 300):
+        chunk = records(test.drop(columns=["is_fraud"]).iloc[start : start + 300])
+        resp = requests.post(f"{url}/predict", json={"records": chunk}, timeout=60)
+        assert resp.status_code == 200, resp.text
+    labels = tmp_path / "labels.csv"
+    test[["transaction_id", "is_fraud"]].to_csv(labels, index=False)
+    args = ("--request-log", str(log), "--since", since, "--labels", str(labels))
+    summary_path = setup["root"] / "reports/monitoring/summary.json"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # the log is written on a background thread
+        code = _cli(setup["root"], monkeypatch, *args)
+        summary = json.loads(summary_path.read_text())
+        if summary["rows_total"] == len(test):
+            break
+        time.sleep(0.5)
+    assert code == 0, summary.get("reasons")
+    assert summary["rows_total"] == len(test) and summary["labels"]["rows_without_label"] == 0
+    assert summary["quality_source"] == "served" and summary["prediction_source"] == "served"
+    online, offline = summary["quality"]["metrics"], setup["baseline"]
+    for name in ("log_loss", "accuracy", "f1", "precision", "recall"):
+        assert online[name] == pytest.approx(offline[name], abs=1e-6), name
+    # ranks: the tiny model gives tied scores that onnxruntime's 1e-7 differences order
+    for name in ("roc_auc", "pr_auc"):
+        assert online[name] == pytest.approx(offline[name], abs=0.01), name
+
+    flipped = test[["transaction_id", "is_fraud"]].assign(is_fraud=1 - test["is_fraud"])
+    flipped.to_csv(labels, index=False)
+    assert _cli(setup["root"], monkeypatch, *args) == 7
+    summary = json.loads(summary_path.read_text())
+    assert any(r.startswith("roc_auc dropped") for r in summary["reasons"])
+
+
+def test_a_model_older_than_the_limit_says_retrain(
+    setup: dict[str, Any], large_reference: pd.DataFrame
+) -> None:
+    """Staleness: the same calm batch, judged now and 100 days after the model was trained."""
+    from datetime import datetime, timedelta
+
+    trained_at = setup["meta"]["mlflow"]["trained_at"]
+    later = datetime.fromisoformat(trained_at) + timedelta(days=100)
+    batch = generate_transactions(ROWS, seed=11)
+    kwargs = dict(
+        model=setup["model"],
+        meta=setup["meta"],
+        contract=setup["contract"],
+        baseline=setup["baseline"],
+        params=setup["params"].monitor,
+    )
+    fresh = monitor(batch, large_reference, **kwargs)
+    assert fresh.summary["status"] == "ok" and fresh.summary["model_age"]["days"] < 1
+    stale = monitor(batch, large_reference, now=later, **kwargs)
+    assert stale.summary["status"] == "retrain"
+    assert stale.reasons == [
+        f"model age 100.0 days > monitor.max_model_age_days 90 (trained {trained_at})"
+    ]

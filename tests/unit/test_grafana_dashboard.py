@@ -39,5 +39,17 @@ def test_dashboard_covers_traffic_latency_errors_rejections_predictions() -> Non
         "mlops_request_log_dropped_total",
         "mlops_request_log_errors_total",
         "mlops_failed_predictions_total",
+        "mlops_model_latency_seconds_bucket",
+        "mlops_shadow_failures_total",
     }
     assert any("histogram_quantile(0.99" in q for q in queries(d))
+
+
+def test_dashboard_has_a_panel_per_rollout_role() -> None:
+    d = load()
+    roles = next(v for v in d["templating"]["list"] if v["name"] == "role")
+    assert roles["query"].split(",") == ["champion", "challenger", "shadow"]
+    repeated = [p for p in d["panels"] if p.get("repeat") == "role"]
+    assert repeated and all('role="$role"' in t["expr"] for p in repeated for t in p["targets"])
+    by_role = [q for q in queries(d) if "mlops_model_latency_seconds_bucket" in q]
+    assert by_role and all("by (le, role)" in q for q in by_role)

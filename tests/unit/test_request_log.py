@@ -158,3 +158,21 @@ def test_failed_writes_are_reported_to_on_error(tmp_path: Path) -> None:
     log.append("r", "m:1", *_one(1))
     assert log.flush(timeout=10)
     assert log.errors == sum(reported) == 1
+
+
+@pytest.mark.parametrize("name", ["requests.db", "requests.jsonl"])
+def test_pii_columns_are_never_written(tmp_path: Path, name: str) -> None:
+    log = RequestLog(tmp_path / name, drop=["email", "customer_id"])
+    columns = {
+        "customer_id": [918273645],
+        "email": ["jane.doe@example.com"],
+        "amount": [12.5],
+    }
+    log.append("req-1", "m:1", columns, [{"prediction": 0}])
+    log.flush()
+    out = read_request_log(tmp_path / name)
+    assert list(out["amount"]) == [12.5]
+    assert "email" not in out and "customer_id" not in out
+    raw = (tmp_path / name).read_bytes()
+    assert b"jane.doe" not in raw and b"918273645" not in raw and b"email" not in raw
+    assert log.errors == 0

@@ -165,3 +165,27 @@ def check_batch(frame: pd.DataFrame, contract: Contract) -> ContractResult:
     if again is None or not again.ok:
         return ContractResult(frame.iloc[0:0], report.failures, usable=False)
     return ContractResult(again.valid, report.failures, usable=True)
+
+
+def attach_labels(current: pd.DataFrame, path: str, contract: Contract) -> tuple[pd.DataFrame, int]:
+    """Labels that arrived later (a CSV/Parquet file of id + target), joined to the served
+    rows by the contract's id column; served rows without a label are left out. Returns the
+    labelled rows and how many served rows had none."""
+    if not contract.id or contract.id in contract.pii_columns:
+        raise ConfigError(
+            f"--labels {path}: the contract has no (non-pii) id column to join labels on"
+        )
+    key, target = contract.id, contract.target
+    where = f"monitor --labels {path}"
+    labels = sources.read(sources.table(path, name=where), columns=[key, target])
+    missing = [c for c in (key, target) if c not in labels.columns]
+    if missing:
+        raise DataError(f"{where}: no column {', '.join(missing)}")
+    if key not in current.columns:
+        raise DataError(f"{where}: the monitored rows have no {key} column to join on")
+    by_id = dict(zip(labels[key].astype(str), labels[target], strict=True))
+    found = current[key].astype(str).map(by_id)
+    labelled = current[found.notna()].assign(**{target: found[found.notna()]})
+    if labelled.empty:
+        raise DataError(f"{where}: no label matches a monitored row's {key}")
+    return labelled, int(found.isna().sum())

@@ -4,6 +4,7 @@ frames already in memory. Writes nothing, reads nothing: tests and callers pass 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -33,9 +34,32 @@ class Outcome:
     reasons: list[str]
 
 
-def retrain_reasons(drift: Drift, qual: dict[str, Any] | None, params: MonitorParams) -> list[str]:
+def model_age(meta: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """Days since the model was trained (``mlflow.trained_at`` of models/model.json), or
+    None with a note when the description does not say (trained before it was recorded)."""
+    trained_at = (meta.get("mlflow") or {}).get("trained_at")
+    if not trained_at:
+        return {"days": None, "trained_at": None, "note": "models/model.json has no trained_at"}
+    when = datetime.fromisoformat(trained_at)
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    days = ((now or datetime.now(UTC)) - when).total_seconds() / 86400
+    return {"days": round(days, 2), "trained_at": when.isoformat()}
+
+
+def retrain_reasons(
+    drift: Drift,
+    qual: dict[str, Any] | None,
+    params: MonitorParams,
+    age: dict[str, Any] | None = None,
+) -> list[str]:
     """Plain sentences, one per crossed threshold."""
     reasons = []
+    limit, days = params.max_model_age_days, (age or {}).get("days")
+    if limit is not None and days is not None and days > limit:
+        reasons.append(
+            f"model age {days:.1f} days > monitor.max_model_age_days {limit:g} "
+            f"(trained {age['trained_at']})"  # type: ignore[index]
+        )
     n, k = len(drift.columns), len(drift.drifted)
     if drift.share >= params.drift_share:
         reasons.append(
@@ -69,12 +93,16 @@ def monitor(
     threshold: float = 0.5,
     total_rows: int | None = None,
     served: pd.Series | None = None,
+    now: datetime | None = None,
 ) -> Outcome:
     """The pure core: contract check, drift, quality, decision. Writes nothing.
 
     ``served`` (aligned with ``current``): the model output the service logged for each row
     (P(positive), label or value); prediction drift is then measured on what was served, not
-    on a re-scoring by the local model."""
+    on a re-scoring by the local model. The contract's pii columns are dropped first: they are
+    neither checked, measured nor reported. ``now``: the time the model's age is taken at."""
+    current = current.drop(columns=[c for c in contract.pii_columns if c in current.columns])
+    contract = contract.without_pii()
     result = check_batch(current, contract)
     summary: dict[str, Any] = {
         "rows_total": int(total_rows if total_rows is not None else len(current)),
@@ -94,12 +122,19 @@ def monitor(
     labelled = meta["target"] in valid.columns
     kept = served.loc[result.valid.index] if served is not None else None
     use_served = kept is not None and bool(kept.notna().all())
-    output = score(model, valid, meta) if labelled or not use_served else None
+    # labelled served rows: quality is measured on what was served (the online metric; a
+    # multiclass log keeps labels only, so that model is re-scored)
+    online = labelled and use_served and meta["task"] != "multiclass"
+    output = score(model, valid, meta) if (labelled and not online) or not use_served else None
     if kept is not None and use_served:
         valid[cols.prediction] = kept.to_numpy()
+        if online:
+            output = kept.to_numpy(dtype="float64")
     elif output is not None:  # nothing served (or not for every row): the local model's output
         valid[cols.prediction] = prediction_column(output, meta)
     summary["prediction_source"] = "served" if use_served else "model"
+    if labelled:
+        summary["quality_source"] = "served" if online else "model"
     spec, derived = derived_features(model) if params.derived_features else (None, [])
     if spec is not None and derived:
         valid, reference = (
@@ -117,7 +152,8 @@ def monitor(
         if labelled and output is not None
         else None
     )
-    reasons = retrain_reasons(drift, qual, params)
+    age = model_age(meta, now)
+    reasons = retrain_reasons(drift, qual, params, age)
     status = "contract_violation" if not result.ok else ("retrain" if reasons else "ok")
     summary |= {
         "status": status,
@@ -131,6 +167,7 @@ def monitor(
         },
         "prediction_drift": drift.prediction,
         "quality": qual,
+        "model_age": age | {"max_days": params.max_model_age_days},
     }
     return Outcome(summary, result.failures, drift, reasons)
 
@@ -139,8 +176,8 @@ def score(model: Any, frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
     """The local model's output on the batch (for quality, or when nothing was served)."""
     from mlops_template.model import model_output
 
-    try:
-        return model_output(model, frame[meta["input_columns"]], meta["task"])
+    try:  # pii columns are never features (train refuses them): absent ones are filled
+        return model_output(model, frame.reindex(columns=meta["input_columns"]), meta["task"])
     except Exception as err:  # scikit-learn raises plain ValueError / TypeError
         raise DataError(f"monitor: the model could not score the batch: {err}") from err
 

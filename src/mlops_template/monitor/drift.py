@@ -37,9 +37,11 @@ class Columns:
 
 
 def columns_for(contract: Contract, meta: dict[str, Any]) -> Columns:
-    """Contract dtypes decide the types (never Evidently's guessing); id and time are skipped."""
-    skip = {contract.target, contract.id, contract.timestamp}
-    inputs = [c for c in meta.get("input_columns", contract.feature_columns) if c not in skip]
+    """Contract dtypes decide the types (never Evidently's guessing); id, time and pii columns
+    (and any the contract does not declare) are skipped."""
+    skip = {contract.target, contract.id, contract.timestamp, *contract.pii_columns}
+    declared = meta.get("input_columns", contract.feature_columns)
+    inputs = [c for c in declared if c not in skip and c in contract.columns]
     num = [c for c in inputs if contract.columns[c].dtype in ("int", "float")]
     cat = [c for c in inputs if c not in num and contract.columns[c].dtype != "datetime"]
     if meta["task"] == "binary":
@@ -65,7 +67,8 @@ def derived_features(model: Any) -> tuple[FeaturesParams | None, list[str]]:
 def with_derived(frame: pd.DataFrame, spec: FeaturesParams, names: list[str]) -> pd.DataFrame:
     from mlops_template.features import build_features
 
-    built = build_features(frame, spec)
+    present = [c for c in spec.drop if c in frame.columns]  # pii columns are never read
+    built = build_features(frame, spec.model_copy(update={"drop": present}))
     return frame.assign(**{n: pd.to_numeric(built[n], errors="coerce") for n in names})
 
 

@@ -25,6 +25,9 @@ def render_markdown(summary: dict[str, Any], source: str) -> str:
     ]
     for reason in summary.get("reasons", []):
         lines.append(f"- retrain: {reason}")
+    age = summary.get("model_age") or {}
+    if age.get("days") is not None:
+        lines.append(f"- model age: {age['days']:.1f} days (trained {age['trained_at']})")
     c = summary["contract"]
     if not c["ok"]:
         lines.append(f"- contract: {c['failures']} failures, {c['rows_dropped']} rows dropped")

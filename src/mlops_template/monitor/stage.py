@@ -15,7 +15,7 @@ from mlops_template import paths
 from mlops_template.config import Params
 from mlops_template.contract import describe_failures, load_contract
 from mlops_template.errors import BatchContractViolation, DataError, RetrainNeeded
-from mlops_template.monitor.batch import Source, read_current
+from mlops_template.monitor.batch import Source, attach_labels, read_current
 from mlops_template.monitor.core import Outcome, monitor
 from mlops_template.monitor.drift import columns_for
 from mlops_template.monitor.report import clear_outputs, log_selection, write
@@ -32,8 +32,9 @@ def load_reference(n: int, seed: int) -> pd.DataFrame:
     return reference.reset_index(drop=True)
 
 
-def run(params: Params, source: Source) -> dict[str, Any]:
-    """Entry point of `mlops monitor`: read, check, measure, write, then exit 0, 7 or 8."""
+def run(params: Params, source: Source, labels: str | None = None) -> dict[str, Any]:
+    """Entry point of `mlops monitor`: read, check, measure, write, then exit 0, 7 or 8.
+    ``labels``: a file of id + target joined to the batch (labels of served traffic)."""
     from mlops_template.model import load
 
     clear_outputs()
@@ -44,7 +45,8 @@ def run(params: Params, source: Source) -> dict[str, Any]:
     baseline = json.loads(paths.METRICS.read_text()) if paths.METRICS.exists() else None
     reference = load_reference(m.sample_rows, m.seed)
     logged = [columns_for(contract, meta).prediction, "model_version"]
-    wanted = list(contract.columns) + (logged if source.kind == "request_log" else [])
+    stored = contract.without_pii().columns  # pii columns are never read
+    wanted = list(stored) + (logged if source.kind == "request_log" else [])
     current, total = read_current(source, wanted, m.sample_rows, m.seed)
     log.info(
         "monitor: %d of %d rows from %s vs %d reference rows",
@@ -53,6 +55,10 @@ def run(params: Params, source: Source) -> dict[str, Any]:
         source.describe(),
         len(reference),
     )
+    unlabelled = None
+    if labels:
+        current, unlabelled = attach_labels(current, labels, contract)
+        current = current.reset_index(drop=True)
     served = current.get(logged[0]) if source.kind == "request_log" else None
     outcome = monitor(
         current[[c for c in current.columns if c in contract.columns]],
@@ -68,6 +74,8 @@ def run(params: Params, source: Source) -> dict[str, Any]:
     )
     if source.kind == "request_log":
         outcome.summary["request_log"] = log_selection(source, current)
+    if labels:
+        outcome.summary["labels"] = {"file": labels, "rows_without_label": unlabelled}
     write(outcome, source.describe())
     finish(outcome, source.describe())
     return outcome.summary
