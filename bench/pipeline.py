@@ -7,6 +7,12 @@ the train stage). Writes reports/benchmarks/pipeline.md.
 
     python bench/pipeline.py                      # 100k, 1M, 10M rows
     python bench/pipeline.py --rows 100000 1000000
+    python bench/pipeline.py --baseline-src /tmp/main/src   # also time another checkout's code
+
+With ``--baseline-src`` every size runs twice in a row, once with that source tree (for example
+``git archive main src | tar -x -C /tmp/main``) and once with this one, so the ratios come
+from one run on one machine state. Every size waits for a quiet machine first (machine.settle)
+and its row states the load it started at.
 """
 
 from __future__ import annotations
@@ -19,22 +25,33 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # bench/ is scripts, not a package
-from machine import describe, quiet_env
+from machine import describe, quiet_env, settle
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["data", "features", "train", "evaluate"]
 COPY = ["params.yaml", "contract.yaml", "dvc.yaml", ".dvc", ".dvcignore"]
 
 
-def run_stage(cwd: Path, stage: str) -> tuple[float, float]:
-    """Run `mlops stage <stage>`; return (wall seconds, peak RSS in GiB) of that process."""
+def stage_env(src: Path | None) -> dict[str, str]:
+    """Telemetry off, this venv first on PATH; ``src`` (another checkout's src/) first on the
+    import path when given."""
     env = quiet_env()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.pop("PYTHONPATH", None)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    return env
+
+
+def run_stage(cwd: Path, stage: str, src: Path | None = None) -> tuple[float, float]:
+    """Run `mlops stage <stage>`; return (wall seconds, peak RSS in GiB) of that process."""
+    env = stage_env(src)
     start = time.perf_counter()
     with open(cwd / f"{stage}.log", "w") as log:
         proc = subprocess.Popen(
@@ -47,14 +64,15 @@ def run_stage(cwd: Path, stage: str) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
 
 
-def bench_size(rows: int, workdir: Path) -> dict:
+def bench_size(rows: int, workdir: Path, src: Path | None = None) -> dict:
     for name in COPY:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, workdir / name)
+        path = ROOT / name
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, workdir / name)
     params = yaml.safe_load((workdir / "params.yaml").read_text())
     params["data"]["synthetic"]["n_rows"] = rows
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result: dict = {"rows": rows, "stages": {}}
+    result: dict = {"rows": rows, "stages": {}, "code": "baseline" if src else "this"}
+    result["load"] = os.getloadavg()[0]
     # A project's MLflow store exists after its first run; creating it (schema migrations,
     # about 4 s) is a one-time cost, timed on its own and not counted in the stages.
     experiment = params["tracking"]["experiment"]
@@ -63,15 +81,18 @@ def bench_size(rows: int, workdir: Path) -> dict:
     subprocess.run(
         [sys.executable, "-c", create],
         cwd=workdir,
-        env=quiet_env(),
+        env=stage_env(src),
         check=True,
         capture_output=True,
     )
     result["store_seconds"] = time.perf_counter() - start
     for stage in STAGES:
-        wall, rss = run_stage(workdir, stage)
+        wall, rss = run_stage(workdir, stage, src)
         result["stages"][stage] = {"seconds": wall, "peak_rss_gib": rss}
-        print(f"{rows:>10,} rows  {stage:<9} {wall:8.1f} s  {rss:6.2f} GiB", flush=True)
+        print(
+            f"{rows:>10,} rows  {result['code']:<8} {stage:<9} {wall:8.1f} s  {rss:6.2f} GiB",
+            flush=True,
+        )
     result["fit_seconds"] = fit_seconds(workdir)
     result["total_seconds"] = sum(s["seconds"] for s in result["stages"].values())
     result["peak_rss_gib"] = max(s["peak_rss_gib"] for s in result["stages"].values())
@@ -79,16 +100,25 @@ def bench_size(rows: int, workdir: Path) -> dict:
 
 
 def fit_seconds(workdir: Path) -> float:
-    """CV + final fit seconds of the run's training, from the MLflow run it logged them to."""
-    import mlflow
+    """CV + final fit seconds of the run's training, from the MLflow run it logged them to.
+
+    Read from the SQLite store directly: MLflow's set_tracking_uri would export
+    MLFLOW_TRACKING_URI into this process's environment, and from there into the stages of
+    the next size, which would then log into this (deleted) folder."""
+    import sqlite3
 
     run_id = json.loads((workdir / "models/model.json").read_text())["mlflow"]["run_id"]
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
-    metrics = mlflow.get_run(run_id).data.metrics
+    with closing(sqlite3.connect(workdir / "mlflow.db")) as db:
+        rows = db.execute(
+            "select key, value from metrics where run_uuid = ? "
+            "and key in ('cv_seconds', 'fit_seconds')",
+            (run_id,),
+        ).fetchall()
+    metrics = dict(rows)
     return float(metrics["cv_seconds"] + metrics["fit_seconds"])
 
 
-def render(results: list[dict]) -> str:
+def render(results: list[dict], machine: str, baseline: str | None = None) -> str:
     lines = [
         "# Pipeline benchmark",
         "",
@@ -98,26 +128,51 @@ def render(results: list[dict]) -> str:
         "(timed inside the train stage); *other* is everything else (ingest, validation,",
         "features, evaluation, tracking, process start-up). Creating the MLflow store, a",
         "one-time cost of a project's first run, is timed separately (*store (s)*).",
+        "*load* is the 1-minute load average when the size started.",
+    ]
+    if baseline:
+        lines += [
+            "",
+            f"*code*: `baseline` is the source tree `{baseline}`, `this` the checkout's own; each",
+            "size ran both, one after the other.",
+        ]
+    lines += [
         "",
-        describe(),
-        "| rows | "
+        machine,
+        "| rows | code | "
         + " | ".join(f"{s} (s)" for s in STAGES)
-        + " | total (s) | rows/s | µs/row | peak RSS (GiB) | fitting share | other share"
-        + " | store (s) |",
-        "| ---: " * (len(STAGES) + 8) + "|",
+        + " | total (s) | rows/s | µs/row | peak RSS (GiB) | fit (s) | other (s)"
+        + " | fitting share | other share | store (s) | load |",
+        "| ---: | --- " + "| ---: " * (len(STAGES) + 10) + "|",
     ]
     for r in results:
-        total = r["total_seconds"]
+        total, fit = r["total_seconds"], r["fit_seconds"]
         stages = " | ".join(f"{r['stages'][s]['seconds']:.1f}" for s in STAGES)
         lines.append(
-            f"| {r['rows']:,} | {stages} | {total:.1f} | {r['rows'] / total:,.0f} "
-            f"| {total / r['rows'] * 1e6:.1f} | {r['peak_rss_gib']:.2f} "
-            f"| {r['fit_seconds'] / total:.0%} | {1 - r['fit_seconds'] / total:.0%} "
-            f"| {r['store_seconds']:.1f} |"
+            f"| {r['rows']:,} | {r['code']} | {stages} | {total:.1f} | {r['rows'] / total:,.0f} "
+            f"| {total / r['rows'] * 1e6:.1f} | {r['peak_rss_gib']:.2f} | {fit:.1f} "
+            f"| {total - fit:.1f} | {fit / total:.0%} | {1 - fit / total:.0%} "
+            f"| {r['store_seconds']:.1f} | {r['load']:.2f} |"
         )
-    by_rows = {r["rows"]: r for r in results}
-    if 1_000_000 in by_rows and 10_000_000 in by_rows:
-        per_row = [by_rows[n]["total_seconds"] / n for n in (1_000_000, 10_000_000)]
+    mine = {r["rows"]: r for r in results if r["code"] == "this"}
+    if baseline:
+        lines += [
+            "",
+            "| rows | total: this / baseline | other: this / baseline |",
+            "| ---: | ---: | ---: |",
+        ]
+        for r in results:
+            if r["code"] == "baseline" and r["rows"] in mine:
+                m = mine[r["rows"]]
+                other = (m["total_seconds"] - m["fit_seconds"]) / (
+                    r["total_seconds"] - r["fit_seconds"]
+                )
+                lines.append(
+                    f"| {r['rows']:,} | {m['total_seconds'] / r['total_seconds']:.2f}x "
+                    f"| {other:.2f}x |"
+                )
+    if 1_000_000 in mine and 10_000_000 in mine:
+        per_row = [mine[n]["total_seconds"] / n for n in (1_000_000, 10_000_000)]
         lines += ["", f"Time per row at 10M / at 1M: **{per_row[1] / per_row[0]:.2f}x**."]
     return "\n".join(lines) + "\n"
 
@@ -126,14 +181,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000, 10_000_000])
     parser.add_argument("--out", default=str(ROOT / "reports/benchmarks/pipeline.md"))
+    parser.add_argument("--baseline-src", type=Path, help="another checkout's src/ to time too")
     args = parser.parse_args()
+    codes: list[Path | None] = [args.baseline_src.resolve(), None] if args.baseline_src else [None]
+    settle()
+    machine = describe()  # with the load at the start
     results = []
     for rows in args.rows:
-        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-            results.append(bench_size(rows, Path(tmp)))
+        for src in codes:
+            settle()  # each size starts on a machine as quiet as it gets (load per row)
+            with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+                results.append(bench_size(rows, Path(tmp), src))
+    baseline = str(args.baseline_src) if args.baseline_src else None
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(render(results))
-    print(render(results))
+    report = render(results, machine, baseline)
+    Path(args.out).write_text(report)
+    print(report)
 
 
 if __name__ == "__main__":

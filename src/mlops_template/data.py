@@ -7,7 +7,9 @@ reports/data_validation/ and the stage exits non-zero, so no later stage runs.
 from __future__ import annotations
 
 import logging
+import math
 
+import numpy as np
 import pandas as pd
 
 from mlops_template import io, paths, sources
@@ -41,8 +43,6 @@ def split(
     df: pd.DataFrame, contract: Contract, task: Task, params: SplitParams
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Deterministic train/test split: stratified, random or by time (latest rows are test)."""
-    from sklearn.model_selection import train_test_split
-
     if params.method == "time":
         if not contract.timestamp:
             raise ConfigError(
@@ -53,21 +53,73 @@ def split(
         return ordered.iloc[:-n_test].reset_index(drop=True), ordered.iloc[-n_test:].reset_index(
             drop=True
         )
-    stratify = None
+    labels = None
     if params.method == "stratified":
         if task == "regression":
             raise ConfigError(
                 "data.split.method: 'stratified' needs a classification task; "
                 "use 'random' or 'time' for regression"
             )
-        stratify = df[contract.target]
+        labels = df[contract.target].to_numpy()
     try:
-        train, test = train_test_split(
-            df, test_size=params.test_size, random_state=params.seed, stratify=stratify
-        )
+        train, test = split_positions(len(df), params.test_size, params.seed, labels)
     except ValueError as err:
         raise DataError(f"data.split: cannot split {len(df)} rows: {err}") from None
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    return df.take(train).reset_index(drop=True), df.take(test).reset_index(drop=True)
+
+
+def split_positions(
+    n: int, test_size: float, seed: int, labels: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and test row positions, the very ones scikit-learn's ``train_test_split(...,
+    test_size, random_state=seed, stratify=labels)`` picks (tests/unit/test_split.py compares),
+    drawn as index permutations in numpy: the data stage never imports scikit-learn (about 1 s)
+    and never builds a list of n Python ints (1.2 s at 10M rows)."""
+    n_test = math.ceil(test_size * n)
+    n_train = n - n_test
+    if n_train <= 0 or n_test <= 0:
+        raise ValueError(f"test_size {test_size} leaves an empty train or test split")
+    rng = np.random.RandomState(seed)
+    if labels is None:
+        permutation = rng.permutation(n)
+        return permutation[n_test:], permutation[:n_test]
+    codes, classes = pd.factorize(labels, sort=True)
+    counts = np.bincount(codes, minlength=len(classes))
+    if counts.min() < 2:
+        rare = classes[counts < 2].tolist()
+        raise ValueError(f"classes with fewer than 2 rows cannot be stratified: {rare}")
+    if min(n_train, n_test) < len(classes):
+        raise ValueError(f"each split needs at least one row of each of {len(classes)} classes")
+    # rows of each class in ascending order (a stable sort; radix for small integer codes)
+    by_class = np.split(
+        np.argsort(codes.astype(np.int16 if len(classes) < 2**15 else np.int64), kind="stable"),
+        np.cumsum(counts)[:-1],
+    )
+    n_i = _approximate_mode(counts, n_train, rng)
+    t_i = _approximate_mode(counts - n_i, n_test, rng)
+    train, test = [], []
+    for i, rows in enumerate(by_class):
+        shuffled = rows.take(rng.permutation(counts[i]), mode="clip")
+        train.append(shuffled[: n_i[i]])
+        test.append(shuffled[n_i[i] : n_i[i] + t_i[i]])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
+
+
+def _approximate_mode(counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
+    """Rows to draw per class: scikit-learn's ``utils.extmath._approximate_mode`` (floored
+    shares, the rest by largest remainder, ties broken by ``rng``)."""
+    continuous = counts / counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need = int(n_draws - floored.sum())
+    remainder = continuous - floored
+    for value in np.sort(np.unique(remainder))[::-1]:
+        if need <= 0:
+            break
+        (tied,) = np.where(remainder == value)
+        add = min(len(tied), need)
+        floored[rng.choice(tied, size=add, replace=False)] += 1
+        need -= add
+    return floored.astype(int)
 
 
 def write_validation_report(failures: pd.DataFrame, summary: str) -> None:

@@ -67,6 +67,24 @@ def _solve_intercept(score: np.ndarray, rate: float) -> float:
     return (lo + hi) / 2
 
 
+def _time_order(seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The stable sort order of ``seconds`` and the sorted values, from one sort of unique
+    keys (second x n + position): about 3x faster than a stable argsort at 10M rows."""
+    n = seconds.size
+    key = seconds * n + np.arange(n)
+    key.sort()
+    return key % n, key // n
+
+
+def _gather(values: np.ndarray, order: np.ndarray, narrow: type[np.integer]) -> np.ndarray:
+    """``values[order]`` as int64, gathered as a narrower integer type (the values fit)."""
+    return values.astype(narrow)[order].astype("int64")
+
+
+def _categorical(codes: np.ndarray, order: np.ndarray, categories: list[str]) -> pd.Categorical:
+    return pd.Categorical.from_codes(codes.astype(np.int8)[order], categories)
+
+
 def generate_transactions(
     n_rows: int, fraud_rate: float = 0.015, seed: int = 42, drift: str = "none"
 ) -> pd.DataFrame:
@@ -87,7 +105,6 @@ def generate_transactions(
     hour = rng.choice(24, size=n, p=hour_w / hour_w.sum())
     day = rng.integers(0, DAYS, size=n)
     seconds = day * 86_400 + hour * 3_600 + rng.integers(0, 3_600, size=n)
-    timestamp = START + pd.to_timedelta(seconds, unit="s")
 
     merchant = rng.choice(
         len(MERCHANT_CATEGORIES), size=n, p=_MERCHANT_P_DRIFT if shifted else _MERCHANT_P
@@ -99,8 +116,9 @@ def generate_transactions(
     country_idx = np.where(foreign, 1 + rng.choice(len(_FOREIGN_P), size=n, p=_FOREIGN_P), 0)
     card_present = np.where(online, False, rng.random(n) < 0.97)
 
+    typical = _MERCHANT_MEDIAN[merchant]
     spend = rng.lognormal(0.0, 1.0, size=n) * (1.8 if shifted else 1.0)
-    amount = np.round(np.clip(_MERCHANT_MEDIAN[merchant] * spend, 0.5, 50_000), 2)
+    amount = np.round(np.clip(typical * spend, 0.5, 50_000), 2)
 
     tenure = np.floor(rng.gamma(1.6, 500, size=n)).astype("int64")
     distance = np.where(
@@ -109,7 +127,7 @@ def generate_transactions(
     velocity = rng.poisson(1.5, size=n) + (rng.random(n) < 0.03) * rng.poisson(8, size=n)
 
     night = np.isin(hour, _NIGHT_HOURS)
-    high_amount = amount > 3 * _MERCHANT_MEDIAN[merchant]
+    high_amount = amount > 3 * typical
     new_customer = tenure < 60
     score = (
         0.3 * night
@@ -119,34 +137,40 @@ def generate_transactions(
         + 1.0 * _RISKY_MERCHANTS[merchant]
         + 2.8 * (velocity >= 6)
         + 2.2 * (new_customer & (velocity >= 4))
-        + 1.5 * (amount > 8 * _MERCHANT_MEDIAN[merchant])
+        + 1.5 * (amount > 8 * typical)
         - 1.0 * card_present
     )
     rate = min(0.5, fraud_rate * (2 if shifted else 1))
     p = _sigmoid(_solve_intercept(score, rate) + score)
     is_fraud = (rng.random(n) < p).astype("int64")
+    # A few missing values, as real feeds have: unknown distance, unknown tenure.
+    distance[rng.random(n) < 0.04] = np.nan
+    no_tenure = rng.random(n) < 0.01
 
+    # Rows in time order, ties in generated order (what a stable sort gives). Columns are built
+    # already in that order and handed to pandas without a copy: at 10M rows a frame sort or a
+    # copy costs seconds. Gathering narrow integers (int8 codes, int32 counts) is what makes
+    # the reordering cheap; the values and dtypes are those of a sorted frame.
+    order, seconds = _time_order(seconds)
     frame = pd.DataFrame(
         {
             "transaction_id": np.arange(1, n + 1, dtype="int64"),
-            "timestamp": timestamp,
-            "amount": amount,
-            "merchant_category": pd.Categorical.from_codes(merchant, MERCHANT_CATEGORIES),
-            "channel": pd.Categorical.from_codes(channel, CHANNELS),
-            "country": pd.Categorical.from_codes(country_idx, COUNTRIES),
-            "is_foreign": foreign,
-            "card_present": card_present,
-            "customer_tenure_days": pd.array(tenure, dtype="Int64"),
-            "distance_from_home_km": distance,
-            "txn_count_24h": velocity.astype("int64"),
-            "is_fraud": is_fraud,
-        }
+            "timestamp": START.to_datetime64() + seconds.astype("timedelta64[s]"),
+            "amount": amount[order],
+            "merchant_category": _categorical(merchant, order, MERCHANT_CATEGORIES),
+            "channel": _categorical(channel, order, CHANNELS),
+            "country": _categorical(country_idx, order, COUNTRIES),
+            "is_foreign": foreign[order],
+            "card_present": card_present[order],
+            "customer_tenure_days": pd.arrays.IntegerArray(
+                _gather(tenure, order, np.int32), no_tenure[order]
+            ),
+            "distance_from_home_km": distance[order],
+            "txn_count_24h": _gather(velocity, order, np.int32),
+            "is_fraud": _gather(is_fraud, order, np.int8),
+        },
+        copy=False,
     )
-    # A few missing values, as real feeds have: unknown distance, unknown tenure.
-    frame.loc[rng.random(n) < 0.04, "distance_from_home_km"] = np.nan
-    frame.loc[rng.random(n) < 0.01, "customer_tenure_days"] = pd.NA
-    frame = frame.sort_values("timestamp", kind="stable", ignore_index=True)
-    frame["transaction_id"] = np.arange(1, n + 1, dtype="int64")
     log.info("generated %d synthetic transactions, fraud rate %.4f", n, is_fraud.mean())
     return frame
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -194,12 +195,16 @@ def log_to_mlflow(
     raw_sample: pd.DataFrame,
     contract_name: str,
     params_source: str = "params.yaml",
+    mlflow: Any = None,
 ) -> dict[str, Any]:
-    """Log params, CV metrics and the model (with signature); register it. Returns run info."""
-    from importlib import metadata
-    from pathlib import Path
+    """Log params, CV metrics and the model (with signature); register it. Returns run info.
 
-    mlflow = tracking.connect(params.tracking.experiment)
+    ``mlflow``: the module as :func:`tracking.connect` returned it, if the caller connected
+    already (opening the store is the slow part)."""
+    from importlib import metadata
+
+    if mlflow is None:
+        mlflow = tracking.connect(params.tracking.experiment)
     from mlflow.models import infer_signature
 
     example = _input_example(raw_sample)
@@ -244,6 +249,17 @@ def _utc(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="seconds")
 
 
+def head(path: Path, rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of a Parquet file (what ``read_parquet(path).head(rows)``
+    gives), reading one batch instead of the whole split."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as pf:
+        batches = pf.iter_batches(batch_size=rows)
+        first = next(batches, None)
+        return pf.schema_arrow.empty_table().to_pandas() if first is None else first.to_pandas()
+
+
 def tuned_params(params: Params) -> tuple[Params, str]:
     """params with the tune stage's best hyper-parameters applied, and where they came from."""
     import json
@@ -272,7 +288,7 @@ def run(params: Params) -> None:
     if used := pii_features(contract, params.features.model_dump()):
         shown = "; ".join(f"{c}: {how}" for c, how in used.items())
         raise ConfigError(f"{params.data.contract}: pii columns cannot be features ({shown})")
-    tracking.connect(params.tracking.experiment)  # fail before the expensive work
+    mlflow = tracking.connect(params.tracking.experiment)  # fail before the expensive work
     features = pd.read_parquet(paths.TRAIN_FEATURES)
     result = train(
         features,
@@ -283,10 +299,10 @@ def run(params: Params) -> None:
         feature_spec=params.features,
         evaluate=params.evaluate,
     )
-    raw_sample = pd.read_parquet(paths.TRAIN_SPLIT).drop(columns=[contract.target]).head(100)
+    raw_sample = head(paths.TRAIN_SPLIT, 100).drop(columns=[contract.target])
     raw_sample = redact(raw_sample, contract.pii_columns)  # MLflow keeps it as input example
     start = time.perf_counter()
-    run_info = log_to_mlflow(result, params, raw_sample, contract.name, params_source)
+    run_info = log_to_mlflow(result, params, raw_sample, contract.name, params_source, mlflow)
     log.info("logged run %s to MLflow in %.1fs", run_info["run_id"], time.perf_counter() - start)
     io.write_atomic(paths.MODEL, lambda p: joblib.dump(result.model, p))
     meta = ModelMeta(
