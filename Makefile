@@ -80,7 +80,7 @@ IMAGE_TAG ?= $(shell printf '%s' "$${GITHUB_SHA:-$$(git rev-parse HEAD 2>/dev/nu
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
 export BASELINE IMAGE
 
-.PHONY: dvc-remote dvc-pull dvc-push gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
+.PHONY: dvc-remote dvc-pull dvc-push gate latency-gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
 
 dvc-remote: install ## Add the default DVC remote with download verification: make dvc-remote URL=s3://bucket/path
 	@test -n "$(URL)" || { echo "dvc-remote: give URL=<s3://bucket/path or a folder>" >&2; exit 2; }
@@ -97,6 +97,9 @@ dvc-push: install ## Push data and models when a DVC remote is configured (else 
 
 gate: install ## Metric gate against BASELINE (default HEAD), e.g. make gate BASELINE=origin/main
 	$(RUN) mlops gate --baseline "$$BASELINE"
+
+latency-gate: install ## 1-row serving latency of the packaged model vs BASELINE (default gate.baseline_ref)
+	$(RUN) python -m mlops_template.latency $${BASELINE:+--baseline "$$BASELINE"}
 
 .PHONY: repro-evaluate
 repro-evaluate: install ## Reproduce the pipeline up to the metrics (dvc repro evaluate; no gate, no package)

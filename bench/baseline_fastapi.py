@@ -1,13 +1,21 @@
-"""The plain FastAPI + uvicorn app a user would otherwise write (benchmark baseline).
+"""The plain FastAPI + uvicorn apps a user would otherwise write (benchmark peers).
 
-joblib-loaded pipeline, a pandas DataFrame built from the JSON records of every request,
-``predict_proba``, a list of dicts back. Run:
+``app``: the old baseline, the whole scikit-learn pipeline (joblib) on a DataFrame built from
+the JSON records of every request. Run:
 ``MLOPS_MODEL=models/model.joblib uvicorn --app-dir bench baseline_fastapi:app --workers 1``.
+
+``fair``: the fair peer of this service, written by hand: a pydantic request model with the
+same fields (built from the same contract), a DataFrame with the training dtypes, the same
+feature function, the same ONNX model in onnxruntime, FastAPI's own JSON response. Run with
+``MLOPS_MODEL`` (the pipeline: its feature step is used) and ``MLOPS_ONNX`` (the model step's
+ONNX file from the BentoML store): ``uvicorn --app-dir bench baseline_fastapi:fair``.
 """
 
 from __future__ import annotations
 
 import os
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import joblib
@@ -16,8 +24,17 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 app = FastAPI()
-model = joblib.load(os.environ.get("MLOPS_MODEL", "models/model.joblib"))
-classes = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+fair = FastAPI()
+
+
+@cache
+def _pipeline() -> Any:
+    return joblib.load(os.environ.get("MLOPS_MODEL", "models/model.joblib"))
+
+
+@cache
+def _classes() -> list[Any]:
+    return [c.item() if hasattr(c, "item") else c for c in _pipeline().classes_]
 
 
 class Request(BaseModel):
@@ -28,7 +45,11 @@ class Request(BaseModel):
 def predict(request: Request) -> list[dict[str, Any]]:
     frame = pd.DataFrame(request.records)
     frame["timestamp"] = pd.to_datetime(frame["timestamp"])
-    proba = model.predict_proba(frame)
+    proba = _pipeline().predict_proba(frame)
+    return _rows(proba, _classes())
+
+
+def _rows(proba: Any, classes: list[Any]) -> list[dict[str, Any]]:
     return [
         {
             "prediction": classes[row.argmax()],
@@ -36,3 +57,35 @@ def predict(request: Request) -> list[dict[str, Any]]:
         }
         for row in proba
     ]
+
+
+# ------------------------------------------------------------------ the fair peer
+
+
+def _fair_setup() -> tuple[type[BaseModel], dict[str, str], Any, Any]:
+    from threadpoolctl import threadpool_limits
+
+    from mlops_template.config import load_params
+    from mlops_template.contract import load_contract, schema
+    from mlops_template.onnx_path import OnnxModel
+    from mlops_template.request_schema import record_model
+
+    threadpool_limits(1)
+    contract = load_contract(load_params().data.contract)
+    inputs = schema(contract, with_target=False).columns
+    dtypes = {name: str(column.dtype) for name, column in inputs.items()}
+    onnx = OnnxModel(Path(os.environ["MLOPS_ONNX"]).read_bytes())
+    return record_model(contract), dtypes, _pipeline().steps[0][1], onnx
+
+
+if "MLOPS_ONNX" in os.environ:
+    Record, DTYPES, FEATURES, ONNX = _fair_setup()
+
+    class FairRequest(BaseModel):
+        records: list[Record]  # type: ignore[valid-type]
+
+    @fair.post("/predict")
+    def fair_predict(request: FairRequest) -> list[dict[str, Any]]:
+        frame = pd.DataFrame([r.model_dump() for r in request.records]).astype(DTYPES)
+        proba = ONNX.predict_proba(FEATURES.transform(frame))
+        return _rows(proba, _classes())

@@ -291,6 +291,11 @@ class ServeParams(Section):
     batch_max_latency_ms: int = Field(1_000, ge=1)
     runtime: Literal["auto", "sklearn"] = "auto"
     threads: int = Field(1, ge=1)
+    # SIGTERM: a worker serves until idle, at most this long, then stops (the log written out)
+    graceful_timeout: float = Field(25.0, gt=0)
+    # make latency-gate: fail when the 1-row in-process latency (as a ratio to a reference
+    # workload) grew by more than this share over gate.baseline_ref's reports/latency.json
+    latency_max_increase_rel: float = Field(1.0, gt=0)
     # safe rollout (docs/serving.md): a second model beside the champion
     strategy: Literal["single", "shadow", "canary", "ab"] = "single"
     challenger: str = ""  # a BentoML model tag NAME:VERSION, or the registry alias "challenger"

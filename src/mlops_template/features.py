@@ -9,7 +9,8 @@ fitted on the training split only.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -26,17 +27,30 @@ log = logging.getLogger(__name__)
 _AGGREGATES = {"sum": "sum", "mean": "mean", "min": "min", "max": "max", "std": "std"}
 
 
-def _require(df: pd.DataFrame, column: str, used_by: str) -> pd.Series:
+class _Arrays(dict[str, np.ndarray]):
+    """Named numpy columns where the feature code expects a DataFrame (serving)."""
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self)
+
+
+Table: TypeAlias = "pd.DataFrame | _Arrays"
+
+
+def _require(df: Table, column: str, used_by: str) -> Any:
     if column not in df.columns:
         raise DataError(f"features.{used_by}: input column {column!r} is missing")
     return df[column]
 
 
-def _numeric(df: pd.DataFrame, column: str, used_by: str) -> np.ndarray:
+def _numeric(df: Table, column: str, used_by: str) -> np.ndarray:
     """The column as float64 (NaN for missing). Features are computed on numpy arrays: pandas
     costs tens of µs per operation, which dominates a 1-row request in serving."""
     s = _require(df, column, used_by)
     try:
+        if isinstance(s, np.ndarray):  # serving's arrays: missing numbers are NaN already
+            return s.astype("float64")
         return s.to_numpy(dtype="float64", na_value=np.nan)
     except (TypeError, ValueError):
         raise DataError(
@@ -44,8 +58,10 @@ def _numeric(df: pd.DataFrame, column: str, used_by: str) -> np.ndarray:
         ) from None
 
 
-def _datetimes(raw: pd.Series) -> np.ndarray:
+def _datetimes(raw: pd.Series | np.ndarray) -> np.ndarray:
     """Naive datetime64 values (tz-aware input keeps its local wall time, as ``.dt`` does)."""
+    if isinstance(raw, np.ndarray) and raw.dtype.kind == "M":
+        return raw
     if raw.dtype.kind != "M":
         raw = pd.to_datetime(raw, errors="coerce")
         if getattr(raw.dtype, "tz", None) is not None:
@@ -53,7 +69,7 @@ def _datetimes(raw: pd.Series) -> np.ndarray:
     return raw.to_numpy()
 
 
-def _datetime_parts(df: pd.DataFrame, spec: FeaturesParams, out: dict[str, Any]) -> None:
+def _datetime_parts(df: Table, spec: FeaturesParams, out: dict[str, Any]) -> None:
     """Calendar parts as float64 (NaN for missing); numpy's datetime casts floor, so times
     before 1970 get the right day and hour."""
     for item in spec.datetime:
@@ -77,7 +93,7 @@ def _datetime_parts(df: pd.DataFrame, spec: FeaturesParams, out: dict[str, Any])
             out[f"{item.column}_{part}"] = values
 
 
-def _transforms(df: pd.DataFrame, spec: FeaturesParams, out: dict[str, Any]) -> None:
+def _transforms(df: Table, spec: FeaturesParams, out: dict[str, Any]) -> None:
     for column in spec.log:
         x = _numeric(df, column, "log")
         out[f"log_{column}"] = np.log1p(np.clip(x, 0, None))
@@ -133,6 +149,21 @@ def build_features(df: pd.DataFrame, spec: FeaturesParams | dict[str, Any]) -> p
     columns = {c: _column(df[c]) for c in df.columns if c not in drop}
     columns |= {c: v for c, v in new.items() if c not in drop}
     return pd.DataFrame(columns, index=df.index, copy=False)
+
+
+def feature_columns(columns: Mapping[str, np.ndarray], spec: FeaturesParams) -> dict[str, Any]:
+    """:func:`build_features` on plain numpy arrays (the service: one request's columns, built
+    from validated values: numbers float64 with NaN for missing, strings as objects), without
+    pandas (about 10x less on one row). The same feature code runs; only the pass-through
+    differs: booleans become 0/1 (int8), other columns are kept as they are. Equal to
+    :func:`build_features` on the same rows (tests/unit/test_features_arrays.py)."""
+    new: dict[str, Any] = {}
+    arrays = _Arrays(columns)
+    _datetime_parts(arrays, spec, new)
+    _transforms(arrays, spec, new)
+    drop = set(spec.drop)
+    out = {c: v.astype("int8") if v.dtype == bool else v for c, v in columns.items()}
+    return {c: v for c, v in (out | new).items() if c not in drop}
 
 
 def feature_transformer(spec: FeaturesParams) -> FunctionTransformer:

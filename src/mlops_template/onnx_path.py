@@ -193,12 +193,23 @@ def convert(core: Any, features: pd.DataFrame) -> bytes:
     return bytes(onx.SerializeToString())
 
 
-def feeds(features: pd.DataFrame, number: str = "float64") -> dict[str, np.ndarray]:
+def _array_feed(values: np.ndarray, number: str) -> np.ndarray:
+    """One numpy column (the service's arrays, :func:`~mlops_template.features.feature_columns`)
+    as :func:`feeds` makes it from a DataFrame column."""
+    if values.dtype.kind in "biuf":
+        return values.astype(number).reshape(-1, 1)
+    text = ["" if v is None or v != v else str(v) for v in values]  # v != v: NaN
+    return np.array(text, dtype=object).reshape(-1, 1)
+
+
+def feeds(features: pd.DataFrame | dict[str, Any], number: str = "float64") -> dict[str, Any]:
     """Column arrays for the ONNX graph: numbers as ``number`` (NaN for missing), strings as
-    objects ("" for missing)."""
+    objects ("" for missing). ``features``: a DataFrame or named numpy arrays."""
     out: dict[str, np.ndarray] = {}
     for c, s in features.items():
-        if _is_numeric(s):
+        if isinstance(s, np.ndarray):
+            out[str(c)] = _array_feed(s, number)
+        elif _is_numeric(s):
             out[str(c)] = s.to_numpy(dtype=number, na_value=np.nan).reshape(-1, 1)
         else:
             values = s.to_numpy(dtype=object, na_value="")
@@ -221,11 +232,11 @@ class OnnxModel:
         types = {i.type for i in self.session.get_inputs()}
         self.number = "float32" if "tensor(float)" in types else "float64"
 
-    def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, features: pd.DataFrame | dict[str, Any]) -> np.ndarray:
         (proba,) = self.session.run([self.outputs[-1]], feeds(features, self.number))
         return np.asarray(proba, dtype="float64")
 
-    def predict(self, features: pd.DataFrame) -> np.ndarray:
+    def predict(self, features: pd.DataFrame | dict[str, Any]) -> np.ndarray:
         (values,) = self.session.run([self.outputs[0]], feeds(features, self.number))
         return np.asarray(values, dtype="float64").reshape(-1)
 

@@ -11,8 +11,11 @@ process): beyond a burst of ``REFUSAL_BURST`` they wait for a token
 (``serve.refusals_per_second``), so a client that sends 100k-record bodies back to back
 cannot crowd out the others. A request that is served, or refused by the schema, never waits.
 
-``/readyz`` and ``GET /version`` answer with the served model's tag (503 and the reason if it
-did not load).
+``/readyz`` and ``GET /version`` answer with the served model's tag and age (503 and the
+reason if it did not load, or while the worker drains after SIGTERM: :mod:`~mlops_template.drain`,
+which counts the requests in progress here). A valid ``POST /predict`` is answered by the
+service's fast path (:attr:`Health.fast`) without BentoML's API layer; whatever the fast path
+does not accept goes through BentoML unchanged, so every 4xx stays BentoML's and pydantic's.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
 import orjson
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
+from mlops_template.drain import DRAIN
 from mlops_template.request_schema import bounded_error
 
 PREDICT_PATHS = ("/predict", "/predict_batched")
@@ -50,14 +57,29 @@ class Health:
     source: str = ""
     failure: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    trained_at: datetime | None = None  # the model's training time (model age in /readyz)
+    # the service's answer to a valid POST /predict body (a response), None: BentoML's way
+    fast: Callable[[bytes, Headers], Awaitable[Response | None]] | None = None
 
     @property
     def known(self) -> bool:
         return bool(self.failure or self.info)
 
+    def age_days(self, now: datetime | None = None) -> float | None:
+        if self.trained_at is None:
+            return None
+        return round(((now or datetime.now(UTC)) - self.trained_at).total_seconds() / 86400, 3)
+
     def describe(self) -> dict[str, Any]:
-        status = "failed" if self.failure else "ready"
-        body = {"status": status, "model_tag": self.model_tag, "model_tag_source": self.source}
+        status = "failed" if self.failure else "draining" if DRAIN.draining else "ready"
+        body: dict[str, Any] = {
+            "status": status,
+            "model_tag": self.model_tag,
+            "model_tag_source": self.source,
+        }
+        if self.info:
+            body["trained_at"] = self.trained_at.isoformat() if self.trained_at else None
+            body["model_age_days"] = self.age_days()
         version = bentoml.server_context.bento_version
         if version not in (None, "not available"):
             body["bento_tag"] = f"{bentoml.server_context.bento_name}:{version}"
@@ -66,7 +88,7 @@ class Health:
         return body | self.info
 
     def response(self) -> Response:
-        status = 503 if self.failure else 200
+        status = 503 if self.failure or DRAIN.draining else 200
         return Response(orjson.dumps(self.describe()), status, media_type="application/json")
 
 
@@ -170,6 +192,9 @@ class _BoundedSend:
         self.body = bytearray()
 
     async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and DRAIN.draining:
+            # clients with a keep-alive pool reconnect (to another worker or pod)
+            message = message | {"headers": [*message["headers"], (b"connection", b"close")]}
         if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
             self.start = message
             return
@@ -205,10 +230,13 @@ class RequestGuard:
         elif path not in PREDICT_PATHS or scope.get("method") != "POST":
             await self.app(scope, receive, send)
         else:
+            DRAIN.started()
             try:
                 await self._guard(scope, receive, _BoundedSend(send))
             except _ClientGone:
                 return
+            finally:
+                DRAIN.finished()
 
     async def _guard(self, scope: Any, receive: Any, send: Any) -> None:
         refusal = self._refuse_unread(scope)
@@ -228,6 +256,11 @@ class RequestGuard:
             refusal = self._too_many_rows(body)
             if refusal is not None:
                 await refusal(scope, receive, send)
+                return
+        if HEALTH.fast is not None and scope["path"] == "/predict":
+            answer = await HEALTH.fast(body, Headers(scope=scope))
+            if answer is not None:
+                await answer(scope, receive, send)
                 return
         await self.app(scope, _replay(body, receive), send)
 

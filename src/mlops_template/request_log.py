@@ -4,7 +4,11 @@ The path's suffix picks the format: ``.db`` / ``.sqlite`` is SQLite in WAL mode,
 JSON Lines (one object per scored row, each batch written with a single ``write`` under an
 exclusive ``flock``). Both are safe with several worker processes appending. Writes happen on a
 background thread fed by a bounded queue (rows are serialised there too, with orjson), so
-logging never blocks or fails a request; errors are counted and logged, never raised.
+logging never blocks or fails a request; errors are counted and logged, never raised. The
+thread writes what has queued up in one transaction (at most ``BATCH_ITEMS`` requests), and
+:meth:`RequestLog.close` writes the rest before a worker stops: nothing is lost on a normal
+stop. ``dropped`` (rows refused by a full queue) and ``errors`` (failed writes) are counters
+the service exports on /metrics.
 
 Each row also records its ``role`` (champion, challenger, or shadow: predicted off the response
 path) and the model call's ``latency_ms``. A log written before these columns existed still
@@ -25,7 +29,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,19 +112,34 @@ class _JsonlSink:
 
 
 RETRIES = 5  # attempts per batch on a locked SQLite file (0.05 s, doubling)
+BATCH_ITEMS = 256  # queued requests written in one transaction at most
+Hook = Callable[[int], None]
+
+
+def _ignore(_: int) -> None:
+    return None
 
 
 class RequestLog:
-    """Background writer; ``append`` only enqueues (drops and counts when the queue is full)."""
+    """Background writer; ``append`` only enqueues (drops and counts when the queue is full).
+    ``on_dropped`` / ``on_error`` are called with the rows dropped / the failed writes (the
+    service counts them in Prometheus)."""
 
     def __init__(
-        self, path: str | Path, max_queue: int = 10_000, drop: Collection[str] = ()
+        self,
+        path: str | Path,
+        max_queue: int = 10_000,
+        drop: Collection[str] = (),
+        *,
+        on_dropped: Hook = _ignore,
+        on_error: Hook = _ignore,
     ) -> None:
         self.path = Path(path)
         self.drop = frozenset(drop)  # never logged: the contract's pii columns
         self.errors = 0
         self.dropped = 0
-        self._queue: queue.Queue[Batch | threading.Event] = queue.Queue(max_queue)
+        self.on_dropped, self.on_error = on_dropped, on_error
+        self._queue: queue.Queue[Batch | threading.Event | None] = queue.Queue(max_queue)
         self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
         self._thread.start()
 
@@ -143,12 +162,23 @@ class RequestLog:
             self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += len(predictions)
+            self.on_dropped(len(predictions))
 
-    def flush(self, timeout: float = 10.0) -> None:
-        """Wait until everything queued so far is written (tests, shutdown)."""
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything queued so far is written (tests, shutdown); False if that
+        took longer than ``timeout`` seconds."""
         done = threading.Event()
         self._queue.put(done)
-        done.wait(timeout)
+        return done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Write everything queued, then stop the thread (a worker shutting down); False if
+        rows were still queued after ``timeout`` seconds."""
+        if not self._thread.is_alive():
+            return True
+        self._queue.put(None)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _sink(self) -> _SqliteSink | _JsonlSink:
         return _JsonlSink(self.path) if self.path.suffix == ".jsonl" else _SqliteSink(self.path)
@@ -156,20 +186,45 @@ class RequestLog:
     def _run(self) -> None:
         sink: _SqliteSink | _JsonlSink | None = None
         while True:
-            item = self._queue.get()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            sink = self._write(sink, item)
+            batch, marks, stop = self._take()
+            if batch:
+                sink = self._write(sink, batch)
+            for done in marks:
+                done.set()
+            if stop:
+                return
 
-    def _write(self, sink: _SqliteSink | _JsonlSink | None, item: Batch) -> Any:
-        """Write one batch; a locked SQLite file (another worker switching it to WAL or
-        creating the table at the same moment fails at once, whatever the busy timeout) is
-        retried on a fresh connection before the rows count as an error."""
+    def _take(self) -> tuple[list[Batch], list[threading.Event], bool]:
+        """The next queued requests (waits for one, then takes what is there, at most
+        ``BATCH_ITEMS``), the flush marks among them, and whether close() was asked."""
+        batch: list[Batch] = []
+        marks: list[threading.Event] = []
+        item = self._queue.get()
+        while True:
+            if item is None:
+                return batch, marks, True
+            if isinstance(item, threading.Event):
+                marks.append(item)
+                if batch:  # a flush waits for what was queued before it, not after
+                    return batch, marks, False
+            else:
+                batch.append(item)
+            if len(batch) >= BATCH_ITEMS:
+                return batch, marks, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, marks, False
+
+    def _write(self, sink: _SqliteSink | _JsonlSink | None, batch: list[Batch]) -> Any:
+        """Write queued requests in one go; a locked SQLite file (another worker switching it
+        to WAL or creating the table at the same moment fails at once, whatever the busy
+        timeout) is retried on a fresh connection before the rows count as an error."""
+        rows = [row for item in batch for row in _rows(item)]
         for attempt in range(RETRIES):
             try:
                 sink = sink or self._sink()
-                sink.write(_rows(item))
+                sink.write(rows)
                 return sink
             except sqlite3.OperationalError:
                 if attempt == RETRIES - 1:
@@ -179,7 +234,8 @@ class RequestLog:
             except Exception:  # logging must never take the service down
                 break
         self.errors += 1
-        log.exception("request log: could not write %d rows to %s", len(item[4]), self.path)
+        self.on_error(1)
+        log.exception("request log: could not write %d rows to %s", len(rows), self.path)
         return None
 
 

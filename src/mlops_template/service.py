@@ -29,6 +29,15 @@ Safe rollout (``serve.strategy``, :mod:`mlops_template.rollout`): a second model
 challenger, is loaded beside the champion; ``shadow`` predicts every request with it off the
 response path, ``canary`` / ``ab`` let it answer the rows whose route key hashes into
 ``serve.challenger_share``. Each logged and counted prediction names its role.
+
+A valid ``/predict`` body is answered by :meth:`MlopsService.fast` from the request guard,
+without BentoML's API layer (the same :meth:`MlopsService._respond`); anything else takes
+BentoML's path, so errors do not change. With a single model and ONNX, a request's columns go
+to the ONNX feeds as numpy arrays (:func:`~mlops_template.features.feature_columns`).
+
+Trust: SIGTERM drains (:mod:`~mlops_template.drain`) and the request log is written out before
+a worker exits; model outputs that are not finite are never returned (500, counted in
+``mlops_failed_predictions_total``); the log's dropped rows and failed writes are on /metrics.
 """
 
 from __future__ import annotations
@@ -39,25 +48,29 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
+import numpy as np
 import orjson
 import pandas as pd
 from bentoml.exceptions import NotFound
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from mlops_template import paths
-from mlops_template.config import load_params
+from mlops_template import drain, paths
+from mlops_template.config import FeaturesParams, load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.errors import MlopsError, ModelError
+from mlops_template.features import build_features, feature_columns
 from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.request_log import RequestLog
-from mlops_template.request_schema import record_model, typed_column
+from mlops_template.request_schema import array_column, record_model, typed_column
 from mlops_template.rollout import routing
 from mlops_template.rollout.shadow import Shadow
 
@@ -136,6 +149,32 @@ SHADOW_FAILURES = bentoml.metrics.Counter(
     documentation="Shadow predictions lost: the challenger raised (error) or its queue was full",
     labelnames=["reason"],
 )
+FAILED = bentoml.metrics.Counter(
+    name="mlops_failed_predictions",
+    documentation="Predict requests answered 5xx by the service, by reason",
+    labelnames=["reason"],
+)
+FAILED.labels(reason="non_finite_output")  # exposed (0) before the first one
+LOG_DROPPED = bentoml.metrics.Counter(
+    name="mlops_request_log_dropped",
+    documentation="Rows not written to the request log: its queue was full (this worker)",
+)
+LOG_ERRORS = bentoml.metrics.Counter(
+    name="mlops_request_log_errors",
+    documentation="Failed writes to the request log (this worker; rows lost, see its log)",
+)
+
+
+class PredictBody(BaseModel):
+    """The body of POST /predict as the fast path reads it (no extra keys: anything it does
+    not accept goes to BentoML, which answers as before)."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: list[Record]  # type: ignore[valid-type]
+
+
+class NonFiniteOutput(ModelError):
+    """The model returned NaN or infinity: never answered as a prediction."""
 
 
 # --------------------------------------------------------------------------- the model
@@ -185,16 +224,33 @@ def _unpickle(stored: Any) -> Any:
         raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
 
 
+def trained_at(meta: ModelMeta, stored: Any) -> datetime:
+    """When the model was trained (``mlflow.trained_at`` of models/model.json), else when it
+    was packaged (the BentoML model's creation time): the model age /readyz reports."""
+    recorded = (meta.mlflow or {}).get("trained_at")
+    when = datetime.fromisoformat(recorded) if recorded else stored.info.creation_time
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _not_finite(err: NonFiniteOutput) -> Response:
+    FAILED.labels(reason="non_finite_output").inc()
+    log.error("%s: answered 500, not logged", err)
+    return reject("non_finite_output", str(err), status=500, loc="model")
+
+
 @dataclass
 class LoadedModel:
     """One stored model ready to predict: its feature step, model step (ONNX or scikit-learn)
-    and description."""
+    and description; ``spec``: the feature recipe when numpy arrays can skip pandas (ONNX and
+    the project's feature function)."""
 
     features: Any
     core: Any
     meta: ModelMeta
     runtime: str
     version: str
+    trained_at: datetime
+    spec: FeaturesParams | None = None
 
     @classmethod
     def load(cls, tag: str) -> LoadedModel:
@@ -205,14 +261,30 @@ class LoadedModel:
         if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
             onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
             core, runtime = OnnxModel(onnx_bytes), "onnx"
-        return cls(features, core, meta, runtime, str(stored.tag))
+        spec = None
+        if runtime == "onnx" and getattr(features, "func", None) is build_features:
+            spec = FeaturesParams.model_validate(features.kw_args["spec"])
+        when = trained_at(meta, stored)
+        return cls(features, core, meta, runtime, str(stored.tag), when, spec)
 
-    def predict(self, X: pd.DataFrame) -> list[dict[str, Any]]:
-        features = self.features.transform(X)
+    def predict(self, X: pd.DataFrame | dict[str, Any]) -> list[dict[str, Any]]:
+        """Predictions of a DataFrame, or (``spec`` set) of typed numpy arrays; raises
+        NonFiniteOutput when the model returns NaN or infinity."""
+        if isinstance(X, dict):
+            assert self.spec is not None
+            features: Any = feature_columns(X, self.spec)
+        else:
+            features = self.features.transform(X)
         if self.meta.task == "regression":
             raw = self.core.predict(features)
         else:
             raw = self.core.predict_proba(features)
+        raw = np.asarray(raw, dtype="float64")
+        finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
+        if not finite.all():
+            bad = int((~finite).sum())
+            message = f"model {self.version} returned NaN or infinity for {bad} of {len(raw)} rows"
+            raise NonFiniteOutput(message)
         return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
@@ -278,16 +350,47 @@ class MlopsService:
         self.challenger = LoadedModel.load(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
         self.dtypes = _dtypes()
         log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
-        self.log = RequestLog(log_path, drop=_CONTRACT.pii_columns)  # pii is never logged
+        self.log = RequestLog(  # pii is never logged; losses are counted on /metrics
+            log_path,
+            drop=_CONTRACT.pii_columns,
+            on_dropped=LOG_DROPPED.inc,
+            on_error=LOG_ERRORS.inc,
+        )
+        # numpy arrays instead of a DataFrame: one model, ONNX, the project's feature function
+        self.arrays = self.champion.spec is not None and self.challenger is None
         self.shadow = None
         if self.challenger and _ROLLOUT.strategy == "shadow":
             failed = SHADOW_FAILURES.labels
             self.shadow = Shadow(self._shadow, lambda why: failed(reason=why).inc(), size=_rows)
         for reason in Shadow.REASONS:  # exposed at 0 before the first failure
             SHADOW_FAILURES.labels(reason=reason)
+        HEALTH.trained_at = self.champion.trained_at
         HEALTH.info = {"model_sha256": self.meta.model_sha256, "runtime": self.champion.runtime}
         if self.challenger:
             HEALTH.info |= {"strategy": _ROLLOUT.strategy, "challenger": self.challenger.version}
+        HEALTH.fast = self.fast
+
+    @bentoml.on_startup
+    def drain_on_sigterm(self) -> None:
+        drain.install(_SERVE.graceful_timeout)
+
+    @bentoml.on_shutdown
+    def write_out_log(self) -> None:
+        if hasattr(self, "log") and not self.log.close(_SERVE.graceful_timeout):
+            log.error("request log: rows still queued after %gs", _SERVE.graceful_timeout)
+
+    async def fast(self, body: bytes, headers: Headers) -> Response | None:
+        """A valid /predict body answered without BentoML's API layer; None otherwise."""
+        try:
+            records = PredictBody.model_validate(orjson.loads(body)).records
+        except (orjson.JSONDecodeError, ValidationError):
+            return None
+        try:
+            return self._respond(records, headers)
+        except Exception:  # as BentoML answers an API's exception: logged, a generic 500
+            log.exception("POST /predict failed")
+            error = {"error": "An unexpected error has occurred, please check the server log."}
+            return Response(orjson.dumps(error), status_code=500, media_type="application/json")
 
     @bentoml.api
     def predict(self, records: list[Record], ctx: bentoml.Context) -> list[dict[str, Any]]:  # type: ignore[valid-type]
@@ -307,7 +410,10 @@ class MlopsService:
             if len(set(columns[name])) != len(records):
                 message = f"{name}: duplicate values (the data contract says unique)"
                 return reject("contract", message)
-        out = self._serve(columns, headers)
+        try:
+            out = self._serve(columns, headers)
+        except NonFiniteOutput as err:
+            return _not_finite(err)
         return Response(orjson.dumps(out), media_type="application/json")
 
     @bentoml.api(
@@ -318,14 +424,21 @@ class MlopsService:
     def predict_batched(self, records: BatchRecords) -> list[dict[str, Any]]:
         """Rows of concurrent requests are predicted in one call; each request is validated
         on its own first (schema, size, unique ids)."""
-        return self._serve(self._columns(records))
+        try:
+            return self._serve(self._columns(records))
+        except NonFiniteOutput as err:  # a 500 (BentoML hides its text; the server log has it)
+            _not_finite(err)
+            raise bentoml.exceptions.InternalServerError(str(err)) from None
 
     def _columns(self, records: list[Any]) -> dict[str, list[Any]]:
         return {name: [getattr(r, name) for r in records] for name in _INPUTS}
 
     def _serve(self, columns: dict[str, list[Any]], headers: Any = None) -> list[dict[str, Any]]:
-        X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
         request_id = uuid.uuid4().hex
+        if self.arrays:  # one model: no split, no shadow
+            arrays = {n: array_column(v, self.dtypes[n]) for n, v in columns.items()}
+            return self._answer(request_id, self.champion, routing.CHAMPION, columns, arrays)
+        X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
         if _ROLLOUT.splits and self.challenger:
             mask = _ROLLOUT.to_challenger(columns, headers)
             if all(mask):  # a header key, or a 1-row request: no split needed
@@ -343,7 +456,7 @@ class MlopsService:
         model: LoadedModel,
         role: str,
         columns: dict[str, list[Any]],
-        X: pd.DataFrame,
+        X: pd.DataFrame | dict[str, Any],
     ) -> list[dict[str, Any]]:
         """One model's predictions of these rows, counted, timed and logged with its role."""
         start = time.perf_counter()

@@ -27,7 +27,8 @@ def test_dashboard_structure() -> None:
 def test_dashboard_covers_traffic_latency_errors_rejections_predictions() -> None:
     d = load()
     titles = " ".join(p["title"].lower() for p in d["panels"])
-    for topic in ("request rate", "latency", "errors", "rejections", "predictions"):
+    topics = ("request rate", "latency", "errors", "rejections", "predictions", "request log")
+    for topic in topics:
         assert topic in titles, topic
     assert metric_names(d) == {
         "bentoml_service_request_total",
@@ -35,6 +36,9 @@ def test_dashboard_covers_traffic_latency_errors_rejections_predictions() -> Non
         "bentoml_service_request_in_progress",
         "mlops_rejected_requests_total",
         "mlops_predictions_total",
+        "mlops_request_log_dropped_total",
+        "mlops_request_log_errors_total",
+        "mlops_failed_predictions_total",
         "mlops_model_latency_seconds_bucket",
         "mlops_shadow_failures_total",
     }

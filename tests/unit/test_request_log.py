@@ -88,6 +88,78 @@ def test_a_locked_database_is_retried_before_rows_count_as_errors(
     assert len(rows) == written
 
 
+def _one(i: int) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    return {"transaction_id": [i]}, [{"prediction": 0}]
+
+
+@pytest.mark.parametrize("name", ["requests.db", "requests.jsonl"])
+def test_close_writes_everything_queued_in_few_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A stopping worker: every queued row is written before close() returns; rows that queued
+    up while a write was running go out together (one transaction / one write each)."""
+    from mlops_template import request_log
+
+    writes: list[int] = []
+    sink = request_log._JsonlSink if name.endswith(".jsonl") else request_log._SqliteSink
+    real = sink.write
+    gate = threading.Event()
+
+    def slow(self: Any, rows: list[tuple]) -> None:
+        gate.wait(5)
+        writes.append(len(rows))
+        real(self, rows)
+
+    monkeypatch.setattr(sink, "write", slow)
+    log = RequestLog(tmp_path / name)
+    for i in range(500):
+        log.append(f"r{i}", "m:1", *_one(i))
+    gate.set()
+    assert log.close(timeout=30)
+    assert not log._thread.is_alive()
+    assert sorted(read_request_log(tmp_path / name)["transaction_id"]) == list(range(500))
+    assert sum(writes) == 500 and len(writes) <= 1 + 500 // request_log.BATCH_ITEMS + 1
+    assert log.errors == log.dropped == 0
+
+
+def test_a_full_queue_drops_rows_and_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The response path never waits for the log: beyond ``max_queue`` queued requests rows
+    are dropped, counted in ``dropped`` and reported to ``on_dropped`` (the /metrics counter)."""
+    from mlops_template import request_log
+
+    gate, writing = threading.Event(), threading.Event()
+    real = request_log._JsonlSink.write
+
+    def blocked(self: Any, rows: list[tuple]) -> None:
+        writing.set()
+        gate.wait(5)
+        real(self, rows)
+
+    monkeypatch.setattr(request_log._JsonlSink, "write", blocked)
+    reported: list[int] = []
+    log = RequestLog(tmp_path / "requests.jsonl", max_queue=3, on_dropped=reported.append)
+    log.append("r0", "m:1", *_one(0))
+    assert writing.wait(5)  # the writer holds request 0; the queue takes 3 more
+    for i in range(1, 11):
+        log.append(f"r{i}", "m:1", *_one(i))
+    gate.set()
+    assert log.close(timeout=30)
+    assert sorted(read_request_log(tmp_path / "requests.jsonl")["transaction_id"]) == [0, 1, 2, 3]
+    assert log.dropped == sum(reported) == len(reported) == 7
+
+
+def test_failed_writes_are_reported_to_on_error(tmp_path: Path) -> None:
+    reported: list[int] = []
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    log = RequestLog(blocker / "requests.jsonl", on_error=reported.append)  # parent is a file
+    log.append("r", "m:1", *_one(1))
+    assert log.flush(timeout=10)
+    assert log.errors == sum(reported) == 1
+
+
 @pytest.mark.parametrize("name", ["requests.db", "requests.jsonl"])
 def test_pii_columns_are_never_written(tmp_path: Path, name: str) -> None:
     log = RequestLog(tmp_path / name, drop=["email", "customer_id"])
