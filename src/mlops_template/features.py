@@ -175,6 +175,14 @@ def feature_transformer(spec: FeaturesParams) -> FunctionTransformer:
     )
 
 
+def feature_recipe(step: Any) -> dict[str, Any] | None:
+    """The spec of a feature step made by :func:`feature_transformer` (None for any other
+    step): what rebuilds it from this code instead of from a pickle."""
+    if getattr(step, "func", None) is not build_features:
+        return None
+    return dict(step.kw_args["spec"])
+
+
 def run(params: Params) -> None:
     """Entry point of the `features` stage (``mlops stage features``)."""
     for source, target in (

@@ -23,6 +23,7 @@ from typing import Any
 from mlops_template import io, paths
 from mlops_template.config import Params
 from mlops_template.errors import PackageError
+from mlops_template.features import feature_recipe
 from mlops_template.model import ModelMeta, file_sha256, load, python_version
 from mlops_template.tracking import git_commit
 
@@ -101,7 +102,12 @@ def save_model(
     import bentoml
 
     tag = f"{name}:{model_version(meta)}"
+    recipe = feature_recipe(model.steps[0][1])
     stored = _stored(tag, meta.model_sha256)
+    if stored is not None and recipe is not None and "features_spec" not in stored.info.metadata:
+        log.info("model %s was stored without its feature recipe: saving it again", tag)
+        bentoml.models.delete(tag)
+        stored = None
     if stored is not None:
         log.info("model %s is stored already: reused", tag)
         return tag, dict(stored.info.metadata["runtime"])
@@ -119,6 +125,8 @@ def save_model(
         "metrics": metrics,
         "runtime": runtime,
         "model_meta": meta.model_dump_json(),  # what the service predicts with (threshold...)
+        # the feature step's recipe: with the ONNX graph, serving needs no unpickling at all
+        "features_spec": json.dumps(recipe) if recipe is not None else None,
     }
     # BentoML metadata takes basic types only: leave out what a task lacks (classes, ...).
     with bentoml.models.create(tag, labels={"project": name}, metadata=_drop_none(metadata)) as m:

@@ -8,6 +8,8 @@ replace. Responses, ``/readyz`` and ``GET /version`` carry that tag.
 The model's files are checked against the sha256 the package stage recorded before anything is
 unpickled: ``bentoml serve`` exits with one line when the stored copy is corrupt, and a worker
 whose model still fails to load answers 503 with the reason instead of restarting forever.
+With the ONNX runtime nothing is unpickled: the feature step is rebuilt from the recipe stored in
+the model's metadata.
 
 The request schema comes from the same contract.yaml as training; the feature function runs
 unchanged, then the model step runs in onnxruntime (if the `package` stage found it equal to
@@ -65,7 +67,7 @@ from mlops_template import drain, paths
 from mlops_template.config import FeaturesParams, load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.errors import MlopsError, ModelError
-from mlops_template.features import build_features, feature_columns
+from mlops_template.features import feature_columns, feature_recipe, feature_transformer
 from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 from mlops_template.request_guard import HEALTH, RequestGuard, reject
@@ -255,15 +257,23 @@ class LoadedModel:
     @classmethod
     def load(cls, tag: str) -> LoadedModel:
         stored = check_stored(tag)
-        features, core = split_pipeline(_unpickle(stored))
-        meta = ModelMeta.model_validate_json(stored.info.metadata["model_meta"])
+        metadata = stored.info.metadata
+        meta = ModelMeta.model_validate_json(metadata["model_meta"])
+        onnx = "onnx_sha256" in metadata and _SERVE.runtime == "auto"
+        if onnx and metadata.get("features_spec"):
+            # the ONNX graph and the feature recipe (data, not code): nothing is unpickled
+            recipe = json.loads(metadata["features_spec"])
+            features, core = feature_transformer(FeaturesParams.model_validate(recipe)), None
+        else:
+            features, core = split_pipeline(_unpickle(stored))
         runtime = "sklearn"
-        if "onnx_sha256" in stored.info.metadata and _SERVE.runtime == "auto":
+        if onnx:
             onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
             core, runtime = OnnxModel(onnx_bytes), "onnx"
         spec = None
-        if runtime == "onnx" and getattr(features, "func", None) is build_features:
-            spec = FeaturesParams.model_validate(features.kw_args["spec"])
+        recipe = feature_recipe(features)
+        if runtime == "onnx" and recipe is not None:
+            spec = FeaturesParams.model_validate(recipe)
         when = trained_at(meta, stored)
         return cls(features, core, meta, runtime, str(stored.tag), when, spec)
 

@@ -373,3 +373,41 @@ def test_latency_gate_measures_the_packaged_model(project: tuple[Path, dict[str,
     assert written["serve_1row_ratio"] == pytest.approx(
         written["serve_1row_p50_us"] / written["reference_p50_us"], rel=1e-3
     )
+
+
+# ------------------------------------------------------------ nothing unpickled with ONNX
+
+
+def test_onnx_serving_unpickles_nothing(
+    project: tuple[Path, dict[str, str]], server: str, row: dict[str, Any], tmp_path: Path
+) -> None:
+    """With the ONNX graph and the feature recipe in the stored model's metadata, the service
+    never calls joblib.load: a hook that records and refuses every call changes no answer."""
+    root, env = project
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    called, loaded = tmp_path / "joblib-load-called", tmp_path / "hook-loaded"
+    (hook / "sitecustomize.py").write_text(
+        "import pathlib, joblib\n"
+        f"pathlib.Path({str(loaded)!r}).touch()\n"
+        "def _refuse(*args, **kwargs):\n"
+        f"    pathlib.Path({str(called)!r}).touch()\n"
+        "    raise RuntimeError('joblib.load called')\n"
+        "joblib.load = _refuse\n"
+    )
+    hooked = env | {"PYTHONPATH": f"{hook}:{env.get('PYTHONPATH', ROOT)}"}
+    expected = requests.post(f"{server}/predict", json={"records": [row]}, timeout=10).json()
+    bare = requests.post(f"{server}/predict", json=[row], timeout=10)
+    assert bare.status_code == 400, bare.text
+    served = start(SERVICE, root, hooked)
+    try:
+        wait_for_readyz(served)
+        ready = requests.get(f"{served.url}/readyz", timeout=5).json()
+        answer = requests.post(f"{served.url}/predict", json={"records": [row]}, timeout=10)
+    finally:
+        served.stop()
+    assert loaded.exists(), "the hook was not in effect"
+    assert not called.exists(), served.log()[-2000:]
+    assert ready["runtime"] == "onnx", ready
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == expected
