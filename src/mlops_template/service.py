@@ -52,7 +52,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import bentoml
 import numpy as np
@@ -298,8 +298,27 @@ class LoadedModel:
         return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
-def _rows(item: tuple[str, dict[str, list[Any]], pd.DataFrame]) -> int:
-    return len(item[2])
+Rows: TypeAlias = pd.DataFrame | dict[str, Any]  # a DataFrame, or typed numpy arrays by column
+
+
+def _len(X: Rows) -> int:
+    return len(X) if isinstance(X, pd.DataFrame) else len(next(iter(X.values())))
+
+
+def _take(X: Rows, where: list[int]) -> Rows:
+    if isinstance(X, pd.DataFrame):
+        return X.iloc[where].reset_index(drop=True)
+    return {name: values[where] for name, values in X.items()}
+
+
+def _concat(parts: list[Rows]) -> Rows:
+    if isinstance(parts[0], pd.DataFrame):
+        return pd.concat(parts, ignore_index=True)
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _rows(item: tuple[str, dict[str, list[Any]], Rows]) -> int:
+    return _len(item[2])
 
 
 def check_challenger(rollout: routing.Rollout, error: str) -> None:
@@ -367,7 +386,10 @@ class MlopsService:
             on_error=LOG_ERRORS.inc,
         )
         # numpy arrays instead of a DataFrame: one model, ONNX, the project's feature function
-        self.arrays = self.champion.spec is not None and self.challenger is None
+        # typed numpy arrays straight to the feature code and ONNX when every model can take
+        # them (both ONNX with the project's feature step); else a DataFrame
+        models = [m for m in (self.champion, self.challenger) if m is not None]
+        self.arrays = all(m.spec is not None for m in models)
         self.shadow = None
         if self.challenger and _ROLLOUT.strategy == "shadow":
             failed = SHADOW_FAILURES.labels
@@ -445,10 +467,13 @@ class MlopsService:
 
     def _serve(self, columns: dict[str, list[Any]], headers: Any = None) -> list[dict[str, Any]]:
         request_id = uuid.uuid4().hex
-        if self.arrays:  # one model: no split, no shadow
-            arrays = {n: array_column(v, self.dtypes[n]) for n, v in columns.items()}
-            return self._answer(request_id, self.champion, routing.CHAMPION, columns, arrays)
-        X = pd.DataFrame({name: typed_column(v, self.dtypes[name]) for name, v in columns.items()})
+        X: Rows
+        if self.arrays:
+            X = {n: array_column(v, self.dtypes[n]) for n, v in columns.items()}
+            if not self.challenger:
+                return self._answer(request_id, self.champion, routing.CHAMPION, columns, X)
+        else:
+            X = pd.DataFrame({n: typed_column(v, self.dtypes[n]) for n, v in columns.items()})
         if _ROLLOUT.splits and self.challenger:
             mask = _ROLLOUT.to_challenger(columns, headers)
             if all(mask):  # a header key, or a 1-row request: no split needed
@@ -481,7 +506,7 @@ class MlopsService:
         return out
 
     def _split(
-        self, request_id: str, columns: dict[str, list[Any]], X: pd.DataFrame, mask: list[bool]
+        self, request_id: str, columns: dict[str, list[Any]], X: Rows, mask: list[bool]
     ) -> list[dict[str, Any]]:
         """canary / ab: each model answers its rows; the answers go back in request order."""
         assert self.challenger is not None
@@ -490,22 +515,22 @@ class MlopsService:
         models = (self.champion, self.challenger)
         for where, model, role in zip(positions, models, routing.ROLES, strict=True):
             part = {name: [values[i] for i in where] for name, values in columns.items()}
-            rows = X.iloc[where].reset_index(drop=True)
+            rows = _take(X, where)
             answers.append(self._answer(request_id, model, role, part, rows) if where else [])
         return routing.merge(positions, (answers[0], answers[1]))
 
-    def _shadow(self, batch: list[tuple[str, dict[str, list[Any]], pd.DataFrame]]) -> None:
+    def _shadow(self, batch: list[tuple[str, dict[str, list[Any]], Rows]]) -> None:
         """Requests gathered by the shadow thread, predicted by the challenger in one call and
         logged per request (same request id as the champion's rows: compare pairs them)."""
         assert self.challenger is not None
         start = time.perf_counter()
-        out = self.challenger.predict(pd.concat([X for _, _, X in batch], ignore_index=True))
+        out = self.challenger.predict(_concat([X for _, _, X in batch]))
         seconds = time.perf_counter() - start
         MODEL_LATENCY.labels(role=routing.SHADOW).observe(seconds)
         first = 0
         for request_id, columns, X in batch:
-            rows = out[first : first + len(X)]
-            first += len(X)
+            rows = out[first : first + _len(X)]
+            first += _len(X)
             for row in rows:
                 PREDICTIONS.labels(label=str(row["prediction"]), role=routing.SHADOW).inc()
             self.log.append(
