@@ -26,18 +26,15 @@ import sys
 import tempfile
 import time
 from contextlib import ExitStack
-from itertools import cycle
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import numpy as np
 import pandas as pd
 import yaml
 
 from machine import describe, settle  # bench/ is on sys.path when run as a script
 from mlops_template import io, paths
-from serving import BIN, Server, Step, _free_port, _median_step, _records, running
+from serving import BIN, Server, Step, _free_port, _median_step, _records, load, running
 
 GOALS = {"shadow": 1.20, "canary": 1.05}  # most p50 of 1-row requests, relative to single
 
@@ -81,34 +78,6 @@ def bodies(frame: pd.DataFrame, rows: int, count: int, id_column: str) -> list[b
     return out
 
 
-async def _load(url: str, payloads: list[bytes], concurrency: int, seconds: float) -> Step:
-    """Closed loop: each connection posts the next body as soon as the last answer came."""
-    latencies: list[float] = []
-    errors = 0
-    feed = cycle(payloads)
-    headers = {"content-type": "application/json"}
-    deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
-
-        async def worker() -> None:
-            nonlocal errors
-            while time.perf_counter() < deadline:
-                start = time.perf_counter()
-                async with s.post(url, data=next(feed), headers=headers) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        errors += 1
-                        continue
-                latencies.append(time.perf_counter() - start)
-
-        begin = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - begin
-    ms = np.array(latencies) * 1e3 if latencies else np.array([np.nan])
-    p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
-    return Step(concurrency, len(latencies), errors, elapsed, p50, p99)
-
-
 def logged(path: Path) -> dict[str, int]:
     from mlops_template.request_log import read_request_log
 
@@ -140,12 +109,12 @@ def main() -> None:
             url = stack.enter_context(running(server, port))
             targets.append((server.name, url + "/predict"))
         for _, url in targets:  # warm-up
-            asyncio.run(_load(url, payloads[1][:50], 1, 1.0))
+            asyncio.run(load(url, payloads[1][:50], 1, 1.0))
         for r in range(args.rounds):
             for n, bodies_ in payloads.items():
                 for c in args.concurrency:
                     for name, url in targets:
-                        step = asyncio.run(_load(url, bodies_, c, args.seconds))
+                        step = asyncio.run(load(url, bodies_, c, args.seconds))
                         steps.setdefault((name, n, c), []).append(step)
             print(f"round {r + 1}/{args.rounds} done", flush=True)
         time.sleep(2)  # the request logs are written on background threads

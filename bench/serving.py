@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +194,14 @@ def running(server: Server, port: int) -> Iterator[str]:
             proc.wait()
 
 
-async def _load(url: str, body: bytes, concurrency: int, seconds: float, cap: int) -> Step:
+async def load(
+    url: str, payloads: list[bytes], concurrency: int, seconds: float, cap: int = 10**9
+) -> Step:
+    """Closed loop: each connection posts the next body (cycling through ``payloads``) as
+    soon as the last answer came, for ``seconds`` or ``cap`` requests."""
     latencies: list[float] = []
     errors = 0
+    feed = cycle(payloads)
     headers = {"content-type": "application/json"}
     deadline = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -206,7 +212,7 @@ async def _load(url: str, body: bytes, concurrency: int, seconds: float, cap: in
             nonlocal errors
             while time.perf_counter() < deadline and len(latencies) + errors < cap:
                 start = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as resp:
+                async with session.post(url, data=next(feed), headers=headers) as resp:
                     await resp.read()
                     if resp.status != 200:
                         errors += 1
@@ -482,7 +488,7 @@ def main() -> None:
             endpoints = [server.predict] + (["/predict_batched"] if server.name == SERVICE else [])
             targets += [(server.name, e, url + e, server.body_key) for e in endpoints]
         for _name, _endpoint, url, key in targets:  # warm-up
-            asyncio.run(_load(url, json.dumps({key: payloads[1]}).encode(), 2, 1.0, 200))
+            asyncio.run(load(url, [json.dumps({key: payloads[1]}).encode()], 2, 1.0, 200))
         for r in range(args.rounds):
             wait_for_quiet(args.wait / (args.rounds + 1))
             loads.append(_load_line())
@@ -490,7 +496,7 @@ def main() -> None:
                 for c in args.concurrency:
                     for name, endpoint, url, key in targets:
                         body = json.dumps({key: records}).encode()
-                        step = asyncio.run(_load(url, body, c, args.seconds, args.max_requests))
+                        step = asyncio.run(load(url, [body], c, args.seconds, args.max_requests))
                         rounds.setdefault((name, endpoint, n), {}).setdefault(c, []).append(step)
             print(f"round {r + 1}/{args.rounds} done (load at start {loads[-1]})", flush=True)
     args.round_loads = loads
