@@ -67,12 +67,17 @@ def make_project(
 def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """A copy of the project with a 3000-row, 20-iteration model, packaged into a Bento."""
     root = tmp_path_factory.mktemp("project")
-    env = os.environ | {
+    env = project_env(root)
+    return make_project(root, env), env
+
+
+def project_env(root: Path) -> dict[str, str]:
+    """The environment of a project copy: its own BentoML store and MLflow SQLite store."""
+    return os.environ | {
         "BENTOML_HOME": str(root / "bentoml"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
         "OMP_NUM_THREADS": "1",
     }
-    return make_project(root, env), env
 
 
 @dataclass

@@ -4,7 +4,6 @@ request log, the monitoring reference and a monitoring run; none holds the raw v
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import time
@@ -19,7 +18,7 @@ import yaml
 
 from mlops_template import cli
 from mlops_template.request_log import read_request_log
-from tests.integration.conftest import MLOPS, make_project, records, serve
+from tests.integration.conftest import MLOPS, make_project, project_env, records, serve
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 
 pytestmark = pytest.mark.integration
@@ -37,11 +36,7 @@ def _contract() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("private")
-    env = os.environ | {
-        "BENTOML_HOME": str(root / "bentoml"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = project_env(root)
     drop = yaml.safe_load(DEMO_PARAMS.read_text())["features"]["drop"] + ["country"]
     overrides = {"features": {"drop": drop}, "serve": {"request_log": "logs/requests.db"}}
     return make_project(root, env, overrides, contract=_contract()), env

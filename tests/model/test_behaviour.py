@@ -9,35 +9,21 @@ from sklearn.dummy import DummyClassifier
 
 from mlops_template import metrics
 from mlops_template.config import load_params
-from mlops_template.contract import load_contract, validate
-from mlops_template.features import build_features
 from mlops_template.model import model_output
-from mlops_template.synthetic import generate_transactions
-from mlops_template.train import train
-from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
+from tests.model.demo import demo_split, fit_demo
+from tests.repo import DEMO_PARAMS
 
 
 @pytest.fixture(scope="module")
 def split():
-    contract = load_contract(DEMO_CONTRACT)
-    frame = validate(generate_transactions(40_000, seed=11), contract)
-    return frame.iloc[:30_000].reset_index(drop=True), frame.iloc[30_000:].reset_index(drop=True)
+    return demo_split(40_000, seed=11, test_rows=10_000)
 
 
 def _fit(split, model: str):
     params = load_params(DEMO_PARAMS)
     params.train.model = model
     params.train.cv.folds = 2
-    contract = load_contract(DEMO_CONTRACT)
-    train_raw, _ = split
-    return train(
-        build_features(train_raw, params.features),
-        raw_columns=contract.feature_columns,
-        target=contract.target,
-        task="binary",
-        params=params.train,
-        feature_spec=params.features,
-    ).model
+    return fit_demo(split[0], params)
 
 
 @pytest.fixture(scope="module")

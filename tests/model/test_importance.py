@@ -16,11 +16,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlops_template.config import EvaluateParams, Task, load_params
-from mlops_template.contract import load_contract, validate
+from mlops_template.contract import load_contract
 from mlops_template.evaluate import importance
-from mlops_template.features import build_features
-from mlops_template.synthetic import generate_transactions
-from mlops_template.train import train
+from tests.model.demo import demo_split, fit_demo
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 
 PARAMS = EvaluateParams(importance_rows=700, importance_repeats=3)
@@ -51,9 +49,7 @@ def scikit_learns(
 
 @pytest.fixture(scope="module")
 def demo() -> tuple[pd.DataFrame, pd.DataFrame]:
-    contract = load_contract(DEMO_CONTRACT)
-    frame = validate(generate_transactions(12_000, seed=5), contract)
-    return frame.iloc[:9_000].reset_index(drop=True), frame.iloc[9_000:].reset_index(drop=True)
+    return demo_split(12_000, seed=5, test_rows=3_000)
 
 
 @pytest.mark.parametrize("model", ["hist_gradient_boosting", "random_forest", "linear"])
@@ -66,14 +62,7 @@ def test_equals_scikit_learn_on_the_demo_pipeline(demo, model: str, seed: int):
     params.train.hist_gradient_boosting.max_iter = 30
     contract = load_contract(DEMO_CONTRACT)
     train_raw, test = demo
-    pipeline = train(
-        build_features(train_raw, params.features),
-        raw_columns=contract.feature_columns,
-        target=contract.target,
-        task="binary",
-        params=params.train,
-        feature_spec=params.features,
-    ).model
+    pipeline = fit_demo(train_raw, params)
     inputs, y = test.drop(columns=[contract.target]), test[contract.target].to_numpy()
     skip = [contract.id or ""]
     got = importance(pipeline, inputs, y, "binary", PARAMS, seed, skip)
