@@ -259,23 +259,20 @@ class LoadedModel:
         stored = check_stored(tag)
         metadata = stored.info.metadata
         meta = ModelMeta.model_validate_json(metadata["model_meta"])
-        onnx = "onnx_sha256" in metadata and _SERVE.runtime == "auto"
-        if onnx and metadata.get("features_spec"):
-            # the ONNX graph and the feature recipe (data, not code): nothing is unpickled
-            recipe = json.loads(metadata["features_spec"])
-            features, core = feature_transformer(FeaturesParams.model_validate(recipe)), None
-        else:
+        if "onnx_sha256" not in metadata or _SERVE.runtime != "auto":
             features, core = split_pipeline(_unpickle(stored))
-        runtime = "sklearn"
-        if onnx:
-            onnx_bytes = Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes()
-            core, runtime = OnnxModel(onnx_bytes), "onnx"
-        spec = None
-        recipe = feature_recipe(features)
-        if runtime == "onnx" and recipe is not None:
-            spec = FeaturesParams.model_validate(recipe)
+            return cls(features, core, meta, "sklearn", str(stored.tag), trained_at(meta, stored))
+        onnx = OnnxModel(Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes())
+        spec: FeaturesParams | None
+        if metadata.get("features_spec"):  # the recipe is data, not code: nothing is unpickled
+            spec = FeaturesParams.model_validate_json(metadata["features_spec"])
+            features = feature_transformer(spec)
+        else:  # packaged before the recipe was stored
+            features = split_pipeline(_unpickle(stored))[0]
+            recipe = feature_recipe(features)
+            spec = FeaturesParams.model_validate(recipe) if recipe is not None else None
         when = trained_at(meta, stored)
-        return cls(features, core, meta, runtime, str(stored.tag), when, spec)
+        return cls(features, onnx, meta, "onnx", str(stored.tag), when, spec)
 
     def predict(self, X: pd.DataFrame | dict[str, Any]) -> list[dict[str, Any]]:
         """Predictions of a DataFrame, or (``spec`` set) of typed numpy arrays; raises
