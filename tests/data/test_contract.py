@@ -198,3 +198,33 @@ def test_rows_without_a_label_are_left_out_of_both_splits() -> None:
     assert labelled(frame, "y")["x"].tolist() == [1, 3]
     with pytest.raises(DataError, match="y: the target is missing in every row"):
         labelled(frame.assign(y=pd.array([None] * 4, dtype="Int64")), "y")
+
+
+TEXT = ["in_store", "contactless", "online", "atm"]
+
+
+@pytest.mark.parametrize(
+    ("categories", "missing", "valid"),
+    [
+        (TEXT, False, True),
+        (TEXT, True, False),  # channel is not nullable
+        ([*TEXT, "carrier_pigeon"], False, False),  # a category the contract lacks
+        ([1, 2, 3, 4], False, False),  # not text: pandera's own coercion, then isin fails
+    ],
+)
+def test_categorical_text_columns_validate_as_their_text(
+    transactions, contract, categories, missing, valid
+):
+    """A categorical column (as Parquet files and the generator give) validates exactly as the
+    same values given as text: same valid frame, same failures."""
+    low = -1 if missing else 0
+    codes = np.random.default_rng(0).integers(low, len(categories), len(transactions))
+    as_category = transactions.assign(channel=pd.Categorical.from_codes(codes, categories))
+    as_text = as_category.assign(channel=as_category["channel"].astype("str"))
+    fast, slow = check(as_category, contract), check(as_text, contract)
+    assert fast.ok is slow.ok is valid
+    if valid:
+        pd.testing.assert_frame_equal(fast.valid, slow.valid)
+        assert str(fast.valid["channel"].dtype) == "str"
+    else:
+        pd.testing.assert_frame_equal(fast.failures, slow.failures)
