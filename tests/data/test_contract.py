@@ -228,3 +228,16 @@ def test_categorical_text_columns_validate_as_their_text(
         assert str(fast.valid["channel"].dtype) == "str"
     else:
         pd.testing.assert_frame_equal(fast.failures, slow.failures)
+
+
+def test_validation_leaves_the_callers_frame_as_it_was(transactions, contract):
+    given = transactions.assign(
+        amount=transactions["amount"].round().astype("int64"),  # coerced to float
+        channel=transactions["channel"].astype("category"),  # decoded to text
+        note="undeclared",  # filtered out
+    )
+    before = given.copy(deep=True)
+    report = check(given, contract)
+    assert report.ok, report.failures
+    assert str(report.valid["amount"].dtype) == "float64" and "note" not in report.valid
+    pd.testing.assert_frame_equal(given, before)
