@@ -6,10 +6,10 @@ reports/package.json; never ``latest``, which a second project sharing the Bento
 replace. Responses, ``/readyz`` and ``GET /version`` carry that tag.
 
 The model's files are checked against the sha256 the package stage recorded before anything is
-unpickled: ``bentoml serve`` exits with one line when the stored copy is corrupt, and a worker
-whose model still fails to load answers 503 with the reason instead of restarting forever.
-With the ONNX runtime nothing is unpickled: the feature step is rebuilt from the recipe stored in
-the model's metadata.
+unpickled (:mod:`~mlops_template.stored_model`): ``bentoml serve`` exits with one line when the
+stored copy is corrupt, and a worker whose model still fails to load answers 503 with the
+reason instead of restarting forever. With the ONNX runtime nothing is unpickled: the feature
+step is rebuilt from the recipe stored in the model's metadata.
 
 The request schema comes from the same contract.yaml as training; the feature function runs
 unchanged, then the model step runs in onnxruntime (if the `package` stage found it equal to
@@ -49,8 +49,6 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
@@ -58,23 +56,21 @@ import bentoml
 import numpy as np
 import orjson
 import pandas as pd
-from bentoml.exceptions import NotFound
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
 from mlops_template import drain, paths
-from mlops_template.config import FeaturesParams, load_params
+from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.errors import MlopsError, ModelError
-from mlops_template.features import feature_columns, feature_recipe, feature_transformer
-from mlops_template.model import ModelMeta, decide, file_sha256
-from mlops_template.onnx_path import OnnxModel, split_pipeline
+from mlops_template.model import ModelMeta
 from mlops_template.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.request_log import RequestLog
 from mlops_template.request_schema import array_column, record_model, typed_column
 from mlops_template.rollout import routing
 from mlops_template.rollout.shadow import Shadow
+from mlops_template.stored_model import LoadedModel, NonFiniteOutput, check_stored
 
 log = logging.getLogger(__name__)
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
@@ -175,124 +171,10 @@ class PredictBody(BaseModel):
     records: list[Record]  # type: ignore[valid-type]
 
 
-class NonFiniteOutput(ModelError):
-    """The model returned NaN or infinity: never answered as a prediction."""
-
-
-# --------------------------------------------------------------------------- the model
-
-
-def verified_file(stored: Any, name: str, key: str) -> Path:
-    """A file of the stored model, after its sha256 matched the one recorded at packaging
-    (metadata ``key``): a truncated or swapped copy is never unpickled."""
-    path = Path(stored.path_of(name))
-    expected = str(stored.info.metadata.get(key, ""))
-    if not path.is_file():
-        raise ModelError(f"{path}: missing from the stored model {stored.tag}")
-    actual = file_sha256(path)
-    if actual != expected:
-        raise ModelError(
-            f"{path}: sha256 {actual[:12]}… is not the {expected[:12] or 'none'}… recorded when "
-            f"{stored.tag} was packaged: the stored copy is corrupt or changed "
-            "(delete it and re-run the package stage)"
-        )
-    return path
-
-
-def check_stored(tag: str) -> Any:
-    """The stored model ``tag`` with every file it serves from checked."""
-    if not tag:
-        raise ModelError(_TAG_SOURCE)
-    try:
-        stored = bentoml.models.get(tag)
-    except NotFound:
-        home = os.environ.get("BENTOML_HOME", "~/bentoml")
-        raise ModelError(f"model {tag}: not in the BentoML store ({home})") from None
-    verified_file(stored, paths.STORE_MODEL_FILE, "model_sha256")
-    if "onnx_sha256" in stored.info.metadata:
-        verified_file(stored, paths.STORE_ONNX_FILE, "onnx_sha256")
-    return stored
-
-
-def _unpickle(stored: Any) -> Any:
-    """The pipeline of a checked stored model; one error naming the file if it does not load
-    although its hash matched (written by another library version, say)."""
-    import joblib
-
-    path = stored.path_of(paths.STORE_MODEL_FILE)
-    try:
-        return joblib.load(path)
-    except Exception as err:
-        raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
-
-
-def trained_at(meta: ModelMeta, stored: Any) -> datetime:
-    """When the model was trained (``mlflow.trained_at`` of models/model.json), else when it
-    was packaged (the BentoML model's creation time): the model age /readyz reports."""
-    recorded = (meta.mlflow or {}).get("trained_at")
-    when = datetime.fromisoformat(recorded) if recorded else stored.info.creation_time
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 def _not_finite(err: NonFiniteOutput) -> Response:
     FAILED.labels(reason="non_finite_output").inc()
     log.error("%s: answered 500, not logged", err)
     return reject("non_finite_output", str(err), status=500, loc="model")
-
-
-@dataclass
-class LoadedModel:
-    """One stored model ready to predict: its feature step, model step (ONNX or scikit-learn)
-    and description; ``spec``: the feature recipe when numpy arrays can skip pandas (ONNX and
-    the project's feature function)."""
-
-    features: Any
-    core: Any
-    meta: ModelMeta
-    runtime: str
-    version: str
-    trained_at: datetime
-    spec: FeaturesParams | None = None
-
-    @classmethod
-    def load(cls, tag: str) -> LoadedModel:
-        stored = check_stored(tag)
-        metadata = stored.info.metadata
-        meta = ModelMeta.model_validate_json(metadata["model_meta"])
-        if "onnx_sha256" not in metadata or _SERVE.runtime != "auto":
-            features, core = split_pipeline(_unpickle(stored))
-            return cls(features, core, meta, "sklearn", str(stored.tag), trained_at(meta, stored))
-        onnx = OnnxModel(Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes())
-        spec: FeaturesParams | None
-        if metadata.get("features_spec"):  # the recipe is data, not code: nothing is unpickled
-            spec = FeaturesParams.model_validate_json(metadata["features_spec"])
-            features = feature_transformer(spec)
-        else:  # packaged before the recipe was stored
-            features = split_pipeline(_unpickle(stored))[0]
-            recipe = feature_recipe(features)
-            spec = FeaturesParams.model_validate(recipe) if recipe is not None else None
-        when = trained_at(meta, stored)
-        return cls(features, onnx, meta, "onnx", str(stored.tag), when, spec)
-
-    def predict(self, X: pd.DataFrame | dict[str, Any]) -> list[dict[str, Any]]:
-        """Predictions of a DataFrame, or (``spec`` set) of typed numpy arrays; raises
-        NonFiniteOutput when the model returns NaN or infinity."""
-        if isinstance(X, dict):
-            assert self.spec is not None
-            features: Any = feature_columns(X, self.spec)
-        else:
-            features = self.features.transform(X)
-        if self.meta.task == "regression":
-            raw = self.core.predict(features)
-        else:
-            raw = self.core.predict_proba(features)
-        raw = np.asarray(raw, dtype="float64")
-        finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
-        if not finite.all():
-            bad = int((~finite).sum())
-            message = f"model {self.version} returned NaN or infinity for {bad} of {len(raw)} rows"
-            raise NonFiniteOutput(message)
-        return decide(raw, self.meta).records(self.meta.classes, self.version)
 
 
 Rows: TypeAlias = pd.DataFrame | dict[str, Any]  # a DataFrame, or typed numpy arrays by column
@@ -326,7 +208,9 @@ def check_challenger(rollout: routing.Rollout, error: str) -> None:
     if not rollout.challenger:
         return
     stored = check_stored(rollout.challenger)
-    champion = ModelMeta.model_validate_json(str(check_stored(_TAG).info.metadata["model_meta"]))
+    champion = ModelMeta.model_validate_json(
+        str(check_stored(_TAG, _TAG_SOURCE).info.metadata["model_meta"])
+    )
     challenger = ModelMeta.model_validate_json(str(stored.info.metadata["model_meta"]))
     if why := routing.incompatibility(champion, challenger):
         raise ModelError(f"serve.challenger {rollout.challenger}: refused, {why}")
@@ -353,7 +237,7 @@ class MlopsService:
         """Once, in the `bentoml serve` process, before any worker starts: a missing or
         corrupt model stops the server with one line, not a loop of crashing workers."""
         try:
-            check_stored(_TAG)
+            check_stored(_TAG, _TAG_SOURCE)
             check_challenger(_ROLLOUT, _ROLLOUT_ERROR)
         except MlopsError as err:
             raise SystemExit(f"mlops_template.service: cannot serve: {err}") from None
@@ -371,9 +255,11 @@ class MlopsService:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(1)  # OpenMP/BLAS threads slow small-batch prediction; use workers
-        self.champion = LoadedModel.load(_TAG)
+        self.champion = LoadedModel.load(_TAG, _SERVE.runtime)
         self.meta, self.version = self.champion.meta, self.champion.version
-        self.challenger = LoadedModel.load(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
+        self.challenger = (
+            LoadedModel.load(_ROLLOUT.challenger, _SERVE.runtime) if _ROLLOUT.challenger else None
+        )
         self.dtypes = _dtypes()
         log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
         self.log = RequestLog(  # pii is never logged; losses are counted on /metrics

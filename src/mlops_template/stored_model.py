@@ -1,0 +1,140 @@
+"""The packaged model as the service loads it: a model of the BentoML store, its files
+checked against the sha256 recorded at packaging before anything is read, then its feature
+step and model step (ONNX, or the scikit-learn pipeline) ready to predict.
+
+With ONNX nothing is unpickled: the feature step is rebuilt from the recipe (data, not code)
+stored in the model's metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+from bentoml.exceptions import NotFound
+
+from mlops_template import paths
+from mlops_template.config import FeaturesParams
+from mlops_template.errors import ModelError
+from mlops_template.features import feature_columns, feature_recipe, feature_transformer
+from mlops_template.model import ModelMeta, decide, file_sha256
+from mlops_template.onnx_path import OnnxModel, split_pipeline
+
+
+class NonFiniteOutput(ModelError):
+    """The model returned NaN or infinity: never answered as a prediction."""
+
+
+def verified_file(stored: Any, name: str, key: str) -> Path:
+    """A file of the stored model, after its sha256 matched the one recorded at packaging
+    (metadata ``key``): a truncated or swapped copy is never unpickled."""
+    path = Path(stored.path_of(name))
+    expected = str(stored.info.metadata.get(key, ""))
+    if not path.is_file():
+        raise ModelError(f"{path}: missing from the stored model {stored.tag}")
+    actual = file_sha256(path)
+    if actual != expected:
+        raise ModelError(
+            f"{path}: sha256 {actual[:12]}… is not the {expected[:12] or 'none'}… recorded when "
+            f"{stored.tag} was packaged: the stored copy is corrupt or changed "
+            "(delete it and re-run the package stage)"
+        )
+    return path
+
+
+def check_stored(tag: str, missing: str = "no model tag given") -> Any:
+    """The stored model ``tag`` with every file it serves from checked; ``missing``: the
+    error when there is no tag."""
+    if not tag:
+        raise ModelError(missing)
+    try:
+        stored = bentoml.models.get(tag)
+    except NotFound:
+        home = os.environ.get("BENTOML_HOME", "~/bentoml")
+        raise ModelError(f"model {tag}: not in the BentoML store ({home})") from None
+    verified_file(stored, paths.STORE_MODEL_FILE, "model_sha256")
+    if "onnx_sha256" in stored.info.metadata:
+        verified_file(stored, paths.STORE_ONNX_FILE, "onnx_sha256")
+    return stored
+
+
+def _unpickle(stored: Any) -> Any:
+    """The pipeline of a checked stored model; one error naming the file if it does not load
+    although its hash matched (written by another library version, say)."""
+    import joblib
+
+    path = stored.path_of(paths.STORE_MODEL_FILE)
+    try:
+        return joblib.load(path)
+    except Exception as err:
+        raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
+
+
+def trained_at(meta: ModelMeta, stored: Any) -> datetime:
+    """When the model was trained (``mlflow.trained_at`` of models/model.json), else when it
+    was packaged (the BentoML model's creation time): the model age /readyz reports."""
+    recorded = (meta.mlflow or {}).get("trained_at")
+    when = datetime.fromisoformat(recorded) if recorded else stored.info.creation_time
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass
+class LoadedModel:
+    """One stored model ready to predict: its feature step, model step (ONNX or scikit-learn)
+    and description; ``spec``: the feature recipe when numpy arrays can skip pandas (ONNX and
+    the project's feature function)."""
+
+    features: Any
+    core: Any
+    meta: ModelMeta
+    runtime: str
+    version: str
+    trained_at: datetime
+    spec: FeaturesParams | None = None
+
+    @classmethod
+    def load(cls, tag: str, runtime: str = "auto") -> LoadedModel:
+        """``runtime``: serve.runtime (``auto`` takes ONNX when the package stage stored it)."""
+        stored = check_stored(tag)
+        metadata = stored.info.metadata
+        meta = ModelMeta.model_validate_json(metadata["model_meta"])
+        if "onnx_sha256" not in metadata or runtime != "auto":
+            features, core = split_pipeline(_unpickle(stored))
+            return cls(features, core, meta, "sklearn", str(stored.tag), trained_at(meta, stored))
+        onnx = OnnxModel(Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes())
+        spec: FeaturesParams | None
+        if metadata.get("features_spec"):  # the recipe is data, not code: nothing is unpickled
+            spec = FeaturesParams.model_validate_json(metadata["features_spec"])
+            features = feature_transformer(spec)
+        else:  # packaged before the recipe was stored
+            features = split_pipeline(_unpickle(stored))[0]
+            recipe = feature_recipe(features)
+            spec = FeaturesParams.model_validate(recipe) if recipe is not None else None
+        when = trained_at(meta, stored)
+        return cls(features, onnx, meta, "onnx", str(stored.tag), when, spec)
+
+    def predict(self, X: pd.DataFrame | dict[str, Any]) -> list[dict[str, Any]]:
+        """Predictions of a DataFrame, or (``spec`` set) of typed numpy arrays; raises
+        NonFiniteOutput when the model returns NaN or infinity."""
+        if isinstance(X, dict):
+            assert self.spec is not None
+            features: Any = feature_columns(X, self.spec)
+        else:
+            features = self.features.transform(X)
+        if self.meta.task == "regression":
+            raw = self.core.predict(features)
+        else:
+            raw = self.core.predict_proba(features)
+        raw = np.asarray(raw, dtype="float64")
+        finite = np.isfinite(raw).reshape(len(raw), -1).all(axis=1)
+        if not finite.all():
+            bad = int((~finite).sum())
+            message = f"model {self.version} returned NaN or infinity for {bad} of {len(raw)} rows"
+            raise NonFiniteOutput(message)
+        return decide(raw, self.meta).records(self.meta.classes, self.version)
