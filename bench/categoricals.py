@@ -129,9 +129,10 @@ def main() -> None:
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--drop-strings", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
+    if args.child:  # timed by the parent: no waiting here
         child(args.child, args.drop_strings)
         return
+    settle()
     machine = describe()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "table.parquet"
@@ -142,6 +143,7 @@ def main() -> None:
         }
         for i in range(args.repeats):  # interleaved, so load changes hit both alike
             for name in results:
+                settle()  # each run starts as quiet as the last one left it (not timed)
                 results[name].append(measure(data, drop_strings=name.startswith("without")))
                 print(f"run {i + 1} {name}: {results[name][-1]}", flush=True)
     text = report(args.rows, results, machine)
@@ -150,5 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    settle()
     main()
