@@ -34,7 +34,7 @@ class NonFiniteOutput(ModelError):
 def verified_file(stored: Any, name: str, key: str) -> Path:
     """A file of the stored model, after its sha256 matched the one recorded at packaging
     (metadata ``key``): a truncated or swapped copy is never unpickled."""
-    path = Path(stored.path_of(name))
+    path = Path(stored.path_of(name)).resolve()  # errors name the real file
     expected = str(stored.info.metadata.get(key, ""))
     if not path.is_file():
         raise ModelError(f"{path}: missing from the stored model {stored.tag}")
@@ -69,7 +69,7 @@ def _unpickle(stored: Any) -> Any:
     although its hash matched (written by another library version, say)."""
     import joblib
 
-    path = stored.path_of(paths.STORE_MODEL_FILE)
+    path = Path(stored.path_of(paths.STORE_MODEL_FILE)).resolve()
     try:
         return joblib.load(path)
     except Exception as err:

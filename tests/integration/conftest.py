@@ -96,6 +96,20 @@ class Served:
         self.proc.wait(timeout=30)
 
 
+def own_home(env: dict[str, str], root: Path, port: int) -> dict[str, str]:
+    """``env`` with a BentoML home of one server's own that shares the store's models and
+    Bentos: BentoML empties <home>/prometheus_multiproc_dir whenever a server starts, so
+    servers sharing a home (tests of one xdist worker) would reset each other's /metrics."""
+    if "BENTOML_HOME" not in env:
+        return env
+    shared, own = Path(env["BENTOML_HOME"]), root / f"bentoml-serve-{port}"
+    own.mkdir()
+    for sub in ("models", "bentos"):
+        (shared / sub).mkdir(parents=True, exist_ok=True)
+        (own / sub).symlink_to(shared / sub, target_is_directory=True)
+    return env | {"BENTOML_HOME": str(own)}
+
+
 def start(target: str, root: Path, env: dict[str, str], *args: str) -> Served:
     """`bentoml serve target` on a free loopback port, its stdout and stderr to a file (never
     a pipe nobody reads, which would block the server once full)."""
@@ -105,7 +119,7 @@ def start(target: str, root: Path, env: dict[str, str], *args: str) -> Served:
         proc = subprocess.Popen(
             [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args],
             cwd=root,
-            env=env,
+            env=own_home(env, root, port),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
