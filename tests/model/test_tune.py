@@ -136,3 +136,26 @@ def test_pruning_stops_bad_trials_early(feats: pd.DataFrame, tiny: Params) -> No
     assert "pruned" in set(result.trials["state"])
     best = result.trials.loc[result.trials["score"].idxmax()]
     assert best["state"] == "complete" and result.best_score == best["score"]
+
+
+def _openmp_threads() -> int:
+    """The OpenMP thread count scikit-learn's tree code would use in this process."""
+    import sklearn.ensemble  # noqa: F401  (loads OpenMP)
+    from threadpoolctl import threadpool_info
+
+    return min(p["num_threads"] for p in threadpool_info() if p["user_api"] == "openmp")
+
+
+def test_local_workers_share_the_cores_whatever_omp_num_threads_says(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OMP_NUM_THREADS=<all cores> in the environment (common in containers) used to reach
+    every joblib worker: 2 workers x 2 threads on 2 cores made a 10 s search take minutes."""
+    import os
+
+    from mlops_template.tune import local_map
+
+    cores = os.cpu_count() or 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores))
+    threads = local_map(_openmp_threads, [()] * 4, workers=2)
+    assert threads == [max(1, cores // 2)] * 4
