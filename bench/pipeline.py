@@ -171,7 +171,7 @@ def render(results: list[dict], machine: str, baseline: str | None = None) -> st
             "| ---: | ---: | ---: |",
         ]
         for r in results:
-            if r["code"] == "baseline" and r["rows"] in mine and r["rows"] != FIXED_ROWS:
+            if r["code"] == "baseline" and r["rows"] in mine:
                 m = mine[r["rows"]]
                 other = (m["total_seconds"] - m["fit_seconds"]) / (
                     r["total_seconds"] - r["fit_seconds"]

@@ -277,7 +277,6 @@ def _categoricals_as_text(df: pd.DataFrame, contract_schema: pa.DataFrameSchema)
             or not isinstance(target, pd.StringDtype)
             or target.storage != "pyarrow"
             or not isinstance(series.dtype, pd.CategoricalDtype)
-            or not pd.api.types.is_string_dtype(series.cat.categories)
             or not all(isinstance(c, str) for c in series.cat.categories)
         ):
             continue

@@ -200,19 +200,17 @@ def _rows(item: tuple[str, dict[str, list[Any]], Rows]) -> int:
     return _len(item[2])
 
 
-def check_challenger(rollout: routing.Rollout, error: str) -> None:
-    """The challenger is stored intact and can stand in for the champion (same task, classes,
-    input columns), else one line naming serve.challenger."""
+def check_challenger(rollout: routing.Rollout, error: str, champion: Any) -> None:
+    """The challenger is stored intact and can stand in for the ``champion`` (a checked stored
+    model: same task, classes, input columns), else one line naming serve.challenger."""
     if error:
         raise ModelError(error)
     if not rollout.challenger:
         return
     stored = check_stored(rollout.challenger)
-    champion = ModelMeta.model_validate_json(
-        str(check_stored(_TAG, _TAG_SOURCE).info.metadata["model_meta"])
-    )
-    challenger = ModelMeta.model_validate_json(str(stored.info.metadata["model_meta"]))
-    if why := routing.incompatibility(champion, challenger):
+    ours = ModelMeta.model_validate_json(str(champion.info.metadata["model_meta"]))
+    theirs = ModelMeta.model_validate_json(str(stored.info.metadata["model_meta"]))
+    if why := routing.incompatibility(ours, theirs):
         raise ModelError(f"serve.challenger {rollout.challenger}: refused, {why}")
 
 
@@ -237,8 +235,7 @@ class MlopsService:
         """Once, in the `bentoml serve` process, before any worker starts: a missing or
         corrupt model stops the server with one line, not a loop of crashing workers."""
         try:
-            check_stored(_TAG, _TAG_SOURCE)
-            check_challenger(_ROLLOUT, _ROLLOUT_ERROR)
+            check_challenger(_ROLLOUT, _ROLLOUT_ERROR, check_stored(_TAG, _TAG_SOURCE))
         except MlopsError as err:
             raise SystemExit(f"mlops_template.service: cannot serve: {err}") from None
 
