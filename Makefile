@@ -99,7 +99,7 @@ gate: install ## Metric gate against BASELINE (default HEAD), e.g. make gate BAS
 	$(RUN) mlops gate --baseline "$$BASELINE"
 
 latency-gate: install ## 1-row serving latency of the packaged model vs BASELINE (default gate.baseline_ref)
-	$(RUN) python -m mlops_template.latency $${BASELINE:+--baseline "$$BASELINE"}
+	$(RUN) python -m mlops_template.serving.latency $${BASELINE:+--baseline "$$BASELINE"}
 
 .PHONY: repro-evaluate
 repro-evaluate: install ## Reproduce the pipeline up to the metrics (dvc repro evaluate; no gate, no package)

@@ -83,7 +83,7 @@ def _free_port() -> int:
 def running() -> Iterator[str]:
     """`bentoml serve` of this project in its own process group, until the block ends."""
     port = _free_port()
-    cmd = [str(BIN / "bentoml"), "serve", "mlops_template.service:MlopsService"]
+    cmd = [str(BIN / "bentoml"), "serve", "mlops_template.serving.service:MlopsService"]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
     proc = subprocess.Popen(
         cmd,

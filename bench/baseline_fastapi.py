@@ -68,7 +68,7 @@ def _fair_setup() -> tuple[type[BaseModel], dict[str, str], Any, Any]:
     from mlops_template.config import load_params
     from mlops_template.contract import load_contract, schema
     from mlops_template.onnx_path import OnnxModel
-    from mlops_template.request_schema import record_model
+    from mlops_template.serving.request_schema import record_model
 
     threadpool_limits(1)
     contract = load_contract(load_params().data.contract)

@@ -54,7 +54,7 @@ def generate(rows: int, seed: int = 0, high: int = HIGH) -> pd.DataFrame:
 def child(data: Path, drop_strings: bool) -> None:
     """Train on ``data`` as the train stage would (default params, no feature recipe)."""
     from mlops_template.config import Params
-    from mlops_template.train import train
+    from mlops_template.stages.train import train
 
     frame = pd.read_parquet(data).drop(columns=["event_time"])
     if drop_strings:

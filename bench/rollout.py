@@ -58,7 +58,7 @@ def servers(tmp: Path, champion: str, challenger: str, share: float) -> list[tup
     out = []
     for name, serve in variants.items():
         port = _free_port()
-        cmd = [str(BIN / "bentoml"), "serve", "mlops_template.service:MlopsService"]
+        cmd = [str(BIN / "bentoml"), "serve", "mlops_template.serving.service:MlopsService"]
         cmd += ["--host", "127.0.0.1", "--port", str(port), "--arg", f"model_tag={champion}"]
         env = quiet_env(OMP_NUM_THREADS="1", MLOPS_PARAMS=str(_params(tmp, name, serve)))
         out.append((Server(name, cmd, "/readyz", "/predict", "records", env), port))

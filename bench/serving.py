@@ -108,7 +108,7 @@ def servers(workers: int, port: int, registered: str) -> list[Server]:
     return [
         Server(
             SERVICE,
-            [str(BIN / "bentoml"), "serve", "mlops_template.service:MlopsService", *host],
+            [str(BIN / "bentoml"), "serve", "mlops_template.serving.service:MlopsService", *host],
             "/readyz",
             "/predict",
             "records",
@@ -271,7 +271,7 @@ def levers(frame: pd.DataFrame) -> list[tuple[str, str, float, float]]:
 
     from mlops_template.contract import load_contract, schema
     from mlops_template.onnx_path import OnnxModel, convert, split_pipeline
-    from mlops_template.request_schema import record_model, typed_column
+    from mlops_template.serving.request_schema import record_model, typed_column
 
     params = load_params()
     contract = load_contract(params.data.contract)
@@ -387,10 +387,10 @@ def breakdown(frame: pd.DataFrame, repeats: int = 400) -> dict[int, list[tuple[s
 
     folder = tempfile.mkdtemp(prefix="bench-serving-")
     os.environ["MLOPS_REQUEST_LOG"] = f"{folder}/requests.db"
-    from mlops_template import service
     from mlops_template.features import feature_columns
     from mlops_template.model import decide
-    from mlops_template.request_schema import array_column, typed_column
+    from mlops_template.serving import service
+    from mlops_template.serving.request_schema import array_column, typed_column
 
     worker: Any = service.MlopsService.inner()  # type: ignore[attr-defined]
     inst = worker.champion  # features, core, meta, version, spec of the served model

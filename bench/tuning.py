@@ -18,8 +18,8 @@ from machine import describe, parallel_ceiling, settle  # bench/ is on sys.path 
 from mlops_template.config import TuneParams, parse_params
 from mlops_template.contract import load_contract, validate
 from mlops_template.features import build_features
+from mlops_template.stages.tune import tune
 from mlops_template.synthetic import generate_transactions
-from mlops_template.tune import tune
 
 OUT = Path("reports/benchmarks/tuning.md")
 

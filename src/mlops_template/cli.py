@@ -22,13 +22,13 @@ log = logging.getLogger("mlops_template")
 
 # Stage name (as in dvc.yaml) -> module whose run(params) is the stage's entry point.
 STAGES = {
-    "data": "mlops_template.data",
-    "features": "mlops_template.features",
-    "train": "mlops_template.train",
-    "evaluate": "mlops_template.evaluate",
-    "tune": "mlops_template.tune",
-    "package": "mlops_template.package",
-    "gate": "mlops_template.gate",
+    "data": "mlops_template.stages.data",
+    "features": "mlops_template.stages.features",
+    "train": "mlops_template.stages.train",
+    "evaluate": "mlops_template.stages.evaluate",
+    "tune": "mlops_template.stages.tune",
+    "package": "mlops_template.stages.package",
+    "gate": "mlops_template.stages.gate",
 }
 
 
@@ -79,7 +79,7 @@ def _score(args: argparse.Namespace) -> None:
 
 def _gate(args: argparse.Namespace) -> None:
     """Compare metrics with a git ref's; exit 5 when a declared gate fails."""
-    from mlops_template.gate import run_gate
+    from mlops_template.stages.gate import run_gate
 
     run_gate(load_params(args.params), baseline_ref=args.baseline, override=args.override)
 
@@ -91,7 +91,7 @@ def _promote(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     name = params.tracking.registered_model
     if args.challenger:  # the compared challenger, after `mlops compare` said promote
-        from mlops_template.rollout.report import promote_challenger
+        from mlops_template.serving.rollout.report import promote_challenger
 
         done = promote_challenger(params, args.image, args.override)
     elif args.version:
@@ -106,7 +106,7 @@ def _promote(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     """Champion vs challenger on the request log; exit 5 when the decision is keep."""
     from mlops_template.monitor.batch import parse_since
-    from mlops_template.rollout.report import run_compare
+    from mlops_template.serving.rollout.report import run_compare
 
     params = load_params(args.params)
     since = parse_since(args.since) if args.since else None

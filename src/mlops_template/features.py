@@ -2,7 +2,7 @@
 
 Every output value depends only on its own row, so features computed on a batch equal
 features computed row by row (tested), and serving cannot drift from training. Stateful
-steps (imputation, scaling, encoding) live in the model pipeline (:mod:`mlops_template.train`),
+steps (imputation, scaling, encoding) live in the model pipeline (:mod:`mlops_template.model`),
 fitted on the training split only.
 """
 
@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-from mlops_template import io, paths
-from mlops_template.config import FeaturesParams, Params
+from mlops_template.config import FeaturesParams
 from mlops_template.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -181,14 +180,3 @@ def feature_recipe(step: Any) -> dict[str, Any] | None:
     if getattr(step, "func", None) is not build_features:
         return None
     return dict(step.kw_args["spec"])
-
-
-def run(params: Params) -> None:
-    """Entry point of the `features` stage (``mlops stage features``)."""
-    for source, target in (
-        (paths.TRAIN_SPLIT, paths.TRAIN_FEATURES),
-        (paths.TEST_SPLIT, paths.TEST_FEATURES),
-    ):
-        frame = build_features(pd.read_parquet(source), params.features)
-        io.write_parquet(frame, target)
-        log.info("features: %s -> %s (%d columns)", source, target, frame.shape[1])

@@ -12,8 +12,8 @@ import pytest
 from mlops_template import sources
 from mlops_template.config import DataParams
 from mlops_template.contract import check, load_contract, validate
-from mlops_template.data import ingest
 from mlops_template.errors import ConfigError, ContractViolation, DataError
+from mlops_template.stages.data import ingest
 
 
 def test_generated_data_satisfies_the_contract(transactions, contract):
@@ -192,7 +192,7 @@ def test_a_missing_boolean_stays_missing_and_reaches_the_model_as_nan() -> None:
 
 
 def test_rows_without_a_label_are_left_out_of_both_splits() -> None:
-    from mlops_template.data import labelled
+    from mlops_template.stages.data import labelled
 
     frame = pd.DataFrame({"x": [1, 2, 3, 4], "y": pd.array([1, None, 0, None], dtype="Int64")})
     assert labelled(frame, "y")["x"].tolist() == [1, 3]

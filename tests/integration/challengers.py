@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 
 from mlops_template.config import TrainParams, load_params
 from mlops_template.model import ModelMeta, column_roles, file_sha256, make_pipeline
-from mlops_template.package import save_model
+from mlops_template.stages.package import save_model
 from mlops_template.synthetic import generate_transactions
 
 

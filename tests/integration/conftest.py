@@ -152,7 +152,7 @@ def serve(
 @pytest.fixture(scope="session")
 def server(project: tuple[Path, dict[str, str]]) -> Iterator[str]:
     root, env = project
-    yield from serve("mlops_template.service:MlopsService", root, env)
+    yield from serve("mlops_template.serving.service:MlopsService", root, env)
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

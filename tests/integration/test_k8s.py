@@ -108,7 +108,7 @@ def service_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     and BentoML's default HTTP port, read by importing them as `bentoml serve` does."""
     code = (
         "import json, pathlib, yaml, bentoml\n"
-        "from mlops_template.service import MlopsService\n"
+        "from mlops_template.serving.service import MlopsService\n"
         "p = pathlib.Path(bentoml.__file__).parent / "
         "'_internal/configuration/v2/default_configuration.yaml'\n"
         "port = yaml.safe_load(p.read_text())['services']['http']['port']\n"

@@ -52,8 +52,8 @@ def large_reference(setup: dict[str, Any]) -> pd.DataFrame:
     """The reference a default-size (100k-row) pipeline keeps: 20k held-out rows, built by the
     evaluate stage's own function. The tiny project's 600-row split is too small to tell a
     0.1 drift threshold from sampling noise, so the statistical tests use this one."""
-    from mlops_template.evaluate import reference_sample
     from mlops_template.model import model_output
+    from mlops_template.stages.evaluate import reference_sample
 
     held_out = generate_transactions(20_000, seed=42)
     proba = model_output(setup["model"], held_out.drop(columns=["is_fraud"]), "binary")
@@ -244,7 +244,7 @@ def served(
     root, env = project
     log = tmp_path_factory.mktemp("served") / "requests.db"
     for url in serve(
-        "mlops_template.service:MlopsService", root, env | {"MLOPS_REQUEST_LOG": str(log)}
+        "mlops_template.serving.service:MlopsService", root, env | {"MLOPS_REQUEST_LOG": str(log)}
     ):
         yield url, log
 

@@ -45,7 +45,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 @pytest.fixture(scope="module")
 def server(private: tuple[Path, dict[str, str]]) -> Iterator[str]:
     root, env = private
-    yield from serve("mlops_template.service:MlopsService", root, env)
+    yield from serve("mlops_template.serving.service:MlopsService", root, env)
 
 
 def test_training_refuses_a_pii_column_as_a_feature(

@@ -18,12 +18,12 @@ import requests
 import yaml
 
 from mlops_template.request_log import read_request_log
-from mlops_template.rollout.routing import bucket
+from mlops_template.serving.rollout.routing import bucket
 from tests.integration.conftest import MLOPS, records, serve, start
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
-SERVICE = "mlops_template.service:MlopsService"
+SERVICE = "mlops_template.serving.service:MlopsService"
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import bentoml
 from mlflow import MlflowClient
 
 from mlops_template.errors import MlopsError
-from mlops_template.rollout.routing import challenger_tag
+from mlops_template.serving.rollout.routing import challenger_tag
 
 uri, artifacts = sys.argv[1:]
 client = MlflowClient(tracking_uri=uri, registry_uri=uri)

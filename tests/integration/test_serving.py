@@ -445,7 +445,7 @@ def test_two_projects_in_one_store_each_serve_their_own(
     for root, env in (project, other_project):
         tag = _package(root)["model_tag"]
         assert (Path(env["BENTOML_HOME"]) / "models" / tag.replace(":", "/")).is_dir()
-        for url in serve("mlops_template.service:MlopsService", root, env):
+        for url in serve("mlops_template.serving.service:MlopsService", root, env):
             ready, version, proba = _served_tags(url, row)
         assert ready == version == tag
         seen[tag] = proba
@@ -515,7 +515,7 @@ def test_truncated_model_stops_serve_with_one_line(
     folder, env = store_copy
     model = folder / "model.joblib"
     model.write_bytes(model.read_bytes()[:1000])
-    served = start("mlops_template.service:MlopsService", project[0], env)
+    served = start("mlops_template.serving.service:MlopsService", project[0], env)
     assert served.proc.wait(timeout=60) != 0
     log = served.log()
     last = [line for line in log.splitlines() if line.strip()][-1]
@@ -530,7 +530,7 @@ def test_serve_without_a_package_record_stops_with_one_line(
     another project's); `bentoml serve` says what to do."""
     for name in ("params.yaml", "contract.yaml"):
         shutil.copy(project[0] / name, tmp_path / name)
-    served = start("mlops_template.service:MlopsService", tmp_path, project[1])
+    served = start("mlops_template.serving.service:MlopsService", tmp_path, project[1])
     assert served.proc.wait(timeout=60) != 0
     last = [line for line in served.log().splitlines() if line.strip()][-1]
     assert "reports/package.json: no model_tag recorded" in last and "--arg model_tag" in last
@@ -548,7 +548,7 @@ def test_model_that_fails_to_load_answers_503_with_the_reason(
     info["metadata"]["model_sha256"] = hashlib.sha256(b"not a pickle").hexdigest()
     info["metadata"].pop("onnx_sha256", None)
     (folder / "model.yaml").write_text(yaml.safe_dump(info))
-    served = start("mlops_template.service:MlopsService", project[0], env)
+    served = start("mlops_template.serving.service:MlopsService", project[0], env)
     try:
         wait_for_readyz(served, status=503)
         time.sleep(3)  # a restart loop would show up as more "not loaded" lines

@@ -21,7 +21,7 @@ import yaml
 from tests.integration.conftest import records, serve, start, wait_for_readyz
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICE = "mlops_template.service:MlopsService"
+SERVICE = "mlops_template.serving.service:MlopsService"
 pytestmark = pytest.mark.integration
 
 
@@ -357,7 +357,7 @@ def test_latency_gate_measures_the_packaged_model(project: tuple[Path, dict[str,
 
     root, env = project
     done = subprocess.run(
-        [sys.executable, "-m", "mlops_template.latency", "--calls", "100"],
+        [sys.executable, "-m", "mlops_template.serving.latency", "--calls", "100"],
         cwd=root,
         env=env,
         capture_output=True,

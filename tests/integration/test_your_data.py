@@ -62,7 +62,7 @@ def test_init_repro_serve(tmp_path: Path, name: str) -> None:
     held_out = pd.read_parquet(repo / "data/split/test.parquet").drop(columns=[target])
 
     with_env = env() | {"BENTOML_HOME": str(repo / ".bentoml")}
-    server = serve("mlops_template.service:MlopsService", repo, with_env)
+    server = serve("mlops_template.serving.service:MlopsService", repo, with_env)
     url = next(server)
     try:
         import requests

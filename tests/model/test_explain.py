@@ -13,8 +13,8 @@ from mlops_template.contract import load_contract, validate
 from mlops_template.explain import explain
 from mlops_template.features import build_features
 from mlops_template.model import ModelMeta
+from mlops_template.stages.train import train
 from mlops_template.synthetic import generate_transactions
-from mlops_template.train import train
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 
 

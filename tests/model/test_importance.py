@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mlops_template.config import EvaluateParams, Task, load_params
 from mlops_template.contract import load_contract
-from mlops_template.evaluate import importance
+from mlops_template.stages.evaluate import importance
 from tests.model.demo import demo_split, fit_demo
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 

@@ -37,7 +37,7 @@ def feats(transactions: pd.DataFrame, tiny: Params) -> pd.DataFrame:
 
 
 def _tune(feats: pd.DataFrame, params: Params, **over: Any):
-    from mlops_template.tune import tune
+    from mlops_template.stages.tune import tune
 
     tp = TuneParams.model_validate(params.tune.model_dump() | over)
     return tune(feats, target="is_fraud", task="binary", train=params.train, params=tp)
@@ -78,8 +78,9 @@ def test_stage_never_reads_test_split(
     """Only the training features exist in the folder: the stage still works end to end."""
     import sqlite3
 
-    from mlops_template import paths, tune
-    from mlops_template.train import tuned_params
+    from mlops_template import paths
+    from mlops_template.stages import tune
+    from mlops_template.stages.train import tuned_params
 
     shutil.copy(DEMO_CONTRACT, tmp_path / "contract.yaml")
     monkeypatch.chdir(tmp_path)
@@ -113,8 +114,9 @@ def test_stage_never_reads_test_split(
 def test_disabled_stage_writes_marker_fast(
     tiny: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mlops_template import paths, tune
-    from mlops_template.train import tuned_params
+    from mlops_template import paths
+    from mlops_template.stages import tune
+    from mlops_template.stages.train import tuned_params
 
     monkeypatch.chdir(tmp_path)
     params = tiny.model_copy(update={"tune": tiny.tune.model_copy(update={"enabled": False})})
@@ -153,7 +155,7 @@ def test_local_workers_share_the_cores_whatever_omp_num_threads_says(
     every joblib worker: 2 workers x 2 threads on 2 cores made a 10 s search take minutes."""
     import os
 
-    from mlops_template.tune import local_map
+    from mlops_template.stages.tune import local_map
 
     cores = os.cpu_count() or 1
     monkeypatch.setenv("OMP_NUM_THREADS", str(cores))

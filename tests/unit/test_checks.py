@@ -14,10 +14,10 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import Ridge
 
-from mlops_template.checks import check_evaluation, failures, feature_value, slice_quality
 from mlops_template.config import EvaluateParams, load_params
 from mlops_template.errors import ConfigError
-from mlops_template.evaluate import importance, slice_metrics
+from mlops_template.stages.checks import check_evaluation, failures, feature_value, slice_quality
+from mlops_template.stages.evaluate import importance, slice_metrics
 from tests.repo import DEMO_PARAMS, ROOT
 
 

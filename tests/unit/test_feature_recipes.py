@@ -82,7 +82,7 @@ def test_recipe_computes_known_values(kind: str) -> None:
 
 def test_a_feature_declared_in_params_reaches_the_model(transactions: pd.DataFrame) -> None:
     from mlops_template.model import model_output
-    from mlops_template.train import train
+    from mlops_template.stages.train import train
 
     params = load_params(DEMO_PARAMS)
     params.train.cv.folds = 2

@@ -14,7 +14,7 @@ from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.features import build_features, feature_columns
 from mlops_template.onnx_path import feeds
-from mlops_template.request_schema import array_column, record_model
+from mlops_template.serving.request_schema import array_column, record_model
 from mlops_template.synthetic import generate_transactions
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 

@@ -10,7 +10,7 @@ import pytest
 
 from mlops_template.config import GateParams, MetricGate, parse_params
 from mlops_template.errors import ConfigError, DataError
-from mlops_template.gate import (
+from mlops_template.stages.gate import (
     Baseline,
     GateResult,
     comparable,

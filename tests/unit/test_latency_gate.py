@@ -1,5 +1,5 @@
-"""The serving latency gate's decision (src/mlops_template/latency.py): a ratio to a reference
-workload, compared with the baseline commit's reports/latency.json."""
+"""The serving latency gate's decision (src/mlops_template/serving/latency.py): a ratio to a
+reference workload, compared with the baseline commit's reports/latency.json."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops_template.errors import GateFailed
-from mlops_template.latency import baseline, compare, timed_pair
+from mlops_template.serving.latency import baseline, compare, timed_pair
 
 NOW = {"serve_1row_ratio": 2.0, "runtime": "onnx", "serve_1row_p50_us": 250.0}
 

@@ -7,7 +7,7 @@ import pytest
 from mlops_template.config import parse_params
 from mlops_template.errors import ConfigError
 from mlops_template.model import ModelMeta
-from mlops_template.package import model_version, project_name, store_name
+from mlops_template.stages.package import model_version, project_name, store_name
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlops_template.request_guard import MAX_WAIT_SECONDS, Throttle
+from mlops_template.serving.request_guard import MAX_WAIT_SECONDS, Throttle
 
 
 def test_a_burst_passes_then_refusals_are_spaced_by_the_rate():

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from mlops_template.request_schema import (
+from mlops_template.serving.request_schema import (
     INT64_MAX,
     INT64_MIN,
     MAX_ERRORS,

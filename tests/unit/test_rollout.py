@@ -18,9 +18,9 @@ import pytest
 from mlops_template.config import parse_params
 from mlops_template.errors import ConfigError
 from mlops_template.request_log import RequestLog, read_request_log
-from mlops_template.rollout import routing
-from mlops_template.rollout.compare import KEEP, PROMOTE, decide
-from mlops_template.rollout.shadow import Shadow
+from mlops_template.serving.rollout import routing
+from mlops_template.serving.rollout.compare import KEEP, PROMOTE, decide
+from mlops_template.serving.rollout.shadow import Shadow
 
 INPUTS = ["transaction_id", "amount", "channel"]
 
@@ -37,7 +37,7 @@ def test_bucket_is_the_same_in_every_process_whatever_its_hash_seed() -> None:
     keys = [1, "user-7", 123456789]
     here = [routing.bucket(k, "m:v1") for k in keys]
     code = (
-        "from mlops_template.rollout.routing import bucket;"
+        "from mlops_template.serving.rollout.routing import bucket;"
         f"print([bucket(k, 'm:v1') for k in {keys!r}])"
     )
     for seed in ("1", "2"):

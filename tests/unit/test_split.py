@@ -13,8 +13,8 @@ from sklearn.model_selection import train_test_split
 
 from mlops_template.config import SplitParams
 from mlops_template.contract import Contract
-from mlops_template.data import split, split_positions
 from mlops_template.errors import DataError
+from mlops_template.stages.data import split, split_positions
 from tests.repo import DEMO_CONTRACT
 
 RNG = np.random.default_rng(0)
@@ -77,7 +77,7 @@ def test_the_data_stage_runs_without_loading_scikit_learn():
         "import sys\n"
         "from mlops_template.config import DataParams\n"
         "from mlops_template.contract import load_contract\n"
-        "from mlops_template.data import prepare\n"
+        "from mlops_template.stages.data import prepare\n"
         f"contract = load_contract({str(DEMO_CONTRACT)!r})\n"
         "params = DataParams.model_validate({'synthetic': {'n_rows': 500}})\n"
         "train, test = prepare(params, contract)\n"

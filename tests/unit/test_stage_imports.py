@@ -24,7 +24,7 @@ ALLOWED = {
 @pytest.mark.parametrize("stage", sorted(ALLOWED))
 def test_importing_a_stage_loads_only_what_it_uses(stage: str):
     code = (
-        f"import sys, mlops_template.cli, mlops_template.{stage}\n"
+        f"import sys, mlops_template.cli, mlops_template.stages.{stage}\n"
         f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

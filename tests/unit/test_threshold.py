@@ -9,7 +9,7 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 
 from mlops_template.config import EvaluateParams
 from mlops_template.errors import ConfigError
-from mlops_template.train import choose_threshold
+from mlops_template.stages.train import choose_threshold
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlops_template.train import head
+from mlops_template.stages.train import head
 
 
 @pytest.mark.parametrize("rows", [1, 100, 5000])

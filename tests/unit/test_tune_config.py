@@ -9,7 +9,7 @@ import pytest
 
 from mlops_template.config import parse_params
 from mlops_template.errors import ConfigError
-from mlops_template.tune import check
+from mlops_template.stages.tune import check
 
 
 def _with(raw: dict[str, Any], **tune: Any) -> dict[str, Any]:

@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from mlops_template import checks, io, metrics, paths, tracking
+from mlops_template import io, metrics, paths, tracking
 from mlops_template.config import EvaluateParams, Params, Task
 from mlops_template.contract import load_contract
 from mlops_template.errors import GateFailed
 from mlops_template.model import ModelMeta, load, predict
+from mlops_template.stages import checks
 
 log = logging.getLogger(__name__)
 

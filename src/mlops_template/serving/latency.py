@@ -1,16 +1,14 @@
 """The serving latency gate: the packaged model's 1-row in-process latency against a baseline.
 
-``python -m mlops_template.latency [--baseline REF]`` (``make latency-gate``, after the package
-stage) loads the service exactly as a worker does (the stored model, hash-checked; ONNX when
-packaged with it) and times its response path (``MlopsService._serve``: typed columns,
-features, model, decision, request log enqueue) on one row of the test split, interleaved
-call by call with a fixed reference workload (numpy + Python, no model). On a shared machine
-both slow down alike, so the gated number is their ratio (``serve_1row_ratio``), not the
-microseconds. It writes ``reports/latency.json`` (a DVC metrics file: ``dvc metrics diff``
-shows it) and fails, with one line, when the ratio grew by more than
-``serve.latency_max_increase_rel`` over the committed ``reports/latency.json`` of
-``gate.baseline_ref`` (none there: passes, saying so).
-"""
+``python -m mlops_template.serving.latency [--baseline REF]`` (``make latency-gate``, after the
+package stage) loads the service exactly as a worker does (the stored model, hash-checked; ONNX when
+packaged with it) and times its response path (``MlopsService._serve``: typed columns, features,
+model, decision, request log enqueue) on one row of the test split, interleaved call by call with a
+fixed reference workload (numpy + Python, no model). On a shared machine both slow down alike, so
+the gated number is their ratio (``serve_1row_ratio``), not the microseconds. It writes
+``reports/latency.json`` (a DVC metrics file: ``dvc metrics diff`` shows it) and fails, with one
+line, when the ratio grew by more than ``serve.latency_max_increase_rel`` over the committed
+``reports/latency.json`` of ``gate.baseline_ref`` (none there: passes, saying so)."""
 
 from __future__ import annotations
 
@@ -69,7 +67,7 @@ def measure(calls: int = CALLS) -> dict[str, float]:
     import pandas as pd
 
     os.environ["MLOPS_REQUEST_LOG"] = str(Path(tempfile.mkdtemp()) / "requests.jsonl")
-    from mlops_template import service
+    from mlops_template.serving import service
 
     worker: Any = service.MlopsService.inner()  # type: ignore[attr-defined]
     if service.HEALTH.failure:
@@ -117,7 +115,7 @@ def compare(current: dict[str, Any], base: dict[str, Any] | None, max_increase: 
 def main(argv: list[str] | None = None) -> int:
     from mlops_template.config import load_params
 
-    parser = argparse.ArgumentParser(prog="python -m mlops_template.latency")
+    parser = argparse.ArgumentParser(prog="python -m mlops_template.serving.latency")
     parser.add_argument("--baseline", default=None, help="git ref (default gate.baseline_ref)")
     parser.add_argument("--calls", type=int, default=CALLS)
     args = parser.parse_args(argv)

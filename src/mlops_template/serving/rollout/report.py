@@ -18,7 +18,7 @@ import pandas as pd
 from mlops_template import io, paths, sources
 from mlops_template.config import Params
 from mlops_template.errors import DataError, GateFailed, RegistryError
-from mlops_template.rollout.compare import PROMOTE, Comparison, decide
+from mlops_template.serving.rollout.compare import PROMOTE, Comparison, decide
 
 log = logging.getLogger(__name__)
 REPORT_MD, REPORT_JSON = paths.ROLLOUT_MD, paths.ROLLOUT_JSON

@@ -6,8 +6,8 @@ reports/package.json; never ``latest``, which a second project sharing the Bento
 replace. Responses, ``/readyz`` and ``GET /version`` carry that tag.
 
 The model's files are checked against the sha256 the package stage recorded before anything is
-unpickled (:mod:`~mlops_template.stored_model`): ``bentoml serve`` exits with one line when the
-stored copy is corrupt, and a worker whose model still fails to load answers 503 with the
+unpickled (:mod:`~mlops_template.serving.stored_model`): ``bentoml serve`` exits with one line
+when the stored copy is corrupt, and a worker whose model still fails to load answers 503 with the
 reason instead of restarting forever. With the ONNX runtime nothing is unpickled: the feature
 step is rebuilt from the recipe stored in the model's metadata.
 
@@ -16,8 +16,8 @@ unchanged, then the model step runs in onnxruntime (if the `package` stage found
 scikit-learn within 1e-6 on the test split) or in scikit-learn, so served predictions equal
 the offline ones.
 
-:class:`~mlops_template.request_guard.RequestGuard` (ASGI middleware) checks what is cheap to
-check before BentoML parses a request: the content type (415), the body size (413, unread),
+:class:`~mlops_template.serving.request_guard.RequestGuard` (ASGI middleware) checks what is
+cheap to check before BentoML parses a request: the content type (415), the body size (413, unread),
 the number of records (400, without validating any of them); it also bounds error bodies,
 throttles repeated refusals and counts every rejection by reason.
 
@@ -27,7 +27,7 @@ records in one step (no pandera pass, no list-of-dicts DataFrame); responses are
 orjson; one BLAS/OpenMP thread per worker; ``serve.workers`` processes; and
 ``POST /predict_batched`` merges concurrent requests (adaptive batching).
 
-Safe rollout (``serve.strategy``, :mod:`mlops_template.rollout`): a second model, the
+Safe rollout (``serve.strategy``, :mod:`mlops_template.serving.rollout`): a second model, the
 challenger, is loaded beside the champion; ``shadow`` predicts every request with it off the
 response path, ``canary`` / ``ab`` let it answer the rows whose route key hashes into
 ``serve.challenger_share``. Each logged and counted prediction names its role.
@@ -37,8 +37,8 @@ without BentoML's API layer (the same :meth:`MlopsService._respond`); anything e
 BentoML's path, so errors do not change. With a single model and ONNX, a request's columns go
 to the ONNX feeds as numpy arrays (:func:`~mlops_template.features.feature_columns`).
 
-Trust: SIGTERM drains (:mod:`~mlops_template.drain`) and the request log is written out before
-a worker exits; model outputs that are not finite are never returned (500, counted in
+Trust: SIGTERM drains (:mod:`~mlops_template.serving.drain`) and the request log is written out
+before a worker exits; model outputs that are not finite are never returned (500, counted in
 ``mlops_failed_predictions_total``); the log's dropped rows and failed writes are on /metrics.
 """
 
@@ -60,17 +60,18 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from mlops_template import drain, paths
+from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
 from mlops_template.errors import MlopsError, ModelError
 from mlops_template.model import ModelMeta
-from mlops_template.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.request_log import RequestLog
-from mlops_template.request_schema import array_column, record_model, typed_column
-from mlops_template.rollout import routing
-from mlops_template.rollout.shadow import Shadow
-from mlops_template.stored_model import LoadedModel, NonFiniteOutput, check_stored
+from mlops_template.serving import drain
+from mlops_template.serving.request_guard import HEALTH, RequestGuard, reject
+from mlops_template.serving.request_schema import array_column, record_model, typed_column
+from mlops_template.serving.rollout import routing
+from mlops_template.serving.rollout.shadow import Shadow
+from mlops_template.serving.stored_model import LoadedModel, NonFiniteOutput, check_stored
 
 log = logging.getLogger(__name__)
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
@@ -237,7 +238,7 @@ class MlopsService:
         try:
             check_challenger(_ROLLOUT, _ROLLOUT_ERROR, check_stored(_TAG, _TAG_SOURCE))
         except MlopsError as err:
-            raise SystemExit(f"mlops_template.service: cannot serve: {err}") from None
+            raise SystemExit(f"mlops_template.serving.service: cannot serve: {err}") from None
 
     def __init__(self) -> None:
         HEALTH.model_tag, HEALTH.source = _TAG, _TAG_SOURCE

@@ -4,19 +4,18 @@ On the predict endpoints, in this order: 503 and the reason while the model fail
 415 for a body that is not JSON; 413 for a body over the size limit (before a byte of it is
 read when the Content-Length says so); 400 for more than ``max_rows`` records, before any of
 them is validated. Every 4xx there, BentoML's own parse errors included, is cut to size
-(:func:`~mlops_template.request_schema.bounded_error`) and counted by reason.
+(:func:`~mlops_template.serving.request_schema.bounded_error`) and counted by reason.
 
 Refusals of oversized or non-JSON requests are throttled per client address (in each worker
 process): beyond a burst of ``REFUSAL_BURST`` they wait for a token
 (``serve.refusals_per_second``), so a client that sends 100k-record bodies back to back
 cannot crowd out the others. A request that is served, or refused by the schema, never waits.
 
-``/readyz`` and ``GET /version`` answer with the served model's tag and age (503 and the
-reason if it did not load, or while the worker drains after SIGTERM: :mod:`~mlops_template.drain`,
-which counts the requests in progress here). A valid ``POST /predict`` is answered by the
-service's fast path (:attr:`Health.fast`) without BentoML's API layer; whatever the fast path
-does not accept goes through BentoML unchanged, so every 4xx stays BentoML's and pydantic's.
-"""
+``/readyz`` and ``GET /version`` answer with the served model's tag and age (503 and the reason if
+it did not load, or while the worker drains after SIGTERM: :mod:`~mlops_template.serving.drain`,
+which counts the requests in progress here). A valid ``POST /predict`` is answered by the service's
+fast path (:attr:`Health.fast`) without BentoML's API layer; whatever the fast path does not accept
+goes through BentoML unchanged, so every 4xx stays BentoML's and pydantic's."""
 
 from __future__ import annotations
 
@@ -33,8 +32,8 @@ import orjson
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from mlops_template.drain import DRAIN
-from mlops_template.request_schema import bounded_error
+from mlops_template.serving.drain import DRAIN
+from mlops_template.serving.request_schema import bounded_error
 
 PREDICT_PATHS = ("/predict", "/predict_batched")
 HEALTH_PATHS = ("/readyz", "/version")

@@ -1,0 +1,1 @@
+"""The served model: the BentoML service, its request checks, and safe rollout."""
