@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 
 from mlops_template.config import Task
+from mlops_template.gate_rules import applies_to
 from mlops_template.init.inference import Inference
 from mlops_template.init.reading import Source
 from mlops_template.metric_directions import HIGHER_IS_BETTER
-from mlops_template.stages.gate import applies_to
 
 CLASSIFICATION_GATES: dict[str, dict[str, float]] = {
     "roc_auc": {"max_drop_abs": 0.01},

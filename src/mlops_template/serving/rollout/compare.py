@@ -9,7 +9,7 @@ each gated metric per model and a bootstrap interval of the difference (paired o
 independent arms in canary / A/B).
 
 The decision (:func:`decide`) is "promote" only when every applicable ``gate.metrics`` rule
-(:func:`mlops_template.stages.gate.check`)
+(:func:`mlops_template.gate_rules.check`)
 passes both on the point estimates and at the worse end of
 the interval, each model has ``compare.min_labelled_rows`` labelled rows, and in shadow mode
 the challenger answered ``compare.min_shadow_coverage`` of the champion's rows. Anything else
@@ -26,9 +26,9 @@ import pandas as pd
 
 from mlops_template.config import Params
 from mlops_template.errors import DataError
+from mlops_template.gate_rules import Row, Status, applies_to, check
 from mlops_template.metrics import Metric, metric
 from mlops_template.serving.rollout.routing import CHALLENGER, CHAMPION, SHADOW
-from mlops_template.stages.gate import Row, Status, applies_to, check
 
 PROMOTE, KEEP = "promote", "keep"
 
