@@ -160,14 +160,14 @@ def _explain(args: argparse.Namespace) -> None:
 def _init(args: argparse.Namespace) -> None:
     """Infer the contract and the data-dependent params from a table; write them."""
     from mlops_template.errors import ConfigError
-    from mlops_template.init import Source, run
+    from mlops_template.init import run, table
 
     if (args.data is None) == (args.sql is None):
         raise ConfigError("mlops init: give a DATA file or URL, or --sql URL --query Q (one)")
     if (args.sql is None) != (args.query is None):
         raise ConfigError("mlops init: --sql URL and --query Q go together")
     run(
-        Source(args.sql, args.query) if args.sql else Source(args.data),
+        table(args.sql, args.query) if args.sql else table(args.data),
         target=args.target,
         task=args.task,
         force=args.force,

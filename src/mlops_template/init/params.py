@@ -11,8 +11,8 @@ import yaml
 from mlops_template.config import Task
 from mlops_template.gate_rules import applies_to
 from mlops_template.init.inference import Inference
-from mlops_template.init.reading import Source
 from mlops_template.metric_directions import HIGHER_IS_BETTER
+from mlops_template.sources import Table
 
 CLASSIFICATION_GATES: dict[str, dict[str, float]] = {
     "roc_auc": {"max_drop_abs": 0.01},
@@ -111,13 +111,13 @@ def _for_task(node: Any, task: Task, defaults: dict[str, Any]) -> None:
         node[metric] = value
 
 
-def update_params(doc: Any, inf: Inference, source: Source, data_path: str) -> None:
+def update_params(doc: Any, inf: Inference, source: Table, data_path: str) -> None:
     """Set the data-dependent keys of a round-trip params.yaml mapping, in place (comments and
     every other key stay as they are)."""
     data = _section(doc, "data")
     data["task"] = inf.task
-    data["source"] = source.kind
-    if source.kind == "sql":
+    data["source"] = source.fmt
+    if source.fmt == "sql":
         sql = _section(doc, "data", "sql")
         sql["url"], sql["query"] = source.location, source.query
     else:
