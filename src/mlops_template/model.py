@@ -21,6 +21,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,20 @@ class ModelMeta(BaseModel):
     @property
     def run_id(self) -> str | None:
         return (self.mlflow or {}).get("run_id")
+
+    @property
+    def trained_at(self) -> datetime | None:
+        return parse_trained_at(self.mlflow)
+
+
+def parse_trained_at(mlflow: dict[str, Any] | None) -> datetime | None:
+    """``mlflow.trained_at`` of models/model.json as an aware time (UTC when it names no
+    zone); None when it is not recorded (a model trained before it was)."""
+    recorded = (mlflow or {}).get("trained_at")
+    if not recorded:
+        return None
+    when = datetime.fromisoformat(recorded)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def python_version() -> str:
