@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.errors import MlopsError
 
@@ -346,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback under --verbose)."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for name, value in paths.telemetry_defaults().items():  # telemetry.env owns them
+        os.environ.setdefault(name, value)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)

@@ -19,7 +19,7 @@ from mlops_template.stages.gate.inputs import (
     read_identity_at,
 )
 from mlops_template.stages.gate.report import _json_text, _write, render_markdown, to_json
-from mlops_template.stages.gate.settings import ENV_OVERRIDE, resolve_settings
+from mlops_template.stages.gate.settings import resolve_settings
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def run_gate(
         summary = ", ".join(f"{r.metric} ({r.note})" for r in result.failed)
         raise GateFailed(
             f"metric gate failed against {ref}: {summary}; report in {paths.GATE_MD} "
-            f"(accept deliberately with {ENV_OVERRIDE}=1 or `mlops gate --override`)"
+            f"(accept deliberately with {paths.ENV_GATE_OVERRIDE}=1 or `mlops gate --override`)"
         )
     _write(_json_text({"ok": True}), paths.GATE_OK)
     log.info("gate %s against %s", "overridden" if not result.passed else "passed", ref)

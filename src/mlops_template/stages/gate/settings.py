@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 
+from mlops_template import paths
 from mlops_template.config import Params
 from mlops_template.errors import ConfigError
-
-ENV_BASELINE = "MLOPS_GATE_BASELINE"
-ENV_OVERRIDE = "MLOPS_GATE_OVERRIDE"
 
 
 def _env_flag(name: str) -> bool | None:
@@ -27,8 +25,8 @@ def resolve_settings(
     params: Params, baseline_ref: str | None = None, override: bool | None = None
 ) -> tuple[str, bool]:
     """Precedence: command-line argument, then environment, then params.yaml."""
-    ref = baseline_ref or os.environ.get(ENV_BASELINE) or params.gate.baseline_ref
+    ref = baseline_ref or os.environ.get(paths.ENV_GATE_BASELINE) or params.gate.baseline_ref
     if not override:
-        env_override = _env_flag(ENV_OVERRIDE)
+        env_override = _env_flag(paths.ENV_GATE_OVERRIDE)
         override = params.gate.override if env_override is None else env_override
     return ref, override
