@@ -22,7 +22,14 @@ FINGERPRINT_VERSION = 1
 # The code whose behaviour a stored decision depends on (beside the inputs): this package and
 # the shared modules it runs.
 _PACKAGE = Path(__file__).resolve().parents[2]
-_SHARED = ("gate_rules.py", "config.py", "errors.py", "metric_directions.py", "paths.py")
+_SHARED = (
+    "gate_rules.py",
+    "config.py",
+    "estimators.py",
+    "errors.py",
+    "metric_directions.py",
+    "paths.py",
+)
 
 
 def _code() -> list[Path]:
