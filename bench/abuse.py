@@ -30,9 +30,7 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -48,7 +46,8 @@ import numpy as np
 import pandas as pd
 import requests
 
-from machine import describe, quiet_env, settle  # bench/ is on sys.path when run as a script
+import live  # bench/ is on sys.path when run as a script
+from machine import describe, quiet_env, settle
 from mlops_template import paths
 from mlops_template.config import load_params
 
@@ -73,43 +72,17 @@ class Phase:
         return self.requests / self.seconds
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running() -> Iterator[str]:
     """`bentoml serve` of this project in its own process group, until the block ends."""
-    port = _free_port()
+    port = live.free_port()
     cmd = [str(BIN / "bentoml"), "serve", "mlops_template.serving.service:MlopsService"]
     cmd += ["--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(
-        cmd,
-        env=quiet_env(OMP_NUM_THREADS="1"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"bentoml serve exited with {proc.returncode}")
-            try:
-                if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                time.sleep(0.5)
-        else:
-            raise SystemExit("bentoml serve not ready after 120 s")
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        with live.running(cmd, port=port, env=quiet_env(OMP_NUM_THREADS="1")) as url:
+            yield url
+    except live.NotReady as err:
+        raise SystemExit(f"bentoml serve: {err}") from None
 
 
 def _abuse(url: str, body: bytes, clients: int, events: tuple[Any, Any], answers: Any) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from mlops_template import paths
+
 ROOT = Path(__file__).resolve().parents[1]
 QUIET_LOAD = 1.0  # a 1-minute load average above this at start: numbers are noisy
 PACKAGES = ("scikit-learn", "pandas", "numpy", "pyarrow", "pandera", "dvc", "mlflow", "bentoml")
@@ -20,9 +22,7 @@ PACKAGES = ("scikit-learn", "pandas", "numpy", "pyarrow", "pandera", "dvc", "mlf
 
 def quiet_env(**extra: str) -> dict[str, str]:
     """os.environ with telemetry off (the project's one list: telemetry.env) and ``extra``."""
-    lines = (ROOT / "telemetry.env").read_text().splitlines()
-    off = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-    return dict(os.environ) | off | extra
+    return dict(os.environ) | paths.telemetry_defaults(ROOT / paths.TELEMETRY_ENV) | extra
 
 
 _start_load: tuple[float, ...] | None = None

@@ -27,9 +27,7 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -46,7 +44,8 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from machine import QUIET_LOAD, describe, settle  # bench/ is on sys.path as a script
+import live  # bench/ is on sys.path as a script
+from machine import QUIET_LOAD, describe, settle
 from mlops_template import io, paths
 from mlops_template.config import load_params
 
@@ -81,12 +80,6 @@ class Step:
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _uvicorn(app: str, host: list[str], workers: int) -> list[str]:
@@ -158,40 +151,11 @@ def servers(workers: int, port: int, registered: str) -> list[Server]:
 @contextmanager
 def running(server: Server, port: int) -> Iterator[str]:
     """Start the server in its own process group, wait for health, stop it afterwards."""
-    proc = subprocess.Popen(
-        server.cmd,
-        env=server.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise SystemExit(f"{server.name} exited with {proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    pass
-                import urllib.request
-
-                with urllib.request.urlopen(url + server.health, timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise SystemExit(f"{server.name} not healthy after 120 s")
-        yield url
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        with live.running(server.cmd, port=port, env=server.env, path=server.health) as url:
+            yield url
+    except live.NotReady as err:
+        raise SystemExit(f"{server.name}: {err}") from None
 
 
 async def load(
@@ -480,7 +444,7 @@ def main() -> None:
     with ExitStack() as stack:
         targets = []  # (server name, endpoint, url, body key)
         for index in range(4):
-            port = _free_port()
+            port = live.free_port()
             server = servers(args.workers, port, registered)[index]
             if any(s in server.name for s in args.skip):
                 continue

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from mlops_template import paths
+
 ROOT = Path(__file__).resolve().parents[1]
 # The built-in demo's params and contract: the tests run on these, never on the project's own
 # params.yaml / contract.yaml, which `mlops init` rewrites for the user's data.
@@ -23,11 +25,7 @@ DEMO = ROOT / "examples/card-transactions"
 DEMO_PARAMS = DEMO / "params.yaml"
 DEMO_CONTRACT = DEMO / "contract.yaml"
 # telemetry off: the one list, also exported by the Makefile
-TELEMETRY = dict(
-    line.split("=", 1)
-    for line in (ROOT / "telemetry.env").read_text().splitlines()
-    if line and not line.startswith("#")
-)
+TELEMETRY = paths.telemetry_defaults(ROOT / paths.TELEMETRY_ENV)
 
 # Small enough for seconds per stage, big enough for a meaningful model.
 TINY: dict[str, Any] = {

@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.errors import MlopsError
 
@@ -160,14 +161,14 @@ def _explain(args: argparse.Namespace) -> None:
 def _init(args: argparse.Namespace) -> None:
     """Infer the contract and the data-dependent params from a table; write them."""
     from mlops_template.errors import ConfigError
-    from mlops_template.init import Source, run
+    from mlops_template.init import run, table
 
     if (args.data is None) == (args.sql is None):
         raise ConfigError("mlops init: give a DATA file or URL, or --sql URL --query Q (one)")
     if (args.sql is None) != (args.query is None):
         raise ConfigError("mlops init: --sql URL and --query Q go together")
     run(
-        Source(args.sql, args.query) if args.sql else Source(args.data),
+        table(args.sql, args.query) if args.sql else table(args.data),
         target=args.target,
         task=args.task,
         force=args.force,
@@ -346,7 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback under --verbose)."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    for name, value in paths.telemetry_defaults().items():  # telemetry.env owns them
+        os.environ.setdefault(name, value)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         args.func(args)

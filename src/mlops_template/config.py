@@ -8,23 +8,29 @@ impossible value fails here, before any work, with a :class:`ConfigError` naming
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from mlops_template import paths
 from mlops_template.errors import ConfigError
+from mlops_template.estimators import ESTIMATORS, Hyperparameters
 
 Task = Literal["binary", "multiclass", "regression"]
-ModelName = Literal["linear", "random_forest", "hist_gradient_boosting"]
+# train.model: a name of estimators.ESTIMATORS (a Literal, so a typo lists the choices)
+if TYPE_CHECKING:
+    ModelName = str
+else:
+    ModelName = Literal[tuple(ESTIMATORS)]
 Probability = Annotated[float, Field(gt=0, lt=1)]
 
 
 class Section(BaseModel):
-    """Strict base: unknown keys are errors, values are validated on assignment too."""
+    """Strict base: unknown keys are errors, values are validated on assignment too (the
+    models' sections in estimators.py share it)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = Hyperparameters.model_config
 
 
 # --------------------------------------------------------------------------- data
@@ -120,47 +126,18 @@ class FeaturesParams(Section):
 # --------------------------------------------------------------------------- train
 
 
-class LinearParams(Section):
-    """LogisticRegression for classification, Ridge for regression."""
-
-    C: float = Field(1.0, gt=0)
-    alpha: float = Field(1.0, ge=0)
-    max_iter: int = Field(1000, ge=1)
-    class_weight: Literal["balanced"] | None = None
-
-
-class RandomForestParams(Section):
-    n_estimators: int = Field(200, ge=1)
-    max_depth: int | None = Field(16, ge=1)
-    min_samples_leaf: int = Field(5, ge=1)
-    max_features: float | Literal["sqrt", "log2"] | None = "sqrt"
-    class_weight: Literal["balanced", "balanced_subsample"] | None = None
-    n_jobs: int = -1
-
-
-class HistGradientBoostingParams(Section):
-    learning_rate: float = Field(0.1, gt=0)
-    max_iter: int = Field(200, ge=1)
-    max_leaf_nodes: int | None = Field(31, ge=2)
-    max_depth: int | None = Field(None, ge=1)
-    min_samples_leaf: int = Field(20, ge=1)
-    l2_regularization: float = Field(0.0, ge=0)
-    class_weight: Literal["balanced"] | None = None
-    early_stopping: bool | Literal["auto"] = "auto"
-
-
 class CVParams(Section):
     folds: int = Field(5, ge=2)
     max_rows: int = Field(200_000, ge=100)
 
 
-class TrainParams(Section):
+class _TrainParams(Section):
+    """``train``: the chosen model, the seed, cross-validation, and (added below, one per
+    entry of :data:`~mlops_template.estimators.ESTIMATORS`) each model's section."""
+
     model: ModelName = "hist_gradient_boosting"
     seed: int = 42
     cv: CVParams = CVParams()
-    linear: LinearParams = LinearParams()
-    random_forest: RandomForestParams = RandomForestParams()
-    hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
 
     def estimator_params(self) -> dict[str, Any]:
         """The chosen model's hyper-parameters as plain keyword arguments."""
@@ -172,6 +149,17 @@ class TrainParams(Section):
         section = getattr(self, self.model)
         new_section = type(section).model_validate(section.model_dump() | overrides)
         return self.model_copy(update={self.model: new_section})
+
+
+if TYPE_CHECKING:
+    TrainParams = _TrainParams
+else:
+    TrainParams = create_model(
+        "TrainParams",
+        __base__=_TrainParams,
+        __module__=__name__,
+        **{name: (e.params, Field(default_factory=e.params)) for name, e in ESTIMATORS.items()},
+    )
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -258,17 +246,10 @@ class TuneParams(Section):
 
 
 def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
+    """Each model's default search space, from its entry in estimators.ESTIMATORS."""
     return {
-        "hist_gradient_boosting": {
-            "learning_rate": SpaceDim(low=0.01, high=0.3, log=True),
-            "max_leaf_nodes": SpaceDim(choices=[15, 31, 63]),
-            "min_samples_leaf": SpaceDim(low=5, high=100),
-        },
-        "random_forest": {
-            "n_estimators": SpaceDim(choices=[100, 200, 400]),
-            "max_depth": SpaceDim(low=4, high=24),
-        },
-        "linear": {"C": SpaceDim(low=0.001, high=100.0, log=True)},
+        name: {key: SpaceDim.model_validate(dim) for key, dim in entry.space.items()}
+        for name, entry in ESTIMATORS.items()
     }
 
 

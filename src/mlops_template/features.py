@@ -176,7 +176,21 @@ def feature_transformer(spec: FeaturesParams) -> FunctionTransformer:
 
 def feature_recipe(step: Any) -> dict[str, Any] | None:
     """The spec of a feature step made by :func:`feature_transformer` (None for any other
-    step): what rebuilds it from this code instead of from a pickle."""
+    step): what rebuilds it from this code instead of from a pickle. A whole inference
+    pipeline [features -> model] is read at its first step: the one way to read the recipe
+    back from a trained model."""
+    steps = getattr(step, "steps", None)
+    if steps:
+        step = steps[0][1]
     if getattr(step, "func", None) is not build_features:
         return None
     return dict(step.kw_args["spec"])
+
+
+def derived_columns(spec: FeaturesParams) -> list[str]:
+    """The columns the feature function adds that combine inputs or decompose a timestamp
+    (datetime parts, ratios, aggregates), named as :func:`build_features` names them, less
+    the dropped ones."""
+    names = [f"{d.column}_{part}" for d in spec.datetime for part in d.parts]
+    names += [r.name for r in spec.ratios] + [a.name for a in spec.aggregates]
+    return [n for n in names if n not in spec.drop]

@@ -1,6 +1,17 @@
-"""Metric functions shared by cross-validation (train), evaluation and monitoring."""
+"""Metric functions: the one implementation behind cross-validation (train, tune), evaluation,
+monitoring and `mlops compare`.
+
+Each metric is a function ``fn(y, pred, proba, classes) -> float`` in :data:`CLASSIFICATION` /
+:data:`REGRESSION`, so a caller that needs one metric many times (the bootstrap of `mlops
+compare`) calls the same code as one that needs them all (:func:`score`). At the edges a metric
+is NaN rather than an error: one class present (ROC-AUC, PR-AUC), a single row (R²),
+non-finite inputs (a NaN probability or prediction). Probabilities are clipped to
+[1e-15, 1 - 1e-15] for log-loss, so an exact 0 or 1 costs a large finite amount.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -10,6 +21,114 @@ from mlops_template.config import Task
 
 # Which direction is better, for reports and gates (re-exported; defined without scikit-learn).
 from mlops_template.metric_directions import HIGHER_IS_BETTER as HIGHER_IS_BETTER
+from mlops_template.model import labels_for
+
+EPS = 1e-15
+NAN = float("nan")
+
+# fn(y, pred, proba, classes): ``pred`` the decided labels (or values); ``proba`` P(classes[1])
+# per row for a binary task, one column per class for multiclass (empty for regression).
+Metric = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], float]
+
+
+def _finite(values: np.ndarray) -> bool:
+    return values.size == 0 or bool(np.isfinite(values).all())
+
+
+def _label_kwargs(proba: np.ndarray, classes: np.ndarray) -> dict[str, object]:
+    return {"pos_label": classes[1]} if proba.ndim == 1 else {"average": "macro"}
+
+
+def accuracy(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    return float(skm.accuracy_score(y, pred))
+
+
+def precision(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    kwargs = _label_kwargs(proba, classes)
+    return float(skm.precision_score(y, pred, zero_division=0, **kwargs))
+
+
+def recall(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    kwargs = _label_kwargs(proba, classes)
+    return float(skm.recall_score(y, pred, zero_division=0, **kwargs))
+
+
+def f1(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    kwargs = _label_kwargs(proba, classes)
+    return float(skm.f1_score(y, pred, zero_division=0, **kwargs))
+
+
+def roc_auc(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    """NaN unless every class is present (a binary positive and negative)."""
+    if not _finite(proba):
+        return NAN
+    if proba.ndim == 1:
+        positive = y == classes[1]
+        return (
+            float(skm.roc_auc_score(positive, proba)) if positive.any() & ~positive.all() else NAN
+        )
+    if len(np.unique(y)) != len(classes):
+        return NAN
+    return float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+
+
+def pr_auc(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    """Binary: average precision of the positive class, NaN unless both classes are present.
+    Multiclass: the macro mean over the classes present."""
+    if not _finite(proba):
+        return NAN
+    if proba.ndim == 1:
+        positive = y == classes[1]
+        both = positive.any() & ~positive.all()
+        return float(skm.average_precision_score(positive, proba)) if both else NAN
+    scores = [
+        skm.average_precision_score(y == c, proba[:, i])
+        for i, c in enumerate(classes)
+        if (y == c).any()
+    ]
+    return float(np.mean(scores)) if scores else NAN
+
+
+def log_loss(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    if not _finite(proba):
+        return NAN
+    if proba.ndim == 1:
+        positive = y == classes[1]
+        return float(skm.log_loss(positive, np.clip(proba, EPS, 1 - EPS), labels=[0, 1]))
+    return float(skm.log_loss(y, np.clip(proba, EPS, 1), labels=classes))
+
+
+def rmse(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    return float(skm.root_mean_squared_error(y, pred)) if _finite(pred) else NAN
+
+
+def mae(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    return float(skm.mean_absolute_error(y, pred)) if _finite(pred) else NAN
+
+
+def r2(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
+    return float(skm.r2_score(y, pred)) if len(y) > 1 and _finite(pred) else NAN
+
+
+CLASSIFICATION: dict[str, Metric] = {
+    "accuracy": accuracy,
+    "precision": precision,
+    "recall": recall,
+    "f1": f1,
+    "roc_auc": roc_auc,
+    "pr_auc": pr_auc,
+    "log_loss": log_loss,
+}
+REGRESSION: dict[str, Metric] = {"rmse": rmse, "mae": mae, "r2": r2}
+
+
+def metric(name: str, task: Task | str) -> Metric | None:
+    """The function of one metric for ``task``; None for a metric the task never produces."""
+    return (REGRESSION if task == "regression" else CLASSIFICATION).get(name)
+
+
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in values.items()}
 
 
 def classification(
@@ -18,61 +137,20 @@ def classification(
     classes: np.ndarray,
     threshold: float = 0.5,
 ) -> dict[str, float]:
-    """Accuracy, precision, recall, F1, ROC-AUC, PR-AUC and log-loss.
+    """Accuracy, precision, recall, F1, ROC-AUC, PR-AUC and log-loss, rounded to 6 places.
 
     Binary: ``proba`` is P(positive class = classes[1]) per row, labels are cut at
     ``threshold``. Multiclass: ``proba`` has one column per class; averages are macro.
     """
-    y = np.asarray(y_true)
-    if proba.ndim == 1:
-        pred = np.where(proba >= threshold, classes[1], classes[0])
-        positive = y == classes[1]
-        both = len(np.unique(positive)) == 2
-        out = {
-            "accuracy": skm.accuracy_score(y, pred),
-            "precision": skm.precision_score(y, pred, pos_label=classes[1], zero_division=0),
-            "recall": skm.recall_score(y, pred, pos_label=classes[1], zero_division=0),
-            "f1": skm.f1_score(y, pred, pos_label=classes[1], zero_division=0),
-            "roc_auc": skm.roc_auc_score(positive, proba) if both else float("nan"),
-            "pr_auc": skm.average_precision_score(positive, proba) if both else float("nan"),
-            "log_loss": skm.log_loss(positive, np.clip(proba, 1e-15, 1 - 1e-15), labels=[0, 1]),
-        }
-    else:
-        pred = classes[np.argmax(proba, axis=1)]
-        present = np.unique(y)
-        out = {
-            "accuracy": skm.accuracy_score(y, pred),
-            "precision": skm.precision_score(y, pred, average="macro", zero_division=0),
-            "recall": skm.recall_score(y, pred, average="macro", zero_division=0),
-            "f1": skm.f1_score(y, pred, average="macro", zero_division=0),
-            "roc_auc": (
-                skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
-                if len(present) == len(classes)
-                else float("nan")
-            ),
-            "pr_auc": _macro_pr_auc(y, proba, classes),
-            "log_loss": skm.log_loss(y, np.clip(proba, 1e-15, 1), labels=classes),
-        }
-    return {k: round(float(v), 6) for k, v in out.items()}
-
-
-def _macro_pr_auc(y: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
-    scores = [
-        skm.average_precision_score(y == c, proba[:, i])
-        for i, c in enumerate(classes)
-        if (y == c).any()
-    ]
-    return float(np.mean(scores)) if scores else float("nan")
+    y, classes = np.asarray(y_true), np.asarray(classes)
+    pred = labels_for(proba, classes, threshold)
+    return _rounded({name: fn(y, pred, proba, classes) for name, fn in CLASSIFICATION.items()})
 
 
 def regression(y_true: pd.Series | np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    y = np.asarray(y_true, dtype="float64")
-    out = {
-        "rmse": skm.root_mean_squared_error(y, pred),
-        "mae": skm.mean_absolute_error(y, pred),
-        "r2": skm.r2_score(y, pred) if len(y) > 1 else float("nan"),
-    }
-    return {k: round(float(v), 6) for k, v in out.items()}
+    y, pred = np.asarray(y_true, dtype="float64"), np.asarray(pred, dtype="float64")
+    empty = np.empty(0)
+    return _rounded({name: fn(y, pred, empty, empty) for name, fn in REGRESSION.items()})
 
 
 def score(

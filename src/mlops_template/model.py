@@ -1,7 +1,8 @@
 """The model: what `train` and `tune` build, what every other part loads and predicts with.
 
-- :func:`make_pipeline`: preprocessing + an estimator from :data:`ESTIMATORS` (add a model by
-  adding an entry there and a params section in config.py);
+- :func:`make_pipeline`: preprocessing + the estimator ``train.model`` names (its entry in
+  :data:`mlops_template.estimators.ESTIMATORS`, the one place to add a model; the builders
+  below are named there);
 - :func:`cv_splitter`: the k-fold splitter of cross-validation and tuning;
 - :class:`ModelMeta`: models/model.json, read and written only here;
 - :func:`load`: models/model.joblib after its hash matches the one recorded at training;
@@ -19,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from mlops_template import io, paths
 from mlops_template.config import Task, TrainParams
 from mlops_template.errors import ConfigError, ModelError
+from mlops_template.estimators import ESTIMATORS
 
 ONEHOT_MAX_CATEGORIES = 32  # more distinct training values: target encoding
 
@@ -98,16 +100,10 @@ def _without(p: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in p.items() if k != key}
 
 
-# train.model -> builder(task, hyper-parameters of its params section, seed)
-ESTIMATORS: dict[str, Callable[[Task, dict[str, Any], int], Any]] = {
-    "linear": _linear,
-    "random_forest": _random_forest,
-    "hist_gradient_boosting": _hist_gradient_boosting,
-}
-
-
 def make_estimator(task: Task, params: TrainParams) -> Any:
-    return ESTIMATORS[params.model](task, params.estimator_params(), params.seed)
+    """The chosen model (``train.model``), built by its entry of estimators.ESTIMATORS."""
+    build = ESTIMATORS[params.model].builder()
+    return build(task, params.estimator_params(), params.seed)
 
 
 def cv_splitter(task: Task, folds: int, seed: int) -> Any:
@@ -127,7 +123,7 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
     from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
     numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-    if params.model == "linear":
+    if ESTIMATORS[params.model].scale_numeric:
         numeric_steps.append(("scale", StandardScaler()))
     categorical = Pipeline(
         [
@@ -209,6 +205,20 @@ class ModelMeta(BaseModel):
     @property
     def run_id(self) -> str | None:
         return (self.mlflow or {}).get("run_id")
+
+    @property
+    def trained_at(self) -> datetime | None:
+        return parse_trained_at(self.mlflow)
+
+
+def parse_trained_at(mlflow: dict[str, Any] | None) -> datetime | None:
+    """``mlflow.trained_at`` of models/model.json as an aware time (UTC when it names no
+    zone); None when it is not recorded (a model trained before it was)."""
+    recorded = (mlflow or {}).get("trained_at")
+    if not recorded:
+        return None
+    when = datetime.fromisoformat(recorded)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def python_version() -> str:

@@ -48,6 +48,28 @@ STORE_MODEL_FILE = "model.joblib"
 STORE_ONNX_FILE = "model.onnx"
 
 
+# Environment variables the project reads, named once (docs and workflows use these names).
+ENV_PARAMS = "MLOPS_PARAMS"  # the params file the service and the latency gate load
+ENV_REQUEST_LOG = "MLOPS_REQUEST_LOG"  # the service's request log (over serve.request_log)
+ENV_GATE_BASELINE = "MLOPS_GATE_BASELINE"  # the gate's baseline ref (over gate.baseline_ref)
+ENV_GATE_OVERRIDE = "MLOPS_GATE_OVERRIDE"  # accept a failed gate (over gate.override)
+ENV_DASK_ADDRESS = "MLOPS_DASK_ADDRESS"  # tuning's Dask scheduler (over tune.dask_address)
+# Telemetry off for every tool we run: the variables live in this file only (the Makefile
+# exports them; `mlops` applies those the environment does not set, see telemetry_defaults).
+TELEMETRY_ENV = Path("telemetry.env")
+
+
+def telemetry_defaults(path: Path = TELEMETRY_ENV) -> dict[str, str]:
+    """``NAME=value`` lines of telemetry.env (comments and blank lines skipped); {} without
+    the file (an installed package run outside the project)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    pairs = (line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
 def tracking_root() -> Path:
     """Where the default MLflow store lives: DVC_ROOT when DVC runs us (inside
     `dvc exp run --temp` copies it names the real repository, so runs are not written into a

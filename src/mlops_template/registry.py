@@ -11,7 +11,6 @@ Each promoted version carries tags ``image`` and ``git_commit``: what to redeplo
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops_template import paths
-from mlops_template.errors import RegistryError
+from mlops_template.errors import ModelError, RegistryError
 from mlops_template.tracking import guarded, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -207,12 +206,15 @@ class TrainedModel:
 
 def trained_model(meta_path: Path = paths.MODEL_META) -> TrainedModel:
     """The registry version and MLflow run of the trained model (models/model.json)."""
+    from mlops_template.model import ModelMeta
+
     try:
-        meta = json.loads(Path(meta_path).read_text())["mlflow"]
-        return TrainedModel(int(meta["version"]), meta.get("run_id") or None)
-    except FileNotFoundError:
-        raise RegistryError(f"{meta_path}: missing (run `dvc repro` first)") from None
-    except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError):
+        mlflow = ModelMeta.read(meta_path).mlflow or {}
+    except ModelError as err:
+        raise RegistryError(str(err)) from None
+    try:
+        return TrainedModel(int(mlflow["version"]), mlflow.get("run_id") or None)
+    except (KeyError, TypeError, ValueError):
         raise RegistryError(
             f"{meta_path}: no mlflow.version (the model was not registered); pass --version"
         ) from None

@@ -33,6 +33,7 @@ SUFFIXES: dict[str, Format] = {
     ".csv.gz": "csv",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".parq": "parquet",
 }
 CHUNK_ROWS = 250_000  # rows per chunk when a caller does not choose
 
@@ -53,6 +54,11 @@ class Table:
         return f"{self.name}: " if self.name else ""
 
     @property
+    def local(self) -> bool:
+        """A file on this machine (not a URL, not a database)."""
+        return self.fmt != "sql" and "://" not in self.location
+
+    @property
     def shown(self) -> str:
         """The location as errors show it (a database password is masked)."""
         return _masked(self.location) if self.fmt == "sql" else repr(self.location)
@@ -66,7 +72,7 @@ def table(
     name: str = "",
 ) -> Table:
     """A :class:`Table`; the format is ``sql`` when a query is given, else ``fmt``, else the
-    file name's suffix (.csv, .csv.gz, .parquet, .pq)."""
+    file name's suffix (:data:`SUFFIXES`; a URL's query string is ignored)."""
     location = str(location)
     where = f"{name}: " if name else ""
     if sql_query or fmt == "sql":
@@ -84,6 +90,8 @@ def table(
 
 def _suffix_format(location: str) -> str:
     name = location.lower()
+    if "://" in name:  # s3://bucket/x.parquet?versionId=... names a parquet file
+        name = name.split("?")[0]
     return next((fmt for suffix, fmt in SUFFIXES.items() if name.endswith(suffix)), "")
 
 
@@ -156,6 +164,22 @@ def read_sample(
 ) -> tuple[pd.DataFrame, int]:
     """(sample of at most ``max_rows`` rows, total rows seen) of a file, URL or SQL query."""
     return sample(table(location, fmt=fmt, sql_query=sql_query), max_rows, seed)
+
+
+def header(source: Table) -> list[str]:
+    """The column names as the file writes them (pandas renames a repeated CSV name ``a`` to
+    ``a.1`` when reading: this does not, so a caller can refuse duplicates)."""
+    if source.fmt == "sql":
+        raise ValueError("header: a SQL result has no header to read before the query")
+    with _reading(source):
+        _check_file(source)
+        with _opened(source) as src:
+            if source.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                return [str(n) for n in pq.read_schema(src).names]
+            row = pd.read_csv(src, header=None, nrows=1, dtype=str)
+    return [str(v) for v in row.iloc[0].tolist()] if len(row) else []
 
 
 def reservoir(chunks: Iterable[pd.DataFrame], n: int, seed: int) -> tuple[pd.DataFrame, int]:

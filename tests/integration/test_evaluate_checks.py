@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.conftest import MLOPS
+from tests.integration.servers import MLOPS
 
 pytestmark = pytest.mark.integration
 

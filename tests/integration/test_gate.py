@@ -16,7 +16,9 @@ import yaml
 
 from mlops_template.config import load_params
 from mlops_template.errors import ConfigError, DataError, GateFailed
-from mlops_template.stages.gate import fingerprint, resolve_settings, run_gate
+from mlops_template.stages.gate import run_gate
+from mlops_template.stages.gate.fingerprint import fingerprint
+from mlops_template.stages.gate.settings import resolve_settings
 from tests.repo import env, make_repo, run, write_params
 
 pytestmark = pytest.mark.integration

@@ -578,8 +578,9 @@ def test_the_bento_serves_and_logs_with_only_the_volumes_writable(
     /metrics, and appends the request to the log on the request-log volume."""
     import pandas as pd
     import requests
+    from bench import live
 
-    from tests.integration.conftest import _free_port, records
+    from tests.integration.servers import records
 
     built, context = image
     shutil.copytree(context, container_root / built.workdir.lstrip("/"))
@@ -598,7 +599,7 @@ def test_the_bento_serves_and_logs_with_only_the_volumes_writable(
     base["PATH"] = f"{Path(sys.executable).parent}:{base['PATH']}"  # the image's venv
     # root without capabilities: file modes bind it as they bind the image's user
     no_caps = ["setpriv", "--bounding-set=-all", "--inh-caps=-all"]
-    port = _free_port()
+    port = live.free_port()
     command = ["bash", local(built.entrypoint), "--host", "127.0.0.1", "--port", str(port)]
     output = tmp_path / "serve.log"
     with output.open("w") as out:
@@ -611,7 +612,7 @@ def test_the_bento_serves_and_logs_with_only_the_volumes_writable(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(proc, url, output)
+        live.wait_until_ready(url, proc, timeout_s=120, log=output.read_text)
         test_split = pd.read_parquet(project[0] / "data/split/test.parquet")
         rows = records(test_split.drop(columns=["is_fraud"]).head(3))
         resp = requests.post(f"{url}/predict", json={"records": rows}, timeout=60)
@@ -633,18 +634,3 @@ def _wait_for(ok: Callable[[], bool], what: str, seconds: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} after {seconds} s")
         time.sleep(0.5)
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, output: Path) -> None:
-    import requests
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            said = output.read_text()[-4000:]
-            raise AssertionError(f"the entrypoint exited ({proc.returncode}):\n{said}")
-        try:
-            return requests.get(f"{url}/readyz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    _wait_for(ready, "/readyz", seconds=120)

@@ -23,7 +23,7 @@ from mlops_template.contract import load_contract
 from mlops_template.model import load
 from mlops_template.monitor import Outcome, monitor
 from mlops_template.synthetic import generate_transactions
-from tests.integration.conftest import records, serve
+from tests.integration.servers import records, serve
 from tests.repo import ROOT, make_repo, run, write_params
 
 pytestmark = pytest.mark.integration

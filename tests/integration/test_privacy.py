@@ -18,7 +18,7 @@ import yaml
 
 from mlops_template import cli
 from mlops_template.request_log import read_request_log
-from tests.integration.conftest import MLOPS, make_project, project_env, records, serve
+from tests.integration.servers import MLOPS, make_project, project_env, records, serve
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import yaml
 
 from mlops_template.request_log import read_request_log
 from mlops_template.serving.rollout.routing import bucket
-from tests.integration.conftest import MLOPS, records, serve, start
+from tests.integration.servers import MLOPS, records, serve, start
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -143,46 +143,18 @@ def test_shadow_answers_exactly_as_the_champion_alone_and_logs_both(
     assert set(read_request_log(shadow_run["path"])["role"]) == {"champion"}
 
 
-def _compare(
-    root: Path, params: Path, labels: Path, env: dict[str, str]
+def _mlops(
+    root: Path, params: Path, env: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [MLOPS, "--params", str(params), "compare", "--labels", str(labels)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
+        [MLOPS, "--params", str(params), *args], cwd=root, env=env, capture_output=True, text=True
     )
 
 
-def test_compare_keeps_the_champion_against_a_worse_shadow(
-    project: tuple[Path, dict[str, str]], shadow_run: dict[str, Any]
-) -> None:
-    root, env = project
-    done = _compare(root, shadow_run["params"], shadow_run["labels"], env)
-    assert done.returncode == 5, done.stderr
-    report = json.loads((root / "reports/rollout/compare.json").read_text())
-    assert report["decision"] == "keep"
-    roc = next(q for q in report["quality"] if q["metric"] == "roc_auc")
-    assert roc["challenger"] < roc["champion"] and roc["interval"][1] < 0
-    assert report["between"]["paired_rows"] == 2000 and report["between"]["shadow_coverage"] == 1
-    assert 0 <= report["between"]["agreement_rate"] <= 1
-    assert "keep the champion" in (root / "reports/rollout/compare.md").read_text()
-    refused = subprocess.run(
-        [MLOPS, "--params", str(shadow_run["params"]), "promote", "--challenger"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert refused.returncode == 5 and "said keep" in refused.stderr
-
-
-def test_compare_promotes_a_better_challenger_and_promote_moves_the_alias(
-    project: tuple[Path, dict[str, str]], models: dict[str, str]
-) -> None:
+@pytest.fixture(scope="module")
+def promote_run(project: tuple[Path, dict[str, str]], models: dict[str, str]) -> dict[str, Any]:
     """A model trained on fraud-rich data shadows the shuffled-labels one, which serves."""
-    root, env = project
+    root = project[0]
     params, log = _params(
         root, "promote", strategy="shadow", challenger=models["strong"], workers=1
     )
@@ -193,25 +165,55 @@ def test_compare_promotes_a_better_challenger_and_promote_moves_the_alias(
         _logged(log, 4000)
     labels = root / "labels-promote.parquet"
     batch[["transaction_id", "is_fraud"]].to_parquet(labels)
-    done = _compare(root, params, labels, env)
-    assert done.returncode == 0, done.stderr + done.stdout
+    return {"params": params, "labels": labels}
+
+
+# the served run, `mlops compare`'s decision and exit status, the challenger's model, what
+# `mlops promote --challenger` says (it follows the decision: same exit status)
+DECISIONS = {
+    "keeps the champion against a worse shadow": ("shadow_run", "keep", 5, "weak", "said keep"),
+    "promotes a better challenger and moves the alias": (
+        "promote_run",
+        "promote",
+        0,
+        "strong",
+        "champion -> version {strong-registry-version}",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DECISIONS)
+def test_compare_decides_and_promote_follows(
+    case: str,
+    project: tuple[Path, dict[str, str]],
+    models: dict[str, str],
+    request: pytest.FixtureRequest,
+) -> None:
+    fixture, decision, code, challenger, said = DECISIONS[case]
+    served = request.getfixturevalue(fixture)
+    root, env = project
+    done = _mlops(root, served["params"], env, "compare", "--labels", str(served["labels"]))
+    assert done.returncode == code, done.stderr + done.stdout
     report = json.loads((root / "reports/rollout/compare.json").read_text())
-    assert report["decision"] == "promote" and report["challenger"]["version"] == models["strong"]
-    promoted = subprocess.run(
-        [MLOPS, "--params", str(params), "promote", "--challenger"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert promoted.returncode == 0, promoted.stderr
-    trained = models["strong-registry-version"]
-    assert f"champion -> version {trained}" in promoted.stdout
+    assert report["decision"] == decision
+    assert report["challenger"]["version"] == models[challenger]
+    assert report["between"]["paired_rows"] == 2000 and report["between"]["shadow_coverage"] == 1
+    assert 0 <= report["between"]["agreement_rate"] <= 1
+    roc = next(q for q in report["quality"] if q["metric"] == "roc_auc")
+    worse = roc["challenger"] < roc["champion"] and roc["interval"][1] < 0
+    assert worse == (decision == "keep"), roc
+    shown = (root / "reports/rollout/compare.md").read_text()
+    assert ("keep the champion" in shown) == (decision == "keep")
+    promoted = _mlops(root, served["params"], env, "promote", "--challenger")
+    assert promoted.returncode == code
+    assert said.format_map(models) in promoted.stdout + promoted.stderr
     report = json.loads((root / "reports/rollout/compare.json").read_text())
-    assert (
-        report["promoted"]["registry_version"] == int(trained)
-        and not report["promoted"]["override"]
-    )
+    if decision == "promote":
+        version = int(models["strong-registry-version"])
+        assert report["promoted"]["registry_version"] == version
+        assert not report["promoted"]["override"]
+    else:
+        assert "promoted" not in report
 
 
 def test_a_challenger_that_raises_never_fails_a_shadowed_request(

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.conftest import MLOPS, make_project, records, serve, start, wait_for_readyz
+from tests.integration.servers import MLOPS, make_project, records, serve, start, wait_for_readyz
 
 ROOT = Path(__file__).resolve().parents[2]
 JSON = {"content-type": "application/json"}

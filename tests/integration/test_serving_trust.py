@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from tests.integration.conftest import records, serve, start, wait_for_readyz
+from tests.integration.servers import records, serve, start, wait_for_readyz
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "mlops_template.serving.service:MlopsService"

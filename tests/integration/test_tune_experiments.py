@@ -18,6 +18,11 @@ import pytest
 from tests.repo import make_repo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+# queued experiments (up to `evaluate`: gate and package add nothing to what this test checks)
+EXPERIMENTS = {
+    "exp-lr": ["tune.enabled=true", "tune.n_trials=2"],
+    "exp-iter": ["train.hist_gradient_boosting.max_iter=10"],
+}
 
 
 def _sh(*cmd: str, cwd: Path) -> str:
@@ -34,33 +39,9 @@ def repo(tmp_path: Path) -> Path:
 
 def test_queued_experiments_run_and_show(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    # up to `evaluate`: gate and package add nothing to what this test checks
-    _sh(
-        "dvc",
-        "exp",
-        "run",
-        "--queue",
-        "-n",
-        "exp-lr",
-        "-S",
-        "tune.enabled=true",
-        "-S",
-        "tune.n_trials=2",
-        "evaluate",
-        cwd=repo,
-    )
-    _sh(
-        "dvc",
-        "exp",
-        "run",
-        "--queue",
-        "-n",
-        "exp-iter",
-        "-S",
-        "train.hist_gradient_boosting.max_iter=10",
-        "evaluate",
-        cwd=repo,
-    )
+    for name, overrides in EXPERIMENTS.items():
+        settings = [arg for key in overrides for arg in ("-S", key)]
+        _sh("dvc", "exp", "run", "--queue", "-n", name, *settings, "evaluate", cwd=repo)
     _sh("dvc", "queue", "start", "-j", "1", cwd=repo)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
@@ -71,7 +52,7 @@ def test_queued_experiments_run_and_show(repo: Path, monkeypatch: pytest.MonkeyP
     assert "Failed" not in status, status + _sh("dvc", "queue", "logs", "exp-lr", cwd=repo)
     shown = json.loads(_sh("dvc", "exp", "show", "--json", cwd=repo))
     names = {exp.get("name") for rev in shown for exp in (rev.get("experiments") or [])}
-    assert {"exp-lr", "exp-iter"} <= names, names
+    assert set(EXPERIMENTS) <= names, names
     with sqlite3.connect(repo / "mlflow.db") as db:
         stages = [r[0] for r in db.execute("select value from tags where key='stage'")]
     assert stages.count("train") == 2 and stages.count("tune") == 1, stages

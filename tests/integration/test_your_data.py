@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn import datasets
 
-from tests.integration.conftest import records, serve
+from tests.integration.servers import records, serve
 from tests.repo import env, make_repo, run
 from tests.tables import nasty_table
 

@@ -10,20 +10,17 @@ import pytest
 
 from mlops_template.config import GateParams, MetricGate, parse_params
 from mlops_template.errors import ConfigError, DataError
-from mlops_template.stages.gate import (
+from mlops_template.gate_rules import (
     Baseline,
     GateResult,
     comparable,
     compare,
-    from_json,
     identity_difference,
-    params_files,
-    read_candidate,
-    read_identity,
-    render_markdown,
-    resolve_settings,
-    to_json,
 )
+from mlops_template.stages.gate.fingerprint import params_files
+from mlops_template.stages.gate.inputs import read_candidate, read_identity
+from mlops_template.stages.gate.report import from_json, render_markdown, to_json
+from mlops_template.stages.gate.settings import resolve_settings
 
 AUC = {"roc_auc": MetricGate(max_drop_abs=0.01)}
 LOSS = {"log_loss": MetricGate(max_drop_rel=0.05)}
@@ -281,3 +278,12 @@ def test_params_files_are_params_yaml_and_those_dvc_yaml_names(tmp_path):
     dvc_yaml.write_text("stages:\n  a: {cmd: x, params: [gate, {toy.yaml: [q]}]}\n  b: {cmd: y}\n")
     assert params_files(dvc_yaml) == [Path("params.yaml"), Path("toy.yaml")]
     assert params_files(tmp_path / "missing.yaml") == [Path("params.yaml")]
+
+
+def test_the_fingerprint_covers_every_module_the_gate_runs() -> None:
+    """A stored decision is repeated only while the code that made it is unchanged."""
+    from mlops_template.stages.gate.fingerprint import _code
+    from tests.unit.test_stage_deps import ROOT, expected_deps
+
+    covered = {str(path.relative_to(ROOT)) for path in _code() if path.exists()}
+    assert expected_deps("mlops_template.stages.gate") <= covered

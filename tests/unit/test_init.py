@@ -19,8 +19,10 @@ from sklearn import datasets
 from mlops_template.cli import main
 from mlops_template.config import Params, load_params
 from mlops_template.contract import Contract, load_contract
-from mlops_template.init import Source, infer
+from mlops_template.init import infer
+from mlops_template.init import table as init_table
 from mlops_template.init.inference import is_quantity, words
+from mlops_template.init.reading import contract_name
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 from tests.tables import CHANNELS, LABELS, nasty_table
 
@@ -378,11 +380,15 @@ def test_single_row_class_falls_back_to_random_split():
 # --------------------------------------------------------------------------- errors
 
 ERRORS: dict[str, tuple[Callable[[Path], list[str]], int, str]] = {
-    "missing file": (lambda p: ["nope.csv", "--target", "y"], 3, "nope.csv: no such file"),
+    "missing file": (
+        lambda p: ["nope.csv", "--target", "y"],
+        3,
+        "mlops init: file 'nope.csv' does not exist",
+    ),
     "empty file": (
         lambda p: [_write(p / "e.csv", ""), "--target", "y"],
         3,
-        "e.csv: the file is empty",
+        "file 'e.csv' is empty (no header, no rows)",
     ),
     "header only": (
         lambda p: [_write(p / "h.csv", "a,y\n"), "--target", "y"],
@@ -609,11 +615,12 @@ def test_local_file_outside_the_project_is_copied_in(project: Path, mlops: Run, 
 
 
 def test_source_kinds():
-    assert Source("s3://bucket/x.parquet").kind == "parquet"
-    assert Source("s3://bucket/x.csv.gz").kind == "csv"
-    assert not Source("s3://bucket/x.csv").local
-    assert Source("sqlite:///data/raw.db", "SELECT 1").kind == "sql"
-    assert Source("data/my table.v2.csv").name == "my-table"
+    assert init_table("s3://bucket/x.parquet?versionId=3").fmt == "parquet"
+    assert init_table("data/x.parq").fmt == "parquet"
+    assert init_table("s3://bucket/x.csv.gz").fmt == "csv"
+    assert not init_table("s3://bucket/x.csv").local
+    assert init_table("sqlite:///data/raw.db", "SELECT 1").fmt == "sql"
+    assert contract_name(init_table("data/my table.v2.csv")) == "my-table"
 
 
 def test_the_data_stage_depends_on_the_data_file(project: Path, mlops: Run, tmp_path_factory):

@@ -13,36 +13,42 @@ import pytest
 
 from mlops_template.config import parse_params
 from mlops_template.errors import ConfigError, DataError
-from mlops_template.monitor import Source, read_current, resolve_source
+from mlops_template.monitor import (
+    RequestLogWindow,
+    file_source,
+    read_current,
+    resolve_source,
+    sql_source,
+)
 
 
 def test_read_current_csv_matches_columns(tmp_path: Path) -> None:
     path = tmp_path / "batch.csv"
     pd.DataFrame({"a": range(10), "b": range(10), "c": range(10)}).to_csv(path, index=False)
-    frame, total = read_current(Source("file", str(path)), ["a", "c"], 5, seed=0)
+    frame, total = read_current(file_source(str(path)), ["a", "c"], 5, seed=0)
     assert total == 10 and list(frame.columns) == ["a", "c"] and len(frame) == 5
 
 
-@pytest.mark.parametrize("kind", ["file", "request_log"])
-def test_missing_batch_names_the_file(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("source", [file_source, RequestLogWindow])
+def test_missing_batch_names_the_file(tmp_path: Path, source: Any) -> None:
     with pytest.raises(DataError, match=r"nope\.parquet"):
-        read_current(Source(kind, str(tmp_path / "nope.parquet")), ["a"], 5, seed=0)
+        read_current(source(str(tmp_path / "nope.parquet")), ["a"], 5, seed=0)
 
 
 def test_unreadable_batch_is_a_data_error(tmp_path: Path) -> None:
     path = tmp_path / "broken.parquet"
     path.write_bytes(b"not parquet")
     with pytest.raises(DataError, match=r"^monitor file: cannot read '.*broken\.parquet'"):
-        read_current(Source("file", str(path)), ["a"], 5, seed=0)
+        read_current(file_source(str(path)), ["a"], 5, seed=0)
     with pytest.raises(DataError, match=r"cannot tell the format of '.*batch\.txt'"):
-        read_current(Source("file", str(tmp_path / "batch.txt")), ["a"], 5, seed=0)
+        file_source(str(tmp_path / "batch.txt"))
 
 
 def test_source_resolution(raw_params: dict[str, Any]) -> None:
     params = parse_params(raw_params)
-    assert resolve_source(params) == Source("request_log", params.serve.request_log)
-    assert resolve_source(params, current="b.csv") == Source("file", "b.csv")
-    assert resolve_source(params, request_log="x.db") == Source("request_log", "x.db")
+    assert resolve_source(params) == RequestLogWindow(params.serve.request_log)
+    assert resolve_source(params, current="b.csv") == file_source("b.csv")
+    assert resolve_source(params, request_log="x.db") == RequestLogWindow("x.db")
     with pytest.raises(ConfigError, match=r"monitor\.sql"):
         resolve_source(params, sql=True)
     raw_params["monitor"] |= {"source": "file", "path": ""}
@@ -87,7 +93,7 @@ def test_sql_batch_is_sampled_and_satisfies_the_contract(tmp_path: Path, contrac
     url = f"sqlite:///{tmp_path / 'batch.db'}"
     frame = generate_transactions(3_000, seed=5)
     frame.to_sql("transactions", sqlalchemy.create_engine(url), index=False)
-    source = Source("sql", url, "SELECT * FROM transactions")
+    source = sql_source(url, "SELECT * FROM transactions")
     sample, total = read_current(source, list(contract.columns), 1_000, seed=0)
     assert total == 3_000 and len(sample) == 1_000 and set(sample.columns) == set(contract.columns)
     result = check_batch(sample, contract)
@@ -96,7 +102,7 @@ def test_sql_batch_is_sampled_and_satisfies_the_contract(tmp_path: Path, contrac
 
 
 def test_bad_sql_names_the_source(tmp_path: Path) -> None:
-    source = Source("sql", f"sqlite:///{tmp_path / 'empty.db'}", "SELECT * FROM missing")
+    source = sql_source(f"sqlite:///{tmp_path / 'empty.db'}", "SELECT * FROM missing")
     with pytest.raises(DataError, match=r"^monitor sql: query against '.*empty\.db' failed"):
         read_current(source, ["a"], 5, seed=0)
 
@@ -145,13 +151,13 @@ def test_request_log_batch_is_sampled_and_windowed(tmp_path: Path) -> None:
     _write_log(path, "m:1", range(0, 300))
     cut = datetime.now(UTC)
     _write_log(path, "m:1", range(300, 400))
-    frame, total = read_current(Source("request_log", str(path)), ["transaction_id"], 50, seed=1)
+    frame, total = read_current(RequestLogWindow(str(path)), ["transaction_id"], 50, seed=1)
     assert total == 400 and len(frame) == 50 and list(frame.columns) == ["transaction_id"]
-    source = Source("request_log", str(path), since=cut)
+    source = RequestLogWindow(str(path), since=cut)
     frame, total = read_current(source, ["transaction_id"], 1_000, seed=1)
     assert total == 100 and frame["transaction_id"].min() == 300
     with pytest.raises(DataError, match=r"no rows served by m:9"):
-        read_current(Source("request_log", str(path), model_version="m:9"), ["a"], 5, seed=0)
+        read_current(RequestLogWindow(str(path), model_version="m:9"), ["a"], 5, seed=0)
 
 
 def test_since_and_window_select_request_log_rows(raw_params: dict[str, Any]) -> None:

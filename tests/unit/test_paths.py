@@ -42,3 +42,21 @@ def test_every_stage_is_a_cli_stage():
     for name, stage in stages.items():
         if stage["cmd"].startswith("mlops stage "):
             assert stage["cmd"].split()[-1] in STAGES, name
+
+
+def test_environment_variable_names_are_written_once() -> None:
+    """MLOPS_* names live in paths.py; telemetry variables in telemetry.env only."""
+    import ast
+
+    from mlops_template import paths as project_paths
+
+    package = Path(project_paths.__file__).parent
+    telemetry = set(project_paths.telemetry_defaults(package.parents[1] / "telemetry.env"))
+    assert "MLFLOW_DISABLE_TELEMETRY" in telemetry
+    for path in package.rglob("*.py"):
+        if path.name == "paths.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                named = node.value.startswith("MLOPS_") or node.value in telemetry
+                assert not named, f"{path.relative_to(package)}: {node.value!r} (use paths.ENV_*)"

@@ -158,3 +158,23 @@ def test_the_bento_includes_every_module_the_service_imports() -> None:
     packages = {m.rpartition(".")[0] for m in modules if m.count(".") > 1}
     needed = {str(_module_file(m).relative_to(ROOT)) for m in modules | packages}
     assert not needed - include, f"bentofile.yaml include: add {sorted(needed - include)}"
+
+
+WINGS = ("stages", "serving", "monitor", "init")
+
+
+def _wing(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in WINGS else None
+
+
+def test_a_wing_imports_only_the_shared_floor() -> None:
+    """What two wings both need moves down to the shared modules (gate_rules.py for the gate
+    stage and `mlops compare`): a wing never imports another wing."""
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        module = ".".join(("mlops_template", *(parts[:-1] if parts[-1] == "__init__" else parts)))
+        if (wing := _wing(module)) is None:
+            continue
+        crossing = {m for m in direct_imports(module) if _wing(m) not in (None, wing)}
+        assert not crossing, f"{module} imports another wing: {sorted(crossing)}"

@@ -15,14 +15,14 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from mlops_template import paths
+from mlops_template import paths, sources
 from mlops_template.config import Params, Task, load_params
 from mlops_template.contract import check, describe_failures, load_contract
 from mlops_template.errors import ConfigError, DataError
 from mlops_template.init.inference import Column, Inference, infer
 from mlops_template.init.params import changed_keys, dump, get, load, update_params
 from mlops_template.init.pipeline import with_data_dep
-from mlops_template.init.reading import Source, read
+from mlops_template.init.reading import contract_name, label, read
 from mlops_template.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def contract_text(inf: Inference, where: str) -> str:
 class Plan:
     """Everything `mlops init` will write, computed before anything is."""
 
-    source: Source
+    source: sources.Table
     contract_path: Path
     contract_text: str
     params_path: Path
@@ -176,7 +176,7 @@ def self_check(frame: pd.DataFrame, contract: Any, params: Params) -> None:
     build_features(report.valid, params.features)
 
 
-def _local_path(source: Source, root: Path) -> tuple[str, Path | None]:
+def _local_path(source: sources.Table, root: Path) -> tuple[str, Path | None]:
     """data.path for a local file (relative to the project root) and, for a file outside the
     project, the file to copy to data/raw/ so DVC can version it."""
     path = Path(source.location).resolve()
@@ -211,7 +211,7 @@ def version(existing: Path, inf: Inference) -> int | str:
     return old.version + 1 if isinstance(old.version, int) else 1
 
 
-def plan(inf: Inference, source: Source, params_path: Path) -> Plan:
+def plan(inf: Inference, source: sources.Table, params_path: Path) -> Plan:
     """The contract and params.yaml texts for ``inf`` and where the data file goes."""
     root = params_path.resolve().parent
     doc, before = _params_doc(params_path)
@@ -220,7 +220,7 @@ def plan(inf: Inference, source: Source, params_path: Path) -> Plan:
     data_path, copy_from = _local_path(source, root) if source.local else (source.location, None)
     old_path = str(get(doc, "data.path") or "")
     update_params(doc, inf, source, data_path)
-    where = Path(source.location).name if source.local else source.label
+    where = Path(source.location).name if source.local else label(source)
     pipeline = root / paths.DVC_YAML
     stages = pipeline.read_text() if pipeline.is_file() else ""
     new_dep = data_path if source.local else ""
@@ -231,7 +231,7 @@ def plan(inf: Inference, source: Source, params_path: Path) -> Plan:
         params_path=params_path,
         params_before=before,
         params_text=dump(doc),
-        data_path=data_path if source.kind != "sql" else "",
+        data_path=data_path if source.fmt != "sql" else "",
         copy_from=copy_from,
         pipeline_before=stages,
         pipeline_text=with_data_dep(stages, old=old_path, new=new_dep, where=str(pipeline))
@@ -283,9 +283,9 @@ def track_local(root: Path, rel: str) -> str:
     return f"{rel} is versioned by DVC: commit {rel}.dvc (`dvc push` shares the data)"
 
 
-def pinning(source: Source) -> str:
+def pinning(source: sources.Table) -> str:
     """How a URL or SQL source is (not) pinned, and what to do about it."""
-    if source.kind == "sql":
+    if source.fmt == "sql":
         return (
             "the query's result is not versioned: the data stage re-reads it only when params or "
             "the contract change (`dvc repro -f data` to re-read); dvc.lock pins the split it "
@@ -302,7 +302,7 @@ def pinning(source: Source) -> str:
 
 
 def run(
-    source: Source,
+    source: sources.Table,
     *,
     target: str,
     task: Task | None = None,
@@ -317,12 +317,17 @@ def run(
     out = out or sys.stdout
     if sample_rows < 1:
         raise ConfigError(f"--sample-rows: must be at least 1, got {sample_rows}")
-    log.info("reading %s", source.label)
+    log.info("reading %s", label(source))
     frame, total = read(source, max_rows=sample_rows, seed=seed)
     inf = infer(
-        frame, target=target, task=task, name=source.name, rows_total=total, where=source.label
+        frame,
+        target=target,
+        task=task,
+        name=contract_name(source),
+        rows_total=total,
+        where=label(source),
     )
-    print(render(inf, source.label), file=out)
+    print(render(inf, label(source)), file=out)
     todo = plan(inf, source, Path(params_path))
     changed = todo.changes
     write(todo, frame, force=force, out=out)

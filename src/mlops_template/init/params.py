@@ -8,22 +8,12 @@ from typing import Any
 
 import yaml
 
-from mlops_template.config import Task
+from mlops_template.config import GateParams, Task
+from mlops_template.gate_rules import applies_to
 from mlops_template.init.inference import Inference
-from mlops_template.init.reading import Source
 from mlops_template.metric_directions import HIGHER_IS_BETTER
-from mlops_template.stages.gate import applies_to
+from mlops_template.sources import Table
 
-CLASSIFICATION_GATES: dict[str, dict[str, float]] = {
-    "roc_auc": {"max_drop_abs": 0.01},
-    "pr_auc": {"max_drop_rel": 0.1},
-    "log_loss": {"max_drop_rel": 0.05},
-    "accuracy": {"max_drop_abs": 0.01},
-}
-REGRESSION_GATES: dict[str, dict[str, float]] = {
-    "rmse": {"max_drop_rel": 0.05},
-    "r2": {"max_drop_abs": 0.02},
-}
 CLASSIFICATION_QUALITY = {"roc_auc": 0.05, "f1": 0.1}
 REGRESSION_QUALITY = {"r2": 0.05}
 
@@ -111,13 +101,13 @@ def _for_task(node: Any, task: Task, defaults: dict[str, Any]) -> None:
         node[metric] = value
 
 
-def update_params(doc: Any, inf: Inference, source: Source, data_path: str) -> None:
+def update_params(doc: Any, inf: Inference, source: Table, data_path: str) -> None:
     """Set the data-dependent keys of a round-trip params.yaml mapping, in place (comments and
     every other key stay as they are)."""
     data = _section(doc, "data")
     data["task"] = inf.task
-    data["source"] = source.kind
-    if source.kind == "sql":
+    data["source"] = source.fmt
+    if source.fmt == "sql":
         sql = _section(doc, "data", "sql")
         sql["url"], sql["query"] = source.location, source.query
     else:
@@ -128,13 +118,23 @@ def update_params(doc: Any, inf: Inference, source: Source, data_path: str) -> N
         features[key] = value
     _section(doc, "evaluate")["slice_column"] = _scalar(inf.slice_column)
     regression = inf.task == "regression"
-    gates = REGRESSION_GATES if regression else CLASSIFICATION_GATES
-    _for_task(_section(doc, "gate", "metrics"), inf.task, gates)
+    _for_task(_section(doc, "gate", "metrics"), inf.task, default_gates(inf.task))
     quality = REGRESSION_QUALITY if regression else CLASSIFICATION_QUALITY
     _for_task(_section(doc, "monitor", "quality_drop"), inf.task, quality)
     tune = doc.get("tune")
     if isinstance(tune, dict) and tune.get("metric") and not applies_to(tune["metric"], inf.task):
         tune["metric"] = None
+
+
+def default_gates(task: Task) -> dict[str, dict[str, float]]:
+    """config.py's default ``gate.metrics`` that apply to ``task`` (the one place they are
+    written; params.yaml repeats them, tests check)."""
+    gates = GateParams().metrics
+    return {
+        name: gate.model_dump(exclude_none=True)
+        for name, gate in gates.items()
+        if applies_to(name, task)
+    }
 
 
 def load(text: str) -> Any:

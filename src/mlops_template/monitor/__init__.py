@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from mlops_template.monitor.batch import (
     ContractResult,
+    RequestLogWindow,
     Source,
     check_batch,
+    file_source,
     parse_since,
     read_current,
     resolve_source,
+    sql_source,
 )
 from mlops_template.monitor.core import Outcome, monitor, prediction_column, retrain_reasons, score
 from mlops_template.monitor.drift import Columns, Drift, columns_for, evidently_frame, measure_drift
@@ -36,10 +39,12 @@ __all__ = [
     "ContractResult",
     "Drift",
     "Outcome",
+    "RequestLogWindow",
     "Source",
     "check_batch",
     "columns_for",
     "evidently_frame",
+    "file_source",
     "finish",
     "load_reference",
     "measure_drift",
@@ -54,5 +59,6 @@ __all__ = [
     "retrain_reasons",
     "run",
     "score",
+    "sql_source",
     "write",
 ]

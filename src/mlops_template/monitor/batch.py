@@ -24,18 +24,27 @@ LOG_CHUNK_ROWS = 50_000  # request-log rows per chunk (each row is parsed JSON: 
 
 
 @dataclass
-class Source:
-    """Where the current batch comes from: kind is file, sql or request_log. A request log can
-    be cut to the rows logged since a time and served by one model version."""
+class RequestLogWindow:
+    """The service's request log as the current batch, cut to the rows logged since a time
+    and served by one model version. Any other batch is a :class:`sources.Table`."""
 
-    kind: str
-    location: str = ""
-    query: str = ""
+    location: str
     since: datetime | None = None
     model_version: str = ""
 
-    def describe(self) -> str:
-        return f"{self.kind}:{self.location}" if self.location else self.kind
+
+# Where the current batch comes from: a file or query (read through sources) or the log.
+Source = sources.Table | RequestLogWindow
+
+
+def describe(source: Source) -> str:
+    """The source as reports name it: ``file:<path>``, ``sql:<url>`` (password masked) or
+    ``request_log:<path>``."""
+    if isinstance(source, RequestLogWindow):
+        return f"request_log:{source.location}"
+    if source.fmt == "sql":
+        return f"sql:{source.shown.strip(chr(39))}"
+    return f"file:{source.location}"
 
 
 def parse_since(text: str) -> datetime:
@@ -64,7 +73,7 @@ def resolve_source(
     """Command-line choice (--current / --sql / --request-log, --since, --model-version) over
     params.yaml's monitor (window_hours and model_version apply to the request log only)."""
     source = _pick_source(params, current, sql, request_log)
-    if source.kind != "request_log":
+    if not isinstance(source, RequestLogWindow):
         if since is not None or model_version:
             raise ConfigError("--since and --model-version select rows of the request log only")
         return source
@@ -76,48 +85,51 @@ def resolve_source(
     return source
 
 
+def file_source(location: str) -> sources.Table:
+    return sources.table(location, name="monitor file")
+
+
+def sql_source(url: str, query: str) -> sources.Table:
+    if not (url and query):
+        raise ConfigError("monitor.sql.url and monitor.sql.query are required for --sql")
+    return sources.table(url, sql_query=query, name="monitor sql")
+
+
 def _pick_source(params: Params, current: str | None, sql: bool, request_log: str | None) -> Source:
     m = params.monitor
     if current:
-        return Source("file", current)
+        return file_source(current)
     if sql:
-        if not (m.sql.url and m.sql.query):
-            raise ConfigError("monitor.sql.url and monitor.sql.query are required for --sql")
-        return Source("sql", m.sql.url, m.sql.query)
+        return sql_source(m.sql.url, m.sql.query)
     if request_log is not None:
-        return Source("request_log", request_log or params.serve.request_log)
+        return RequestLogWindow(request_log or params.serve.request_log)
     if m.source == "file":
         if not m.path:
             raise ConfigError("monitor.path is required when monitor.source is 'file'")
-        return Source("file", m.path)
+        return file_source(m.path)
     if m.source == "sql":
-        return Source("sql", m.sql.url, m.sql.query)
-    return Source("request_log", m.path or params.serve.request_log)
+        return sql_source(m.sql.url, m.sql.query)
+    return RequestLogWindow(m.path or params.serve.request_log)
 
 
 def read_current(source: Source, columns: list[str], n: int, seed: int) -> tuple[pd.DataFrame, int]:
     """A seeded sample of at most ``n`` rows of the batch, restricted to ``columns``, and the
     batch's full length; a batch without rows is a DataError."""
-    if source.kind == "request_log":
+    if isinstance(source, RequestLogWindow):
         frame, total = _sample_request_log(source, columns, n, seed)
     else:
-        frame, total = sources.sample(_table(source), n, seed, columns=columns)
+        frame, total = sources.sample(source, n, seed, columns=columns)
     if total == 0:
-        window = f" logged since {source.since.isoformat()}" if source.since else ""
-        version = f" served by {source.model_version}" if source.model_version else ""
-        raise DataError(f"monitor {source.kind} {source.location!r}: no rows{window}{version}")
+        window = version = ""
+        if isinstance(source, RequestLogWindow):
+            window = f" logged since {source.since.isoformat()}" if source.since else ""
+            version = f" served by {source.model_version}" if source.model_version else ""
+        raise DataError(f"monitor {describe(source)}: no rows{window}{version}")
     return frame[[c for c in frame.columns if c in columns]], total
 
 
-def _table(source: Source) -> sources.Table:
-    name = f"monitor {source.kind}"
-    if source.kind == "sql":
-        return sources.table(source.location, sql_query=source.query, name=name)
-    return sources.table(source.location, name=name)
-
-
 def _sample_request_log(
-    source: Source, columns: list[str], n: int, seed: int
+    source: RequestLogWindow, columns: list[str], n: int, seed: int
 ) -> tuple[pd.DataFrame, int]:
     where = f"monitor request_log {source.location!r}"
     if not Path(source.location).exists():
@@ -128,7 +140,7 @@ def _sample_request_log(
         raise DataError(f"{where}: cannot read the request log: {err}") from err
 
 
-def _request_log_chunks(source: Source, columns: set[str]) -> Iterator[pd.DataFrame]:
+def _request_log_chunks(source: RequestLogWindow, columns: set[str]) -> Iterator[pd.DataFrame]:
     from mlops_template.request_log import iter_request_log
 
     for chunk in iter_request_log(

@@ -37,11 +37,11 @@ class Outcome:
 def model_age(meta: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Days since the model was trained (``mlflow.trained_at`` of models/model.json), or
     None with a note when the description does not say (trained before it was recorded)."""
-    trained_at = (meta.get("mlflow") or {}).get("trained_at")
-    if not trained_at:
+    from mlops_template.model import parse_trained_at
+
+    when = parse_trained_at(meta.get("mlflow"))
+    if when is None:
         return {"days": None, "trained_at": None, "note": "models/model.json has no trained_at"}
-    when = datetime.fromisoformat(trained_at)
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
     days = ((now or datetime.now(UTC)) - when).total_seconds() / 86400
     return {"days": round(days, 2), "trained_at": when.isoformat()}
 
@@ -185,5 +185,7 @@ def score(model: Any, frame: pd.DataFrame, meta: dict[str, Any]) -> np.ndarray:
 def prediction_column(output: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
     """What the reference stores for the output: P(positive), the class label or the value."""
     if meta["task"] == "multiclass":
-        return np.asarray(meta["classes"], dtype=object)[np.argmax(output, axis=1)]
+        from mlops_template.model import labels_for
+
+        return labels_for(output, np.asarray(meta["classes"], dtype=object), None)
     return output

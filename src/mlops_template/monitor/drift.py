@@ -54,14 +54,13 @@ def derived_features(model: Any) -> tuple[FeaturesParams | None, list[str]]:
     datetime parts (the timestamp itself is not compared, so "more night-time" shows only
     here), ratios and aggregates (they combine columns). Log, power and bin transforms are
     left out: each is a function of one input column whose drift is measured already."""
-    step = getattr(model, "named_steps", {}).get("features")
-    raw = getattr(step, "kw_args", None) or {}
-    if "spec" not in raw:
+    from mlops_template.features import derived_columns, feature_recipe
+
+    recipe = feature_recipe(model)
+    if recipe is None:
         return None, []
-    spec = FeaturesParams.model_validate(raw["spec"])
-    names = [f"{d.column}_{part}" for d in spec.datetime for part in d.parts]
-    names += [r.name for r in spec.ratios] + [a.name for a in spec.aggregates]
-    return spec, [n for n in names if n not in spec.drop]
+    spec = FeaturesParams.model_validate(recipe)
+    return spec, derived_columns(spec)
 
 
 def with_derived(frame: pd.DataFrame, spec: FeaturesParams, names: list[str]) -> pd.DataFrame:

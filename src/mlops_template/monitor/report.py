@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from mlops_template import io, paths
-from mlops_template.monitor.batch import Source
+from mlops_template.monitor.batch import RequestLogWindow
 from mlops_template.monitor.core import Outcome
 
 
@@ -79,7 +79,7 @@ def write(outcome: Outcome, source: str) -> None:
     io.write_json(outcome.summary | {"source": source}, paths.MONITOR_SUMMARY)
 
 
-def log_selection(source: Source, sample: pd.DataFrame) -> dict[str, Any]:
+def log_selection(source: RequestLogWindow, sample: pd.DataFrame) -> dict[str, Any]:
     """Which rows of the log were monitored: window, version filter, versions in the sample."""
     has_versions = "model_version" in sample
     versions = sample["model_version"].value_counts() if has_versions else pd.Series()

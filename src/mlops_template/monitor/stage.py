@@ -15,7 +15,13 @@ from mlops_template import paths
 from mlops_template.config import Params
 from mlops_template.contract import describe_failures, load_contract
 from mlops_template.errors import BatchContractViolation, DataError, RetrainNeeded
-from mlops_template.monitor.batch import Source, attach_labels, read_current
+from mlops_template.monitor.batch import (
+    RequestLogWindow,
+    Source,
+    attach_labels,
+    describe,
+    read_current,
+)
 from mlops_template.monitor.core import Outcome, monitor
 from mlops_template.monitor.drift import columns_for
 from mlops_template.monitor.report import clear_outputs, log_selection, write
@@ -46,20 +52,20 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
     reference = load_reference(m.sample_rows, m.seed)
     logged = [columns_for(contract, meta).prediction, "model_version"]
     stored = contract.without_pii().columns  # pii columns are never read
-    wanted = list(stored) + (logged if source.kind == "request_log" else [])
+    wanted = list(stored) + (logged if isinstance(source, RequestLogWindow) else [])
     current, total = read_current(source, wanted, m.sample_rows, m.seed)
     log.info(
         "monitor: %d of %d rows from %s vs %d reference rows",
         len(current),
         total,
-        source.describe(),
+        describe(source),
         len(reference),
     )
     unlabelled = None
     if labels:
         current, unlabelled = attach_labels(current, labels, contract)
         current = current.reset_index(drop=True)
-    served = current.get(logged[0]) if source.kind == "request_log" else None
+    served = current.get(logged[0]) if isinstance(source, RequestLogWindow) else None
     outcome = monitor(
         current[[c for c in current.columns if c in contract.columns]],
         reference,
@@ -72,12 +78,12 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
         total_rows=total,
         served=served,
     )
-    if source.kind == "request_log":
+    if isinstance(source, RequestLogWindow):
         outcome.summary["request_log"] = log_selection(source, current)
     if labels:
         outcome.summary["labels"] = {"file": labels, "rows_without_label": unlabelled}
-    write(outcome, source.describe())
-    finish(outcome, source.describe())
+    write(outcome, describe(source))
+    finish(outcome, describe(source))
     return outcome.summary
 
 
@@ -93,17 +99,15 @@ def preflight(source: Source) -> None:
             f"no deployed model in the workspace ({', '.join(missing)} missing): configure a "
             "DVC remote and `make dvc-pull`, or `make repro`"
         )
-    local = source.kind != "sql" and "://" not in source.location
-    if source.kind == "sql" and not (source.location and source.query):
-        problems.append("monitor.sql.url / monitor.sql.query are empty")
-    elif local and not Path(source.location).exists():
+    local = isinstance(source, RequestLogWindow) or source.local
+    if local and not Path(source.location).exists():
         problems.append(
-            f"current data {source.describe()} not found: point monitor.source / monitor.path "
+            f"current data {describe(source)} not found: point monitor.source / monitor.path "
             "(or monitor.sql) at data this machine can reach"
         )
     if problems:
         raise DataError("monitor preflight: " + "; ".join(problems))
-    log.info("monitor preflight: model, reference and %s are in place", source.describe())
+    log.info("monitor preflight: model, reference and %s are in place", describe(source))
 
 
 def finish(outcome: Outcome, source: str) -> None:

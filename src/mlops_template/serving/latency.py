@@ -66,7 +66,7 @@ def measure(calls: int = CALLS) -> dict[str, float]:
     temporary folder)."""
     import pandas as pd
 
-    os.environ["MLOPS_REQUEST_LOG"] = str(Path(tempfile.mkdtemp()) / "requests.jsonl")
+    os.environ[paths.ENV_REQUEST_LOG] = str(Path(tempfile.mkdtemp()) / "requests.jsonl")
     from mlops_template.serving import service
 
     worker: Any = service.MlopsService.inner()  # type: ignore[attr-defined]
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=CALLS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    params = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
+    params = load_params(os.environ.get(paths.ENV_PARAMS, str(paths.PARAMS)))
     ref = args.baseline or params.gate.baseline_ref
     try:
         current = measure(args.calls)

@@ -74,7 +74,7 @@ from mlops_template.serving.rollout.shadow import Shadow
 from mlops_template.serving.stored_model import LoadedModel, NonFiniteOutput, check_stored
 
 log = logging.getLogger(__name__)
-_PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
+_PARAMS = load_params(os.environ.get(paths.ENV_PARAMS, str(paths.PARAMS)))
 _SERVE = _PARAMS.serve
 _CONTRACT = load_contract(_PARAMS.data.contract)
 _INPUTS = [c for c in _CONTRACT.columns if c != _CONTRACT.target]
@@ -259,7 +259,7 @@ class MlopsService:
             LoadedModel.load(_ROLLOUT.challenger, _SERVE.runtime) if _ROLLOUT.challenger else None
         )
         self.dtypes = _dtypes()
-        log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
+        log_path = os.environ.get(paths.ENV_REQUEST_LOG, _SERVE.request_log)
         self.log = RequestLog(  # pii is never logged; losses are counted on /metrics
             log_path,
             drop=_CONTRACT.pii_columns,

@@ -79,8 +79,7 @@ def _unpickle(stored: Any) -> Any:
 def trained_at(meta: ModelMeta, stored: Any) -> datetime:
     """When the model was trained (``mlflow.trained_at`` of models/model.json), else when it
     was packaged (the BentoML model's creation time): the model age /readyz reports."""
-    recorded = (meta.mlflow or {}).get("trained_at")
-    when = datetime.fromisoformat(recorded) if recorded else stored.info.creation_time
+    when = meta.trained_at or stored.info.creation_time
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 

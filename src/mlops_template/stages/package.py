@@ -102,7 +102,7 @@ def save_model(
     import bentoml
 
     tag = f"{name}:{model_version(meta)}"
-    recipe = feature_recipe(model.steps[0][1])
+    recipe = feature_recipe(model)
     stored = _stored(tag, meta.model_sha256)
     if stored is not None and recipe is not None and "features_spec" not in stored.info.metadata:
         log.info("model %s was stored without its feature recipe: saving it again", tag)

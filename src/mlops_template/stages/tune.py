@@ -22,7 +22,6 @@ from mlops_template.config import Params, Task, TrainParams, TuneParams
 from mlops_template.errors import ConfigError
 
 log = logging.getLogger(__name__)
-DASK_ENV = "MLOPS_DASK_ADDRESS"
 T = TypeVar("T")
 
 
@@ -67,7 +66,7 @@ def check(params: Params) -> None:
 
 
 def dask_address(tune: TuneParams) -> str:
-    return os.environ.get(DASK_ENV) or tune.dask_address
+    return os.environ.get(paths.ENV_DASK_ADDRESS) or tune.dask_address
 
 
 def cv_score(

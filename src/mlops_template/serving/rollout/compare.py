@@ -9,7 +9,7 @@ each gated metric per model and a bootstrap interval of the difference (paired o
 independent arms in canary / A/B).
 
 The decision (:func:`decide`) is "promote" only when every applicable ``gate.metrics`` rule
-(:func:`mlops_template.stages.gate.check`)
+(:func:`mlops_template.gate_rules.check`)
 passes both on the point estimates and at the worse end of
 the interval, each model has ``compare.min_labelled_rows`` labelled rows, and in shadow mode
 the challenger answered ``compare.min_shadow_coverage`` of the champion's rows. Anything else
@@ -18,7 +18,6 @@ is "keep", with the reasons.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +26,9 @@ import pandas as pd
 
 from mlops_template.config import Params
 from mlops_template.errors import DataError
+from mlops_template.gate_rules import Row, Status, applies_to, check
+from mlops_template.metrics import Metric, metric
 from mlops_template.serving.rollout.routing import CHALLENGER, CHAMPION, SHADOW
-from mlops_template.stages.gate import Row, Status, applies_to, check
 
 PROMOTE, KEEP = "promote", "keep"
 
@@ -194,63 +194,14 @@ def agreement(pairs: pd.DataFrame, task: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- quality
 
 
-Metric = Callable[[np.ndarray, np.ndarray, np.ndarray, list[str]], float]
-
-
-def _metric(name: str, task: str) -> Metric | None:
-    """``fn(y, prediction, proba, classes)`` for a gated metric (labels as logged: each
-    model's own threshold), None for one this comparison cannot compute."""
-    from sklearn import metrics as skm
-
-    if task == "regression":
-        fns: dict[str, Metric] = {
-            "rmse": lambda y, p, _, __: skm.root_mean_squared_error(y, p),
-            "mae": lambda y, p, _, __: skm.mean_absolute_error(y, p),
-            "r2": lambda y, p, _, __: skm.r2_score(y, p),
-        }
-        return fns.get(name)
-    binary = task == "binary"
-    average = "binary" if binary else "macro"
-
-    def pos(classes: list[str]) -> dict[str, Any]:
-        return {"pos_label": classes[1]} if binary else {}
-
-    def auc(y: np.ndarray, pr: np.ndarray, c: list[str]) -> float:
-        if binary:
-            return float(skm.roc_auc_score(y == c[1], pr[:, 1]))
-        return float(skm.roc_auc_score(y, pr, multi_class="ovr", labels=c))
-
-    def ap(y: np.ndarray, pr: np.ndarray, c: list[str]) -> float:
-        if binary:
-            return float(skm.average_precision_score(y == c[1], pr[:, 1]))
-        return float(
-            np.mean([skm.average_precision_score(y == k, pr[:, i]) for i, k in enumerate(c)])
-        )
-
-    fns = {
-        "accuracy": lambda y, p, _, __: skm.accuracy_score(y, p),
-        "precision": lambda y, p, _, c: skm.precision_score(
-            y, p, average=average, zero_division=0, **pos(c)
-        ),
-        "recall": lambda y, p, _, c: skm.recall_score(
-            y, p, average=average, zero_division=0, **pos(c)
-        ),
-        "f1": lambda y, p, _, c: skm.f1_score(y, p, average=average, zero_division=0, **pos(c)),
-        "roc_auc": lambda y, _, pr, c: auc(y, pr, c),
-        "pr_auc": lambda y, _, pr, c: ap(y, pr, c),
-        "log_loss": lambda y, _, pr, c: skm.log_loss(y, np.clip(pr, 1e-15, 1), labels=c),
-    }
-    return fns.get(name)
-
-
 @dataclass
 class Labelled:
     """One model's labelled rows as arrays (classification labels as strings)."""
 
     y: np.ndarray
     prediction: np.ndarray
-    proba: np.ndarray
-    classes: list[str]
+    proba: np.ndarray  # binary: P(classes[1]); multiclass: a column per class (as metrics.py)
+    classes: np.ndarray
 
     def take(self, index: np.ndarray) -> Labelled:
         return Labelled(self.y[index], self.prediction[index], self.proba[index], self.classes)
@@ -261,17 +212,18 @@ def labelled(arm: Arm, task: str, target: str) -> Labelled:
     if task == "regression":
         y = rows[target].to_numpy(dtype="float64")
         pred = rows["prediction"].to_numpy(dtype="float64")
-        return Labelled(y, pred, np.empty((len(rows), 0)), [])
+        return Labelled(y, pred, np.empty(len(rows)), np.empty(0))
     proba = rows[_probas(arm)].to_numpy(dtype="float64")
+    if task == "binary":
+        proba = proba[:, 1]
     y = rows[target].astype(str).to_numpy()
-    return Labelled(y, rows["prediction"].astype(str).to_numpy(), proba, arm.classes or [])
+    classes = np.asarray(arm.classes or [])
+    return Labelled(y, rows["prediction"].astype(str).to_numpy(), proba, classes)
 
 
 def _value(fn: Metric, data: Labelled) -> float:
-    try:
-        return float(fn(data.y, data.prediction, data.proba, data.classes))
-    except ValueError:  # one class only in a resample, say
-        return float("nan")
+    """The metric of metrics.py (NaN where it is undefined, e.g. one class in a resample)."""
+    return fn(data.y, data.prediction, data.proba, data.classes)
 
 
 def bootstrap(
@@ -297,7 +249,7 @@ def quality(
     task = params.data.task
     table, rows = [], []
     for name, gate in params.gate.metrics.items():
-        fn = _metric(name, task)
+        fn = metric(name, task)
         if fn is None or not applies_to(name, task):
             continue
         base, cand = _value(fn, a), _value(fn, b)

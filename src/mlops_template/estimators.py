@@ -1,0 +1,107 @@
+"""The models `train.model` can name: one entry per model, the one place to add one.
+
+An entry carries the model's builder, its hyper-parameters (a pydantic section: params.yaml's
+``train.<name>``, validated like every other key) and its default search space (params.yaml's
+``tune.space.<name>``). config.py derives ``train.model``'s choices, the ``train.<name>``
+sections and tune's default space from :data:`ESTIMATORS`; model.py builds the chosen one.
+
+To add a model: write its params section and its builder (``builder(task, hyper-parameters,
+seed) -> an unfitted scikit-learn estimator``: a classifier with ``predict_proba`` for binary
+and multiclass tasks, a regressor for regression), add an entry below, and add its section to
+params.yaml (and examples/card-transactions/params.yaml: the tests keep them equal to these
+defaults). A builder is a function or ``"module:function"``: the three below live in model.py
+and are imported only when a model is built, so reading params never imports scikit-learn.
+
+No project imports: config.py imports this module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# builder(task, hyper-parameters of its params section, seed) -> an unfitted estimator
+Builder = Callable[[str, dict[str, Any], int], Any]
+
+
+class Hyperparameters(BaseModel):
+    """Strict base of a params section: unknown keys are errors, assignment is validated
+    (config.Section is this base)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class LinearParams(Hyperparameters):
+    """LogisticRegression for classification, Ridge for regression."""
+
+    C: float = Field(1.0, gt=0)
+    alpha: float = Field(1.0, ge=0)
+    max_iter: int = Field(1000, ge=1)
+    class_weight: Literal["balanced"] | None = None
+
+
+class RandomForestParams(Hyperparameters):
+    n_estimators: int = Field(200, ge=1)
+    max_depth: int | None = Field(16, ge=1)
+    min_samples_leaf: int = Field(5, ge=1)
+    max_features: float | Literal["sqrt", "log2"] | None = "sqrt"
+    class_weight: Literal["balanced", "balanced_subsample"] | None = None
+    n_jobs: int = -1
+
+
+class HistGradientBoostingParams(Hyperparameters):
+    learning_rate: float = Field(0.1, gt=0)
+    max_iter: int = Field(200, ge=1)
+    max_leaf_nodes: int | None = Field(31, ge=2)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(20, ge=1)
+    l2_regularization: float = Field(0.0, ge=0)
+    class_weight: Literal["balanced"] | None = None
+    early_stopping: bool | Literal["auto"] = "auto"
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One model: ``params`` its section's model, ``build`` its builder (or where it is),
+    ``space`` its default search space (per key: low/high[/log] or choices, as in
+    params.yaml), ``scale_numeric``: standardise numeric inputs first (linear models)."""
+
+    params: type[Hyperparameters]
+    build: Builder | str
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale_numeric: bool = False
+
+    def builder(self) -> Builder:
+        if callable(self.build):
+            return self.build
+        module, _, name = self.build.partition(":")
+        found: Builder = getattr(importlib.import_module(module), name)
+        return found
+
+
+ESTIMATORS: dict[str, Estimator] = {
+    "linear": Estimator(
+        LinearParams,
+        "mlops_template.model:_linear",
+        {"C": {"low": 0.001, "high": 100.0, "log": True}},
+        scale_numeric=True,
+    ),
+    "random_forest": Estimator(
+        RandomForestParams,
+        "mlops_template.model:_random_forest",
+        {"n_estimators": {"choices": [100, 200, 400]}, "max_depth": {"low": 4, "high": 24}},
+    ),
+    "hist_gradient_boosting": Estimator(
+        HistGradientBoostingParams,
+        "mlops_template.model:_hist_gradient_boosting",
+        {
+            "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+            "max_leaf_nodes": {"choices": [15, 31, 63]},
+            "min_samples_leaf": {"low": 5, "high": 100},
+        },
+    ),
+}
