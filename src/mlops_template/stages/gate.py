@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mlops_template import paths
+from mlops_template import io, paths
 from mlops_template.config import MetricGate, Params
 from mlops_template.errors import ConfigError, DataError, GateFailed
 from mlops_template.metric_directions import HIGHER_IS_BETTER
@@ -594,16 +593,7 @@ def to_json(result: GateResult, key: str | None = None) -> dict[str, Any]:
 
 
 def _write(text: str, target: Path) -> None:
-    """Atomic, like :mod:`mlops_template.io` (which imports pandas: too slow for a gate that
-    only repeats its last decision)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    io.write_text(text, target)
 
 
 def _json_text(obj: Any) -> str:
