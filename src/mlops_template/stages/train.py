@@ -214,9 +214,9 @@ def log_to_mlflow(
     example = _input_example(raw_sample)
     with tracking.guarded("find runs of killed trainings"):
         tracking.reap_orphans(mlflow, params.tracking.experiment)
-    with tracking.guarded("log the training run"), mlflow.start_run() as active:
-        tags = {"stage": "train", "task": params.data.task, "model": params.train.model}
-        mlflow.set_tags(tracking.run_tags() | tags | {"contract": contract_name})
+    tags = {"stage": "train", "task": params.data.task, "model": params.train.model}
+    tags |= {"contract": contract_name}
+    with tracking.guarded("log the training run"), tracking.start_run(mlflow, tags) as active:
         mlflow.log_params(flatten(logged_params(params)))
         mlflow.set_tag("params_source", params_source)
         mlflow.log_metrics(result.cv_metrics | result.timings)  # timings: MLflow only
