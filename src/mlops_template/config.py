@@ -435,6 +435,18 @@ def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
         raise ConfigError(f"{source}: {_format_errors(err)}") from None
 
 
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: the line and column where the parser gave up, and why
+    (PyYAML's own message spans 6-8 lines with two excerpts of the file)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    why = f"{problem} ({context})" if context else problem
+    if mark is None:
+        return why
+    return f"line {mark.line + 1}, column {mark.column + 1}: {why}"
+
+
 def load_params(path: str | Path = paths.PARAMS) -> Params:
     """Read and validate params.yaml; raise ConfigError naming the bad key."""
     path = Path(path)
@@ -443,7 +455,7 @@ def load_params(path: str | Path = paths.PARAMS) -> Params:
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found (run from the project root)") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {yaml_problem(err)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw, source=str(path))

@@ -34,6 +34,7 @@ import yaml
 from pandera.errors import SchemaError, SchemaErrors
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mlops_template.config import yaml_problem
 from mlops_template.errors import ConfigError, ContractViolation
 
 DType = Literal["int", "float", "bool", "str", "category", "datetime"]
@@ -172,7 +173,7 @@ def load_contract(path: str | Path) -> Contract:
     except FileNotFoundError:
         raise ConfigError(f"data contract {path}: file not found") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"data contract {path}: not valid YAML: {err}") from None
+        raise ConfigError(f"data contract {path}: not valid YAML: {yaml_problem(err)}") from None
     try:
         return Contract.model_validate(raw)
     except ValidationError as err:

@@ -1,6 +1,7 @@
 """Atomic file writes: a reader (a later stage, the service) never sees a half-written file.
 
 Each writer writes to a temporary file in the same folder, then renames it over the target.
+Imports nothing heavy (pandas only for type hints): the gate's fast path writes through it.
 """
 
 from __future__ import annotations
@@ -8,28 +9,47 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it over ``target`` on success only."""
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success only.
+
+    The file ends with the mode a plain ``open(target, "w")`` would leave: a new file gets
+    0666 minus the umask (the temporary file is created with that mode, so the kernel applies
+    the umask; ``mkstemp``'s 0600 made reports unreadable to a teammate or a CI cache), an
+    existing file keeps its mode.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(target)
     try:
         yield tmp_path
+        with suppress(FileNotFoundError):
+            os.chmod(tmp_path, stat.S_IMODE(target.stat().st_mode))
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)
+
+
+def _create_temporary(target: Path) -> Path:
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
 
 
 def write_atomic(target: str | Path, write: Callable[[Path], Any]) -> Path:

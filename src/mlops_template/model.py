@@ -251,7 +251,8 @@ def load(
         raise ModelError(
             f"{model_path}: sha256 {actual[:12]}… is not the {meta.model_sha256[:12] or 'none'}… "
             f"recorded in {meta_path}: refusing to load a model train did not write "
-            "(retrain, or `dvc checkout` the pair)"
+            f"(retrain, or restore the committed pair: `git restore {meta_path} && "
+            f"dvc checkout --force {model_path}`; plain `dvc checkout` refuses to overwrite)"
         )
     try:
         return joblib.load(model_path), meta

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mlops_template import io, sources
 from mlops_template.contract import Contract, check, load_contract
+from mlops_template.errors import ConfigError, DataError
 from mlops_template.model import ModelMeta, load, predict
 
 log = logging.getLogger(__name__)
@@ -122,4 +123,17 @@ def score(
 
 
 def run_cli(input_path: str, output: str, chunk_size: int, contract_path: str) -> None:
-    score(input_path, Path(output), chunk_size, load_contract(contract_path))
+    """``mlops score``: exit 2 for an output folder that does not exist (a typo must not
+    create folders), exit 3 when the contract rejected every row (nothing was scored)."""
+    out = Path(output)
+    if not out.parent.is_dir():
+        raise ConfigError(
+            f"--output {output}: folder {out.parent} does not exist (create it first)"
+        )
+    scored, rejected = score(input_path, out, chunk_size, load_contract(contract_path))
+    if scored == 0 and rejected:
+        side = out.with_name(out.stem + ".rejected.csv")
+        raise DataError(
+            f"{input_path}: the contract rejected all {rejected} rows, none scored "
+            f"(reasons in {side})"
+        )

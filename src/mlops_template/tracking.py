@@ -88,6 +88,13 @@ def run_tags() -> dict[str, str]:
     return {"git_commit": git_commit(), "data_hash": data_hash()} | owner
 
 
+def start_run(mlflow: Any, tags: dict[str, str] | None = None, **kwargs: Any) -> Any:
+    """``mlflow.start_run`` with :func:`run_tags` (and ``tags``) written as the run is created,
+    in the same store call: a process killed right after the run opens still leaves a run that
+    :func:`reap_orphans` can tell apart (tags set afterwards left such runs RUNNING for ever)."""
+    return mlflow.start_run(tags=run_tags() | (tags or {}), **kwargs)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

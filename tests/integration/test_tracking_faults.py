@@ -74,3 +74,50 @@ def test_runs_of_killed_processes_are_marked_killed(
     finally:
         alive.kill()
         alive.wait(timeout=30)
+
+
+# `mlops stage train`, killed at the earliest moment its run exists in the store: right after
+# MLflow's create_run returns (what a kill -9 between opening the run and tagging it did).
+KILLED_TRAIN = """
+import os, sys
+from mlflow.tracking.client import MlflowClient
+create = MlflowClient.create_run
+def create_then_die(self, *args, **kwargs):
+    run = create(self, *args, **kwargs)
+    os._exit(137)
+MlflowClient.create_run = create_then_die
+from mlops_template.cli import main
+sys.exit(main(["stage", "train"]))
+"""
+
+
+def test_a_train_killed_as_its_run_opens_leaves_a_run_the_next_train_closes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import yaml
+
+    from mlops_template import tracking
+    from tests.integration.conftest import MLOPS
+    from tests.repo import DEMO_CONTRACT, DEMO_PARAMS, TINY, merge
+
+    shutil.copy(DEMO_CONTRACT, tmp_path / "contract.yaml")
+    raw = merge(yaml.safe_load(DEMO_PARAMS.read_text()), TINY)
+    raw["tracking"]["experiment"] = "faults"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    run_env = env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for stage in ("data", "features"):
+        subprocess.run([MLOPS, "stage", stage], cwd=tmp_path, env=run_env, check=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_TRAIN], cwd=tmp_path, env=run_env, capture_output=True
+    )
+    assert killed.returncode == 137, killed.stderr
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", run_env["MLFLOW_TRACKING_URI"])
+    mlflow = tracking.connect("faults")
+    (run,) = mlflow.search_runs(output_format="list")
+    assert run.info.status == "RUNNING"
+    assert run.data.tags["mlops.host"] and run.data.tags["stage"] == "train"
+    assert tracking.reap_orphans(mlflow, "faults") == [run.info.run_id]
+    assert _status(tmp_path, run.info.run_id) == "KILLED"

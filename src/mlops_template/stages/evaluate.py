@@ -282,11 +282,11 @@ def log_to_mlflow(result: Evaluation, params: Params, meta: ModelMeta) -> str:
         except Exception:
             log.warning("training run %s is not in this store: logging to a new run", run_id)
             run_id = None
-        with mlflow.start_run(run_id=run_id) as active:
+        with tracking.start_run(mlflow, run_id=run_id) as active:
             mlflow.log_metrics(
                 {f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)}
             )
-            mlflow.set_tags(tracking.run_tags() | {"evaluated": "true"})
+            mlflow.set_tag("evaluated", "true")
             mlflow.log_artifacts(str(paths.PLOTS_DIR), artifact_path="plots")
             mlflow.log_artifact(str(paths.SLICES))
             return str(active.info.run_id)

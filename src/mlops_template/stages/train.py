@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from mlops_template.model import (
     model_output,
     python_version,
 )
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,7 @@ def train(
     log.info("fitted %s on %d rows in %.1fs", params.model, len(X), timings["fit_seconds"])
 
     features_step = feature_transformer(feature_spec)
+    _forget_thread_count(fitted)
     inference = Pipeline([("features", features_step), ("model", fitted)])
     features_step.fit(None)
     classes = fitted.classes_.tolist() if task != "regression" else None
@@ -210,9 +214,9 @@ def log_to_mlflow(
     example = _input_example(raw_sample)
     with tracking.guarded("find runs of killed trainings"):
         tracking.reap_orphans(mlflow, params.tracking.experiment)
-    with tracking.guarded("log the training run"), mlflow.start_run() as active:
-        tags = {"stage": "train", "task": params.data.task, "model": params.train.model}
-        mlflow.set_tags(tracking.run_tags() | tags | {"contract": contract_name})
+    tags = {"stage": "train", "task": params.data.task, "model": params.train.model}
+    tags |= {"contract": contract_name}
+    with tracking.guarded("log the training run"), tracking.start_run(mlflow, tags) as active:
         mlflow.log_params(flatten(logged_params(params)))
         mlflow.set_tag("params_source", params_source)
         mlflow.log_metrics(result.cv_metrics | result.timings)  # timings: MLflow only
@@ -276,6 +280,17 @@ def tuned_params(params: Params) -> tuple[Params, str]:
         )
     train_params = params.train.with_overrides(best["params"])
     return params.model_copy(update={"train": train_params}), str(best["source"])
+
+
+def _forget_thread_count(pipeline: Pipeline) -> None:
+    """HistGradientBoosting's bin mapper keeps the OpenMP thread count it was fitted with (the
+    machine's core count or OMP_NUM_THREADS): the only byte of models/model.joblib that
+    differed between machines once the features agreed. It is used again only by a refit's
+    binning; None means "decide at use", what a fresh estimator does."""
+    for _, step in pipeline.steps:
+        mapper = getattr(step, "_bin_mapper", None)
+        if mapper is not None:
+            mapper.n_threads = None
 
 
 def run(params: Params) -> None:

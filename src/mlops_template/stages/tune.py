@@ -373,8 +373,11 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
     from mlops_template import tracking
 
     mlflow = tracking.connect(params.tracking.experiment)
-    with tracking.guarded("log the tuning runs"), mlflow.start_run(run_name="tune") as parent:
-        mlflow.set_tags(tracking.run_tags() | {"stage": "tune", "method": params.tune.method})
+    tags = {"stage": "tune", "method": params.tune.method}
+    with (
+        tracking.guarded("log the tuning runs"),
+        tracking.start_run(mlflow, tags, run_name="tune") as parent,
+    ):
         mlflow.log_params(
             {
                 "method": params.tune.method,
@@ -385,7 +388,7 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
         )
         for row in result.trials.to_dict("records"):
             best = row["score"] == result.best_score
-            with mlflow.start_run(run_name=f"trial-{row['number']}", nested=True):
+            with tracking.start_run(mlflow, run_name=f"trial-{row['number']}", nested=True):
                 mlflow.log_params({k: row[k] for k in result.best_params})
                 if row["state"] == "complete":
                     mlflow.log_metric(result.metric, row["score"])

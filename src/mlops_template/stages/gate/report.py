@@ -4,14 +4,12 @@ decision, which the fingerprint cache reads back)."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mlops_template import paths
+from mlops_template import io, paths
 from mlops_template.gate_rules import Baseline, GateResult, Row, describe_dataset
 
 # First line of reports/gate.md: lets CI find and update its own PR comment.
@@ -121,16 +119,7 @@ def to_json(result: GateResult, key: str | None = None) -> dict[str, Any]:
 
 
 def _write(text: str, target: Path) -> None:
-    """Atomic, like :mod:`mlops_template.io` (which imports pandas: too slow for a gate that
-    only repeats its last decision)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    io.write_text(text, target)
 
 
 def _json_text(obj: Any) -> str:
