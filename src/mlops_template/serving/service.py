@@ -292,11 +292,12 @@ class MlopsService:
         if hasattr(self, "log") and not self.log.close(_SERVE.graceful_timeout):
             log.error("request log: rows still queued after %gs", _SERVE.graceful_timeout)
 
-    async def fast(self, body: bytes, headers: Headers) -> Response | None:
-        """A valid /predict body answered without BentoML's API layer; None otherwise."""
+    async def fast(self, body: Any, headers: Headers) -> Response | None:
+        """A valid /predict body (parsed by the request guard) answered without BentoML's API
+        layer; None otherwise."""
         try:
-            records = PredictBody.model_validate(orjson.loads(body)).records
-        except (orjson.JSONDecodeError, ValidationError):
+            records = PredictBody.model_validate(body).records
+        except ValidationError:
             return None
         try:
             return self._respond(records, headers)
