@@ -112,14 +112,15 @@ def own_home(env: dict[str, str], root: Path, port: int) -> dict[str, str]:
 
 def start(target: str, root: Path, env: dict[str, str], *args: str) -> Served:
     """`bentoml serve target` on a free loopback port, its stdout and stderr to a file (never
-    a pipe nobody reads, which would block the server once full)."""
+    a pipe nobody reads, which would block the server once full), started in ``root`` as a
+    shell would (PWD too: a Bento's relative request log goes there)."""
     port = _free_port()
     output = root / f"serve-{port}.log"
     with open(output, "wb") as out:
         proc = subprocess.Popen(
             [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args],
             cwd=root,
-            env=own_home(env, root, port),
+            env=own_home(env, root, port) | {"PWD": str(root)},
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -23,7 +23,9 @@ import yaml
 from tests.integration.conftest import (
     MLOPS,
     Served,
+    _free_port,
     make_project,
+    own_home,
     records,
     serve,
     start,
@@ -465,6 +467,64 @@ def test_built_bento_contents_and_serves(project: tuple[Path, dict[str, str]]) -
         assert version["bento_tag"] == tag and version["model_tag_source"] == "--arg model_tag"
 
 
+def _files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and its sha256."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_the_bento_serves_from_its_own_requirements_in_another_folder(
+    project: tuple[Path, dict[str, str]], test_split: pd.DataFrame, tmp_path: Path
+) -> None:
+    """As a user would: a fresh venv from the Bento's own requirements (no project package,
+    no PYTHONPATH), `bentoml serve <bento tag>` from another folder. The code sat under
+    src/src with the image's path as PYTHONPATH ("No module named 'mlops_template'"), and
+    the request log was written into the stored Bento."""
+    root, env = project
+    tag, model_tag = _package(root)["bento_tag"], _package(root)["model_tag"]
+    store = Path(env["BENTOML_HOME"])
+    bento = store / "bentos" / tag.replace(":", "/")
+    assert (bento / "src/mlops_template/serving/service.py").is_file()
+    assert not (bento / "src/src").exists()
+    venv, uv = tmp_path / "venv", str(Path(sys.executable).parent / "uv")
+    subprocess.run([uv, "venv", "-q", "-p", sys.executable, str(venv)], check=True)
+    requirements = str(bento / "env/python/requirements.txt")
+    install = [uv, "pip", "install", "-q", "-p", str(venv / "bin/python"), "-r", requirements]
+    subprocess.run(install, check=True, timeout=600)
+    gone = subprocess.run([venv / "bin/python", "-c", "import mlops_template"], check=False)
+    assert gone.returncode != 0, "the fresh venv should not hold the project's package"
+    before = {kind: _files(store / kind) for kind in ("bentos", "models")}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    clean = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    shell = clean | {"PWD": str(elsewhere), "PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
+    port = _free_port()
+    output = tmp_path / "serve.log"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            [venv / "bin/bentoml", "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=elsewhere,
+            env=own_home(shell, tmp_path, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    served = Served(proc, f"http://127.0.0.1:{port}", output)
+    try:
+        wait_for_readyz(served)
+        rows = records(test_split.head(3))
+        resp = requests.post(f"{served.url}/predict", json={"records": rows}, timeout=30)
+        assert resp.status_code == 200, resp.text
+        assert {r["model_version"] for r in resp.json()} == {model_tag}
+    finally:
+        served.stop()
+    log = elsewhere / yaml.safe_load((root / "params.yaml").read_text())["serve"]["request_log"]
+    assert log.is_file(), served.log()[-2000:]
+    assert {kind: _files(store / kind) for kind in ("bentos", "models")} == before
+
+
 def test_schemathesis_fuzz_no_5xx(server: str) -> None:
     """>= 300 requests generated from the service's own OpenAPI document: never a 5xx."""
     import schemathesis
@@ -700,6 +760,24 @@ def test_truncated_model_stops_serve_with_one_line(
     last = [line for line in log.splitlines() if line.strip()][-1]
     assert "cannot serve" in last and str(model) in last and "sha256" in last, log[-2000:]
     assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("kept", [0.1, 0.5, 0.9])
+def test_truncated_model_yaml_stops_serve_with_one_line(
+    project: tuple[Path, dict[str, str]], store_copy: tuple[Path, dict[str, str]], kept: float
+) -> None:
+    """BentoML reads the model's description before any hook of ours: a truncated
+    model.yaml gave a 123-line traceback; now one line naming the file."""
+    folder, env = store_copy
+    info = folder / "model.yaml"
+    text = info.read_text()
+    info.write_text(text[: int(len(text) * kept)])
+    served = start("mlops_template.serving.service:MlopsService", project[0], env)
+    assert served.proc.wait(timeout=60) != 0
+    log = served.log()
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert len(lines) == 1, log[-3000:]
+    assert "cannot serve" in lines[0] and str(info) in lines[0], lines[0]
 
 
 def test_serve_without_a_package_record_stops_with_one_line(

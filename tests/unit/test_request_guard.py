@@ -128,3 +128,12 @@ def test_bodies_without_duplicates_pass(body: str) -> None:
 def test_extra_top_level_keys_are_refused() -> None:
     raw = ('{"records": [ROW], "debug": true}').replace("ROW", ROW).encode()
     assert _refusal(raw) == ("extra_forbidden", ["debug"])
+
+
+def test_a_bom_is_refused_as_bentoml_refuses_it() -> None:
+    """json.loads(bytes) skips a UTF-8 BOM: the fast path answered 200 where BentoML's
+    parser answers 400."""
+    raw = b"\xef\xbb\xbf" + ('{"records": [ROW]}').replace("ROW", ROW).encode()
+    with pytest.raises(ValueError):
+        parse_body(raw)
+    assert _guard()._check(raw) == (None, None)  # BentoML answers it

@@ -265,13 +265,14 @@ def _gc_paused() -> Iterator[None]:
 
 def parse_body(body: bytes) -> Any:
     """The parsed body (orjson; ``json`` for what orjson refuses: integers beyond 64 bits,
-    NaN, which validation then refuses with its own words); raises ValueError when neither
-    reads it, :class:`DuplicateKey` when ``json`` finds a key twice."""
+    NaN, which validation then refuses with its own words; a UTF-8 BOM neither takes, nor
+    does BentoML); raises ValueError when neither reads it, :class:`DuplicateKey` when
+    ``json`` finds a key twice."""
     with _gc_paused():
         try:
             return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return json.loads(body, object_pairs_hook=_unique_pairs)
+        except orjson.JSONDecodeError:  # decoded first: json.loads(bytes) would skip a BOM
+            return json.loads(body.decode(), object_pairs_hook=_unique_pairs)
 
 
 def check_unique_keys(body: bytes, parsed: Any) -> None:
@@ -284,7 +285,7 @@ def check_unique_keys(body: bytes, parsed: Any) -> None:
     that raises on the first duplicate."""
     if body.count(b'":') != _parsed_keys(parsed) or _SPACED_KEY.search(body):
         with _gc_paused():
-            json.loads(body, object_pairs_hook=_unique_pairs)
+            json.loads(body.decode(), object_pairs_hook=_unique_pairs)
 
 
 class RequestGuard:

@@ -49,6 +49,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
@@ -56,6 +57,7 @@ import bentoml
 import numpy as np
 import orjson
 import pandas as pd
+from bentoml.exceptions import NotFound
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -63,7 +65,7 @@ from starlette.responses import Response
 from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
-from mlops_template.errors import MlopsError, ModelError
+from mlops_template.errors import ConfigError, MlopsError, ModelError
 from mlops_template.model import ModelMeta
 from mlops_template.request_log import RequestLog
 from mlops_template.serving import drain
@@ -71,7 +73,12 @@ from mlops_template.serving.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.serving.request_schema import array_column, record_model, typed_column
 from mlops_template.serving.rollout import routing
 from mlops_template.serving.rollout.shadow import Shadow
-from mlops_template.serving.stored_model import LoadedModel, NonFiniteOutput, check_stored
+from mlops_template.serving.stored_model import (
+    LoadedModel,
+    NonFiniteOutput,
+    check_stored,
+    stored_model,
+)
 
 log = logging.getLogger(__name__)
 _PARAMS = load_params(os.environ.get("MLOPS_PARAMS", str(paths.PARAMS)))
@@ -117,6 +124,46 @@ def rollout_plan() -> tuple[routing.Rollout, str]:
 
 
 _ROLLOUT, _ROLLOUT_ERROR = rollout_plan()
+
+
+def readable(tag: str) -> str:
+    """ "", or why the store's description of model ``tag`` cannot be read: BentoML reads it
+    before any hook of ours runs (a traceback of 123 lines), so such a model is not handed to
+    BentoML and serving stops with this line instead."""
+    if not tag:
+        return ""
+    try:
+        stored_model(tag)
+    except ModelError as err:
+        return str(err)
+    except NotFound:  # check_stored says so
+        pass
+    return ""
+
+
+_UNREADABLE = readable(_TAG) or readable(_ROLLOUT.challenger)
+
+
+def request_log_path(configured: str, env: Mapping[str, str] = os.environ) -> Path:
+    """Where served rows are logged: ``MLOPS_REQUEST_LOG``, else ``configured``
+    (serve.request_log). A relative path is taken from the working directory, except in a
+    Bento of the BentoML store, where BentoML moves to serve ``bentoml serve <bento tag>``:
+    then from the folder the command was started in (the shell's ``PWD``). Nothing is ever
+    written into the store; without a folder outside it, one line asks for MLOPS_REQUEST_LOG."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    chosen = Path(env.get("MLOPS_REQUEST_LOG") or configured)
+    store = Path(BentoMLContainer.bento_store_dir.get()).resolve()
+    where = (chosen if chosen.is_absolute() else Path.cwd() / chosen).resolve()
+    if not where.is_relative_to(store):
+        return chosen
+    started = Path(env.get("PWD") or store).resolve()
+    if chosen.is_absolute() or started.is_relative_to(store):
+        raise ConfigError(
+            f"request log {where}: inside the BentoML store ({store}); set MLOPS_REQUEST_LOG "
+            "to a path outside it, or start `bentoml serve` from another folder"
+        )
+    return started / chosen
 
 
 def _unique(records: list[Any]) -> list[Any]:
@@ -228,15 +275,22 @@ class MlopsService:
 
     # a class attribute, so the Bento packs it (none without a tag: serving then stops, naming
     # the reason, instead of BentoML looking for a model called "")
-    model_ref = bentoml.models.BentoModel(_TAG) if _TAG else None
-    challenger_ref = bentoml.models.BentoModel(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
+    model_ref = bentoml.models.BentoModel(_TAG) if _TAG and not _UNREADABLE else None
+    challenger_ref = (
+        bentoml.models.BentoModel(_ROLLOUT.challenger)
+        if _ROLLOUT.challenger and not _UNREADABLE
+        else None
+    )
 
     @bentoml.on_deployment
     def check_model() -> None:
         """Once, in the `bentoml serve` process, before any worker starts: a missing or
         corrupt model stops the server with one line, not a loop of crashing workers."""
         try:
+            if _UNREADABLE:
+                raise ModelError(_UNREADABLE)
             check_challenger(_ROLLOUT, _ROLLOUT_ERROR, check_stored(_TAG, _TAG_SOURCE))
+            request_log_path(_SERVE.request_log)
         except MlopsError as err:
             raise SystemExit(f"mlops_template.serving.service: cannot serve: {err}") from None
 
@@ -259,9 +313,8 @@ class MlopsService:
             LoadedModel.load(_ROLLOUT.challenger, _SERVE.runtime) if _ROLLOUT.challenger else None
         )
         self.dtypes = _dtypes()
-        log_path = os.environ.get("MLOPS_REQUEST_LOG", _SERVE.request_log)
         self.log = RequestLog(  # pii is never logged; losses are counted on /metrics
-            log_path,
+            request_log_path(_SERVE.request_log),
             drop=_CONTRACT.pii_columns,
             on_dropped=LOG_DROPPED.inc,
             on_error=LOG_ERRORS.inc,

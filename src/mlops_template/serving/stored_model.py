@@ -48,13 +48,42 @@ def verified_file(stored: Any, name: str, key: str) -> Path:
     return path
 
 
+def _model_yaml(tag: str) -> Path:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    name, _, version = tag.partition(":")
+    return Path(BentoMLContainer.model_store_dir.get(), name, version, "model.yaml").resolve()
+
+
+def stored_model(tag: str) -> Any:
+    """The BentoML store's model ``tag``; NotFound when it is not there, ModelError naming its
+    ``model.yaml`` when that cannot be read (truncated, edited: BentoML logs the YAML error
+    and raises a 123-line traceback otherwise). The YAML is parsed here first, so BentoML's
+    own log lines never come."""
+    import yaml
+
+    path = _model_yaml(tag)
+    try:
+        if path.is_file():
+            yaml.safe_load(path.read_text())
+        return bentoml.models.get(tag)
+    except NotFound:
+        raise
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ModelError(
+            f"{path}: not a readable BentoML model description ({type(err).__name__}: "
+            f"{first}); delete {path.parent} and re-run the package stage"
+        ) from None
+
+
 def check_stored(tag: str, missing: str = "no model tag given") -> Any:
     """The stored model ``tag`` with every file it serves from checked; ``missing``: the
     error when there is no tag."""
     if not tag:
         raise ModelError(missing)
     try:
-        stored = bentoml.models.get(tag)
+        stored = stored_model(tag)
     except NotFound:
         home = os.environ.get("BENTOML_HOME", "~/bentoml")
         raise ModelError(f"model {tag}: not in the BentoML store ({home})") from None
