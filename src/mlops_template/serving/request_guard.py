@@ -51,6 +51,7 @@ MAX_ADDRESSES = 10_000  # client addresses tracked (least recently refused ones 
 LINGER_BYTES = 64 * 2**20  # of a too-large body, read and discarded after its 413 at most ...
 LINGER_SECONDS = 5.0  # ... for at most this long; then the connection is closed
 BODY_KEYS = ("records",)  # the top-level keys of a predict body
+GC_PAUSE_BYTES = 64 * 2**10  # bodies this large are parsed with the garbage collector paused
 
 REJECTED = bentoml.metrics.Counter(
     name="mlops_rejected_requests",
@@ -222,7 +223,9 @@ class _BoundedSend:
         await self.send({"type": "http.response.body", "body": body})
 
 
-_SPACED_KEY = re.compile(rb'"\s+:')  # a key written with white space before its colon
+# a key written with white space before its colon (the regex: 1 µs a row, 0.4 µs a row
+# beyond; four `in` tests for a quote then a space cost 2.5x that)
+_SPACED_KEY = re.compile(rb'"\s+:')
 
 
 class DuplicateKey(ValueError):
@@ -267,12 +270,19 @@ def parse_body(body: bytes) -> Any:
     """The parsed body (orjson; ``json`` for what orjson refuses: integers beyond 64 bits,
     NaN, which validation then refuses with its own words; a UTF-8 BOM neither takes, nor
     does BentoML); raises ValueError when neither reads it, :class:`DuplicateKey` when
-    ``json`` finds a key twice."""
+    ``json`` finds a key twice. The garbage collector is paused for bodies over
+    ``GC_PAUSE_BYTES`` only (pausing costs about 1 µs)."""
+    if len(body) < GC_PAUSE_BYTES:
+        return _parse(body)
     with _gc_paused():
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:  # decoded first: json.loads(bytes) would skip a BOM
-            return json.loads(body.decode(), object_pairs_hook=_unique_pairs)
+        return _parse(body)
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:  # decoded first: json.loads(bytes) would skip a BOM
+        return json.loads(body.decode(), object_pairs_hook=_unique_pairs)
 
 
 def check_unique_keys(body: bytes, parsed: Any) -> None:
