@@ -606,11 +606,13 @@ def write_probe(path: Path, header: str, result: dict[str, Any], args: argparse.
             for s, why, ms in (r["/predict"], r["/predict_batched"])
         ]
         lines.append(f"| {r['kind']} | {r['expected']} | {cells[0]} | {cells[1]} |")
-    before = path.read_text() if path.exists() else "# Abuse benchmark\n"
-    if PROBE_HEADER in before:
-        before = before[: before.index(PROBE_HEADER)]
+    text = path.read_text() if path.exists() else "# Abuse benchmark\n"
+    if PROBE_HEADER in text:  # the previous probe's section goes, the others stay
+        start = text.index(PROBE_HEADER)
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + (text[end + 1 :] if end != -1 else "")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(before.rstrip() + "\n\n" + "\n".join(lines) + "\n")
+    path.write_text(text.rstrip() + "\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
