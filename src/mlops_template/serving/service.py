@@ -49,7 +49,6 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeAlias
 
@@ -65,7 +64,7 @@ from starlette.responses import Response
 from mlops_template import paths
 from mlops_template.config import load_params
 from mlops_template.contract import load_contract, schema
-from mlops_template.errors import ConfigError, MlopsError, ModelError
+from mlops_template.errors import MlopsError, ModelError
 from mlops_template.model import ModelMeta
 from mlops_template.request_log import RequestLog
 from mlops_template.serving import drain
@@ -77,6 +76,7 @@ from mlops_template.serving.stored_model import (
     LoadedModel,
     NonFiniteOutput,
     check_stored,
+    request_log_path,
     stored_model,
 )
 
@@ -142,28 +142,6 @@ def readable(tag: str) -> str:
 
 
 _UNREADABLE = readable(_TAG) or readable(_ROLLOUT.challenger)
-
-
-def request_log_path(configured: str, env: Mapping[str, str] = os.environ) -> Path:
-    """Where served rows are logged: ``MLOPS_REQUEST_LOG``, else ``configured``
-    (serve.request_log). A relative path is taken from the working directory, except in a
-    Bento of the BentoML store, where BentoML moves to serve ``bentoml serve <bento tag>``:
-    then from the folder the command was started in (the shell's ``PWD``). Nothing is ever
-    written into the store; without a folder outside it, one line asks for MLOPS_REQUEST_LOG."""
-    from bentoml._internal.configuration.containers import BentoMLContainer
-
-    chosen = Path(env.get("MLOPS_REQUEST_LOG") or configured)
-    store = Path(BentoMLContainer.bento_store_dir.get()).resolve()
-    where = (chosen if chosen.is_absolute() else Path.cwd() / chosen).resolve()
-    if not where.is_relative_to(store):
-        return chosen
-    started = Path(env.get("PWD") or store).resolve()
-    if chosen.is_absolute() or started.is_relative_to(store):
-        raise ConfigError(
-            f"request log {where}: inside the BentoML store ({store}); set MLOPS_REQUEST_LOG "
-            "to a path outside it, or start `bentoml serve` from another folder"
-        )
-    return started / chosen
 
 
 def _unique(records: list[Any]) -> list[Any]:
