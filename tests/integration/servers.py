@@ -94,11 +94,13 @@ def own_home(env: dict[str, str], root: Path, port: int) -> dict[str, str]:
 
 
 def start(target: str, root: Path, env: dict[str, str], *args: str) -> Served:
-    """`bentoml serve target` on a free loopback port, its stdout and stderr to a file."""
+    """`bentoml serve target` on a free loopback port, its stdout and stderr to a file, started
+    in ``root`` as a shell would (PWD too: a Bento's relative request log goes there)."""
     port = live.free_port()
     output = root / f"serve-{port}.log"
     cmd = [BENTOML, "serve", target, "--host", "127.0.0.1", "--port", str(port), *args]
-    proc = live.launch(cmd, env=own_home(env, root, port), cwd=root, output=output)
+    env = own_home(env, root, port) | {"PWD": str(root)}
+    proc = live.launch(cmd, env=env, cwd=root, output=output)
     return Served(proc, f"http://127.0.0.1:{port}", output)
 
 

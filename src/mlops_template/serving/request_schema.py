@@ -4,6 +4,13 @@ One pydantic field per input column (type, ge/le, Literal categories, required u
 nullable), extra fields forbidden, floats finite and integers within int64 (what the model's
 columns hold), so the OpenAPI document describes exactly what the model accepts and bad
 requests fail with a 4xx naming the field. :func:`bounded_error` keeps error bodies small.
+
+Types are strict, the same in pydantic's JSON mode (BentoML's path) and Python mode (the fast
+path, after orjson): an int is a JSON integer (not ``1.0``, ``"1"`` or ``true``), a float a
+JSON number (an integer is a number), a bool ``true``/``false``, a string or category a JSON
+string. The one conversion kept: a datetime is an ISO 8601 string (a date, or a date and time
+with an optional UTC offset, converted to naive UTC as in training data); a number or a
+numeric string (pydantic's Unix time) is refused.
 """
 
 from __future__ import annotations
@@ -15,7 +22,16 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import orjson
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
 from mlops_template.contract import ColumnSpec, Contract
 
@@ -39,12 +55,36 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
     return value
 
 
+def _iso_string(value: Any) -> Any:
+    """A datetime arrives as an ISO 8601 string: pydantic's lax mode would also read a number,
+    or a string of digits, as Unix time."""
+    if isinstance(value, str) and value[4:5] == "-" and value[:4].isdigit():
+        return value  # pydantic parses the rest
+    raise PydanticCustomError(
+        "datetime_type", "Input should be an ISO 8601 date or datetime string"
+    )
+
+
+def _same_type(categories: tuple[Any, ...]) -> Any:
+    """A category's JSON type is the contract's: Literal[1] alone also takes ``1.0`` and
+    ``true`` (equal in Python), even in strict mode."""
+    types = {type(c) for c in categories}
+
+    def check(value: Any) -> Any:
+        if type(value) not in types:
+            expected = " or ".join(sorted(t.__name__ for t in types))
+            raise PydanticCustomError("literal_error", f"Input should be a category ({expected})")
+        return value
+
+    return check
+
+
 _PY_TYPE: dict[str, Any] = {
-    "int": int,
-    "float": float,
-    "bool": bool,
-    "str": str,
-    "datetime": Annotated[dt.datetime, AfterValidator(_naive_utc)],
+    "int": Annotated[int, Strict()],
+    "float": Annotated[float, Strict()],
+    "bool": Annotated[bool, Strict()],
+    "str": Annotated[str, Strict()],
+    "datetime": Annotated[dt.datetime, BeforeValidator(_iso_string), AfterValidator(_naive_utc)],
 }
 
 
@@ -54,7 +94,10 @@ class _Strict(BaseModel):
 
 def _field(spec: ColumnSpec) -> tuple[Any, Any]:
     if spec.dtype == "category":
-        annotation: Any = Literal[tuple(spec.categories or [])]
+        categories = tuple(spec.categories or [])
+        annotation: Any = Literal[categories]
+        if not all(isinstance(c, str) for c in categories):  # strings: strict already
+            annotation = Annotated[annotation, BeforeValidator(_same_type(categories))]
     else:
         annotation = _PY_TYPE[spec.dtype]
     if spec.nullable:

@@ -56,6 +56,7 @@ import bentoml
 import numpy as np
 import orjson
 import pandas as pd
+from bentoml.exceptions import NotFound
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import Headers
 from starlette.responses import Response
@@ -71,7 +72,13 @@ from mlops_template.serving.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.serving.request_schema import array_column, record_model, typed_column
 from mlops_template.serving.rollout import routing
 from mlops_template.serving.rollout.shadow import Shadow
-from mlops_template.serving.stored_model import LoadedModel, NonFiniteOutput, check_stored
+from mlops_template.serving.stored_model import (
+    LoadedModel,
+    NonFiniteOutput,
+    check_stored,
+    request_log_path,
+    stored_model,
+)
 
 log = logging.getLogger(__name__)
 _PARAMS = load_params(os.environ.get(paths.ENV_PARAMS, str(paths.PARAMS)))
@@ -117,6 +124,24 @@ def rollout_plan() -> tuple[routing.Rollout, str]:
 
 
 _ROLLOUT, _ROLLOUT_ERROR = rollout_plan()
+
+
+def readable(tag: str) -> str:
+    """ "", or why the store's description of model ``tag`` cannot be read: BentoML reads it
+    before any hook of ours runs (a traceback of 123 lines), so such a model is not handed to
+    BentoML and serving stops with this line instead."""
+    if not tag:
+        return ""
+    try:
+        stored_model(tag)
+    except ModelError as err:
+        return str(err)
+    except NotFound:  # check_stored says so
+        pass
+    return ""
+
+
+_UNREADABLE = readable(_TAG) or readable(_ROLLOUT.challenger)
 
 
 def _unique(records: list[Any]) -> list[Any]:
@@ -228,15 +253,22 @@ class MlopsService:
 
     # a class attribute, so the Bento packs it (none without a tag: serving then stops, naming
     # the reason, instead of BentoML looking for a model called "")
-    model_ref = bentoml.models.BentoModel(_TAG) if _TAG else None
-    challenger_ref = bentoml.models.BentoModel(_ROLLOUT.challenger) if _ROLLOUT.challenger else None
+    model_ref = bentoml.models.BentoModel(_TAG) if _TAG and not _UNREADABLE else None
+    challenger_ref = (
+        bentoml.models.BentoModel(_ROLLOUT.challenger)
+        if _ROLLOUT.challenger and not _UNREADABLE
+        else None
+    )
 
     @bentoml.on_deployment
     def check_model() -> None:
         """Once, in the `bentoml serve` process, before any worker starts: a missing or
         corrupt model stops the server with one line, not a loop of crashing workers."""
         try:
+            if _UNREADABLE:
+                raise ModelError(_UNREADABLE)
             check_challenger(_ROLLOUT, _ROLLOUT_ERROR, check_stored(_TAG, _TAG_SOURCE))
+            request_log_path(_SERVE.request_log)
         except MlopsError as err:
             raise SystemExit(f"mlops_template.serving.service: cannot serve: {err}") from None
 
@@ -259,9 +291,8 @@ class MlopsService:
             LoadedModel.load(_ROLLOUT.challenger, _SERVE.runtime) if _ROLLOUT.challenger else None
         )
         self.dtypes = _dtypes()
-        log_path = os.environ.get(paths.ENV_REQUEST_LOG, _SERVE.request_log)
         self.log = RequestLog(  # pii is never logged; losses are counted on /metrics
-            log_path,
+            request_log_path(_SERVE.request_log),
             drop=_CONTRACT.pii_columns,
             on_dropped=LOG_DROPPED.inc,
             on_error=LOG_ERRORS.inc,
@@ -292,11 +323,12 @@ class MlopsService:
         if hasattr(self, "log") and not self.log.close(_SERVE.graceful_timeout):
             log.error("request log: rows still queued after %gs", _SERVE.graceful_timeout)
 
-    async def fast(self, body: bytes, headers: Headers) -> Response | None:
-        """A valid /predict body answered without BentoML's API layer; None otherwise."""
+    async def fast(self, body: Any, headers: Headers) -> Response | None:
+        """A valid /predict body (parsed by the request guard) answered without BentoML's API
+        layer; None otherwise."""
         try:
-            records = PredictBody.model_validate(orjson.loads(body)).records
-        except (orjson.JSONDecodeError, ValidationError):
+            records = PredictBody.model_validate(body).records
+        except ValidationError:
             return None
         try:
             return self._respond(records, headers)

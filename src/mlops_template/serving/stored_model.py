@@ -1,6 +1,7 @@
 """The packaged model as the service loads it: a model of the BentoML store, its files
 checked against the sha256 recorded at packaging before anything is read, then its feature
-step and model step (ONNX, or the scikit-learn pipeline) ready to predict.
+step and model step (ONNX, or the scikit-learn pipeline) ready to predict. Also where the
+service may write when BentoML serves it from inside the store (:func:`request_log_path`).
 
 With ONNX nothing is unpickled: the feature step is rebuilt from the recipe (data, not code)
 stored in the model's metadata.
@@ -9,6 +10,7 @@ stored in the model's metadata.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from bentoml.exceptions import NotFound
 
 from mlops_template import paths
 from mlops_template.config import FeaturesParams
-from mlops_template.errors import ModelError
+from mlops_template.errors import ConfigError, ModelError
 from mlops_template.features import feature_columns, feature_recipe, feature_transformer
 from mlops_template.model import ModelMeta, decide, file_sha256
 from mlops_template.onnx_path import OnnxModel, split_pipeline
@@ -48,13 +50,42 @@ def verified_file(stored: Any, name: str, key: str) -> Path:
     return path
 
 
+def _model_yaml(tag: str) -> Path:
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    name, _, version = tag.partition(":")
+    return Path(BentoMLContainer.model_store_dir.get(), name, version, "model.yaml").resolve()
+
+
+def stored_model(tag: str) -> Any:
+    """The BentoML store's model ``tag``; NotFound when it is not there, ModelError naming its
+    ``model.yaml`` when that cannot be read (truncated, edited: BentoML logs the YAML error
+    and raises a 123-line traceback otherwise). The YAML is parsed here first, so BentoML's
+    own log lines never come."""
+    import yaml
+
+    path = _model_yaml(tag)
+    try:
+        if path.is_file():
+            yaml.safe_load(path.read_text())
+        return bentoml.models.get(tag)
+    except NotFound:
+        raise
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ModelError(
+            f"{path}: not a readable BentoML model description ({type(err).__name__}: "
+            f"{first}); delete {path.parent} and re-run the package stage"
+        ) from None
+
+
 def check_stored(tag: str, missing: str = "no model tag given") -> Any:
     """The stored model ``tag`` with every file it serves from checked; ``missing``: the
     error when there is no tag."""
     if not tag:
         raise ModelError(missing)
     try:
-        stored = bentoml.models.get(tag)
+        stored = stored_model(tag)
     except NotFound:
         home = os.environ.get("BENTOML_HOME", "~/bentoml")
         raise ModelError(f"model {tag}: not in the BentoML store ({home})") from None
@@ -137,3 +168,25 @@ class LoadedModel:
             message = f"model {self.version} returned NaN or infinity for {bad} of {len(raw)} rows"
             raise NonFiniteOutput(message)
         return decide(raw, self.meta).records(self.meta.classes, self.version)
+
+
+def request_log_path(configured: str, env: Mapping[str, str] = os.environ) -> Path:
+    """Where served rows are logged: ``MLOPS_REQUEST_LOG``, else ``configured``
+    (serve.request_log). A relative path is taken from the working directory, except in a
+    Bento of the BentoML store, where BentoML moves to serve ``bentoml serve <bento tag>``:
+    then from the folder the command was started in (the shell's ``PWD``). Nothing is ever
+    written into the store; without a folder outside it, one line asks for MLOPS_REQUEST_LOG."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    chosen = Path(env.get(paths.ENV_REQUEST_LOG) or configured)
+    store = Path(BentoMLContainer.bento_store_dir.get()).resolve()
+    where = (chosen if chosen.is_absolute() else Path.cwd() / chosen).resolve()
+    if not where.is_relative_to(store):
+        return chosen
+    started = Path(env.get("PWD") or store).resolve()
+    if chosen.is_absolute() or started.is_relative_to(store):
+        raise ConfigError(
+            f"request log {where}: inside the BentoML store ({store}); set MLOPS_REQUEST_LOG "
+            "to a path outside it, or start `bentoml serve` from another folder"
+        )
+    return started / chosen
