@@ -67,6 +67,7 @@ from mlops_template.errors import MlopsError, ModelError
 from mlops_template.model import ModelMeta
 from mlops_template.request_log import RequestLog
 from mlops_template.serving import drain
+from mlops_template.serving.model_card import ModelCardRoute
 from mlops_template.serving.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.serving.request_schema import array_column, record_model, typed_column
 from mlops_template.serving.rollout import routing
@@ -425,3 +426,4 @@ MlopsService.add_asgi_middleware(  # type: ignore[attr-defined]
     body_limit=_SERVE.body_limit,
     refusals_per_second=_SERVE.refusals_per_second,
 )
+MlopsService.add_asgi_middleware(ModelCardRoute, tag=_TAG)  # type: ignore[attr-defined]  # GET /model-card
