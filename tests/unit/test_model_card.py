@@ -266,7 +266,15 @@ def test_the_owners_words_are_shown_as_written(project):
 # modelcard template and `ModelCardData`; `model-index` as parsed by
 # `model_index_to_eval_results`: task.type, dataset.type and .name, metric type and value
 # are required).
-HF_FIELDS = {"library_name", "tags", "pipeline_tag", "datasets", "metrics", "license", "model-index"}
+HF_FIELDS = {
+    "library_name",
+    "tags",
+    "pipeline_tag",
+    "datasets",
+    "metrics",
+    "license",
+    "model-index",
+}
 HF_LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "other", "unknown"}
 
 
