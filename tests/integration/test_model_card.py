@@ -13,6 +13,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from tests.repo import ROOT
+
 
 def _reports(root: Path) -> tuple[str, dict, dict]:
     card_md = (root / "reports/model_card.md").read_text()
@@ -92,3 +94,27 @@ def test_card_is_stored_with_the_model_the_bento_and_the_run(project, tmp_path):
     logged = client.download_artifacts(run_id, "model_card", str(tmp_path))
     assert (Path(logged) / "model_card.md").read_text() == card_md
     assert json.loads((Path(logged) / "model_card.json").read_text()) == card
+
+
+def test_pr_report_carries_the_card_diff_only_after_a_reproduced_pipeline(tmp_path):
+    from tests.integration.test_workflows import pr_report
+
+    report = tmp_path / "gate.md"
+    report.write_text("<!-- mlops-gate-report -->\n### ✅ Metric gate passed\n")
+    card_diff = tmp_path / "model_card_diff.md"
+    card_diff.write_text("### Model card: changes against `origin/main`\n\n| roc_auc | 0.9 |\n")
+    script = str(ROOT / ".ci/pr-report.sh")
+    for outcome, shown in (("success", True), ("failure", False)):
+        summary = tmp_path / f"summary-{outcome}.md"
+        pr_report(
+            tmp_path,
+            report,
+            args=[script, str(report), str(card_diff)],
+            PR_NUMBER="",
+            GATE_OUTCOME="success",
+            REPRO_OUTCOME=outcome,
+            GITHUB_STEP_SUMMARY=str(summary),
+        )
+        text = summary.read_text()
+        assert text.startswith("<!-- mlops-gate-report -->\n### ✅ Metric gate passed")
+        assert ("Model card: changes against `origin/main`" in text) is shown, outcome

@@ -77,9 +77,10 @@ def test_model_card_names_the_dvc_lock_hash_and_the_run(repo: Path):
     assert card["identity"]["training_data"]["md5"] == outs["data/split/train.parquet"]
     meta = json.loads((repo / "models/model.json").read_text())
     assert card["identity"]["mlflow"]["run_id"] == meta["mlflow"]["run_id"]
-    assert card["identity"]["model_tag"] == json.loads(
-        (repo / "reports/package.json").read_text()
-    )["model_tag"]
+    assert (
+        card["identity"]["model_tag"]
+        == json.loads((repo / "reports/package.json").read_text())["model_tag"]
+    )
     assert card["gate"]["decision"] == "passed"
     package_outs = {o["path"] for o in lock["stages"]["package"]["outs"]}
     assert {"reports/model_card.md", "reports/model_card.json"} <= package_outs

@@ -350,3 +350,30 @@ def test_diff_shows_what_changed(project):
 )
 def test_accept_header_picks_the_format(accept, json_wanted):
     assert wants_json(accept) is json_wanted
+
+
+def test_card_diff_command_reads_the_base_card_from_git(project, tmp_path):
+    """`make card-diff`: the base card is the one committed at the ref (a real git repo)."""
+    import subprocess
+
+    from tests.repo import env
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], check=True, capture_output=True, env=env())
+
+    git("init", "-q", "-b", "main")
+    out = Path("reports/model_card_diff.md")
+    assert diff.main(["--baseline", "main"]) == 2  # no card in the workspace yet
+    base = _card(project)
+    Path("reports/model_card.json").write_text(json.dumps(base))
+    git("add", "reports/model_card.json")
+    git("commit", "-qm", "base card")
+    assert diff.main(["--baseline", "main"]) == 0
+    assert "**Metrics and threshold:** unchanged" in out.read_text()
+    changed = json.loads(json.dumps(base))
+    changed["performance"]["threshold"]["value"] = 0.35
+    Path("reports/model_card.json").write_text(json.dumps(changed))
+    assert diff.main(["--baseline", "main"]) == 0
+    assert "| threshold | 0.3 | 0.35 | +0.05 |" in out.read_text()
+    assert diff.main(["--baseline", "no-such-ref"]) == 0
+    assert "`no-such-ref` has no reports/model_card.json" in out.read_text()
