@@ -3,7 +3,8 @@
 Which model: ``bentoml serve ... --arg model_tag=NAME:VERSION`` if given (a Bento built by the
 package stage records its model's tag this way), else the ``model_tag`` of
 reports/package.json; never ``latest``, which a second project sharing the BentoML store could
-replace. Responses, ``/readyz`` and ``GET /version`` carry that tag.
+replace. Responses, ``/readyz`` and ``GET /version`` carry that tag; ``GET /model-card`` serves
+the card stored with that model (:mod:`~mlops_template.serving.model_card`).
 
 The model's files are checked against the sha256 the package stage recorded before anything is
 unpickled (:mod:`~mlops_template.serving.stored_model`): ``bentoml serve`` exits with one line
