@@ -104,12 +104,14 @@ def _sha(data: bytes | None) -> str | None:
 
 
 def _same_card(stored: Any, files: CardFiles) -> bool:
-    """The stored model carries exactly this card (or, like this call, none)."""
+    """The stored model carries exactly this card (a call without a card keeps any)."""
+    if not files:
+        return True
     recorded = stored.info.metadata.get("model_card_sha256")
     if recorded != _sha(files.get(paths.STORE_CARD_FILE)):
         return False
     path = Path(stored.path_of(paths.STORE_CARD_FILE))
-    return recorded is None or (path.is_file() and file_sha256(path) == recorded)
+    return path.is_file() and file_sha256(path) == recorded
 
 
 def _stored_onnx(stored: Any) -> bytes | None:
