@@ -80,7 +80,7 @@ IMAGE_TAG ?= $(shell printf '%s' "$${GITHUB_SHA:-$$(git rev-parse HEAD 2>/dev/nu
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
 export BASELINE IMAGE
 
-.PHONY: dvc-remote dvc-pull dvc-push gate latency-gate pr-report plots-diff bento image smoke-test registry-login push-image promote rollback
+.PHONY: dvc-remote dvc-pull dvc-push gate latency-gate pr-report card-diff plots-diff bento image smoke-test registry-login push-image promote rollback
 
 dvc-remote: install ## Add the default DVC remote with download verification: make dvc-remote URL=s3://bucket/path
 	@test -n "$(URL)" || { echo "dvc-remote: give URL=<s3://bucket/path or a folder>" >&2; exit 2; }
@@ -105,8 +105,11 @@ latency-gate: install ## 1-row serving latency of the packaged model vs BASELINE
 repro-evaluate: install ## Reproduce the pipeline up to the metrics (dvc repro evaluate; no gate, no package)
 	$(RUN) dvc repro evaluate
 
-pr-report: ## Gate report to the job summary and one sticky PR comment (needs reports/gate.md)
-	.ci/pr-report.sh reports/gate.md
+pr-report: ## Gate report (+ the model card diff) to the job summary and one sticky PR comment
+	.ci/pr-report.sh reports/gate.md reports/model_card_diff.md
+
+card-diff: install ## The model card against BASELINE's (default HEAD): reports/model_card_diff.md
+	$(RUN) python -m mlops_template.card.diff --baseline "$${BASELINE:-HEAD}"
 
 plots-diff: install ## HTML of `dvc plots diff BASELINE` in reports/plots-diff/
 	$(RUN) dvc plots diff "$$BASELINE" --out reports/plots-diff

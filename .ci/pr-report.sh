@@ -11,6 +11,9 @@
 # (from an earlier push or checked out with the branch) is never published as this one.
 set -euo pipefail
 report=${1:-reports/gate.md}
+# the model card's changes against the base branch (`make card-diff`), appended when the
+# pipeline was reproduced in this job (never a card diff of an earlier run)
+card_diff=${2:-}
 marker='<!-- mlops-gate-report -->'
 gate=${GATE_OUTCOME:-}
 if [ -n "$gate" ] && { [ "$gate" != success ] && [ "$gate" != failure ] || [ ! -s "$report" ]; }; then
@@ -29,6 +32,10 @@ elif [ ! -s "$report" ]; then
 else
   published=$(mktemp)
   cp "$report" "$published"
+fi
+if [ -n "$card_diff" ] && [ -s "$card_diff" ] && [ "${REPRO_OUTCOME:-success}" = success ]; then
+  printf '\n' >>"$published"
+  cat "$card_diff" >>"$published"
 fi
 warnings=()
 [ "${TESTS_OUTCOME:-success}" = failure ] && warnings+=("the checks (\`make lint\`, \`make typecheck\`, \`make test\`) failed: see their jobs.")

@@ -402,6 +402,28 @@ class CompareParams(Section):
     seed: int = 42
 
 
+# --------------------------------------------------------------------------- card
+
+
+class BootstrapParams(Section):
+    resamples: int = Field(100, ge=50)  # resamples of the held-out predictions
+    confidence: Probability = 0.95  # percentile interval of each held-out metric
+    seed: int = 42
+
+
+class CardParams(Section):
+    """The model card (reports/model_card.md): what only its owners can say. Empty values are
+    shown as "not stated", never filled with invented text."""
+
+    intended_use: str = ""
+    out_of_scope_use: str = ""
+    owners: list[str] = []
+    contact: str = ""
+    license: str = ""  # a Hugging Face license id (apache-2.0, mit, other, ...) or ""
+    limitations: list[str] = []  # the owners' own, beside those the numbers show
+    bootstrap: BootstrapParams = BootstrapParams()
+
+
 class Params(Section):
     data: DataParams = DataParams()
     features: FeaturesParams = FeaturesParams()
@@ -414,6 +436,7 @@ class Params(Section):
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
     compare: CompareParams = CompareParams()
+    card: CardParams = CardParams()
 
 
 def _format_errors(err: ValidationError) -> str:

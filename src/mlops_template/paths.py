@@ -46,6 +46,13 @@ PACKAGE = REPORTS_DIR / "package.json"
 # its check, the ONNX graph of the model step.
 STORE_MODEL_FILE = "model.joblib"
 STORE_ONNX_FILE = "model.onnx"
+# The model card (written by `package`, stored with the model, served at GET /model-card)
+MODEL_CARD = REPORTS_DIR / "model_card.md"
+MODEL_CARD_JSON = REPORTS_DIR / "model_card.json"
+STORE_CARD_FILE = "model_card.md"
+STORE_CARD_JSON_FILE = "model_card.json"
+# `make card-diff`: the card against the base branch's, appended to the pull-request report
+MODEL_CARD_DIFF = REPORTS_DIR / "model_card_diff.md"
 
 
 # Environment variables the project reads, named once (docs and workflows use these names).

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tests.repo import make_repo, run
 
@@ -46,6 +47,8 @@ def test_repro_writes_every_declared_output(repo: Path):
         "reports/plots/roc.csv",
         "reports/plots/importance.csv",
         "data/predictions/test.parquet",
+        "reports/model_card.md",
+        "reports/model_card.json",
     ]:
         assert (repo / rel).stat().st_size > 0, rel
     metrics = json.loads((repo / "reports/metrics.json").read_text())
@@ -65,6 +68,22 @@ def test_repro_writes_every_declared_output(repo: Path):
         "target": "is_fraud",
         "task": "binary",
     }
+
+
+def test_model_card_names_the_dvc_lock_hash_and_the_run(repo: Path):
+    card = json.loads((repo / "reports/model_card.json").read_text())
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outs = {o["path"]: o["md5"] for o in lock["stages"]["data"]["outs"]}
+    assert card["identity"]["training_data"]["md5"] == outs["data/split/train.parquet"]
+    meta = json.loads((repo / "models/model.json").read_text())
+    assert card["identity"]["mlflow"]["run_id"] == meta["mlflow"]["run_id"]
+    assert (
+        card["identity"]["model_tag"]
+        == json.loads((repo / "reports/package.json").read_text())["model_tag"]
+    )
+    assert card["gate"]["decision"] == "passed"
+    package_outs = {o["path"] for o in lock["stages"]["package"]["outs"]}
+    assert {"reports/model_card.md", "reports/model_card.json"} <= package_outs
 
 
 def test_second_repro_runs_nothing_but_the_gate(repo: Path):

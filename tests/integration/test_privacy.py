@@ -110,3 +110,23 @@ def test_served_rows_are_logged_and_monitored_without_pii(
     for name in ("summary.json", "summary.md", "report.html"):
         text = (out / name).read_text()
         assert "country" not in text and str(FIRST_ID) not in text, name
+
+
+def test_the_model_card_names_pii_columns_and_shows_none_of_their_values(
+    private: tuple[Path, dict[str, str]],
+) -> None:
+    root, _ = private
+    text = (root / "reports/model_card.md").read_text()
+    card = json.loads((root / "reports/model_card.json").read_text())
+    text += json.dumps(card)
+    assert card["data"]["pii_columns"] == PII
+    for column in card["data"]["columns"]:
+        if column["name"] in PII:
+            assert "pii" in column["roles"] and column["values"] == "withheld (pii)"
+            assert not {"declared", "observed"} & set(column)
+    # the values: no observed range of the id, no country of the data or the contract
+    splits = pd.concat(pd.read_parquet(root / f"data/split/{s}.parquet") for s in ("train", "test"))
+    assert f"observed {float(splits['transaction_id'].min())}" not in text
+    categories = _contract()["columns"]["country"]["categories"]
+    assert set(splits["country"].dropna().astype(str)) <= set(categories)
+    assert not [c for c in categories if f'"{c}"' in text or f" {c}," in text or f" {c} " in text]

@@ -428,7 +428,9 @@ esac
 """
 
 
-def pr_report(tmp_path: Path, report: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+def pr_report(
+    tmp_path: Path, report: Path, args: list[str] | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "bin").mkdir(exist_ok=True)
     gh = tmp_path / "bin/gh"
     gh.write_text(FAKE_GH)
@@ -442,7 +444,7 @@ def pr_report(tmp_path: Path, report: Path, **extra: str) -> subprocess.Complete
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
     }
     return subprocess.run(
-        [str(ROOT / ".ci/pr-report.sh"), str(report)],
+        args or [str(ROOT / ".ci/pr-report.sh"), str(report)],
         env=variables | extra,
         capture_output=True,
         text=True,

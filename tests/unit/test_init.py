@@ -652,3 +652,31 @@ def test_nothing_is_written_when_dvc_yaml_has_no_data_stage(project: Path, mlops
     code, _, err = mlops("mine.csv", "--target", "y", "--force")
     assert code == 2 and "dvc.yaml: no stage 'data'" in err, err
     assert (project / "params.yaml").read_text() == before
+
+
+@pytest.mark.parametrize("before", ["missing", "filled"])
+def test_card_placeholders_are_written_and_the_owners_words_kept(
+    before: str, project: Path, mlops: Run
+):
+    """The model card's own words: placeholders the card shows as "not stated"; text the
+    owners wrote survives a new `mlops init`."""
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    if before == "missing":
+        del raw["card"]
+    else:
+        raw["card"] = {"intended_use": "Rank wines for tasting.", "owners": ["Cellar team"]}
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    code, out, _ = mlops(sklearn_csv(project, datasets.load_wine), "--target", "target", "--force")
+    assert code == 0, out
+    written_card = yaml.safe_load((project / "params.yaml").read_text())["card"]
+    kept = {"intended_use": "Rank wines for tasting.", "owners": ["Cellar team"]}
+    expected = {
+        "intended_use": "",
+        "out_of_scope_use": "",
+        "owners": [],
+        "contact": "",
+        "license": "",
+        "limitations": [],
+    } | (kept if before == "filled" else {})
+    assert {k: written_card[k] for k in expected} == expected
+    assert written(project)[1].card.intended_use == expected["intended_use"]

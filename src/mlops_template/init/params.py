@@ -101,6 +101,25 @@ def _for_task(node: Any, task: Task, defaults: dict[str, Any]) -> None:
         node[metric] = value
 
 
+# the model card's own words: written as placeholders (shown as "not stated"), never invented;
+# what the owners already wrote stays
+CARD_PLACEHOLDERS: dict[str, Any] = {
+    "intended_use": "",
+    "out_of_scope_use": "",
+    "owners": [],
+    "contact": "",
+    "license": "",
+    "limitations": [],
+}
+
+
+def _card_placeholders(doc: Any) -> None:
+    card = _section(doc, "card")
+    for key, empty in CARD_PLACEHOLDERS.items():
+        if key not in card:
+            card[key] = _flow(empty) if isinstance(empty, list) else empty
+
+
 def update_params(doc: Any, inf: Inference, source: Table, data_path: str) -> None:
     """Set the data-dependent keys of a round-trip params.yaml mapping, in place (comments and
     every other key stay as they are)."""
@@ -121,6 +140,7 @@ def update_params(doc: Any, inf: Inference, source: Table, data_path: str) -> No
     _for_task(_section(doc, "gate", "metrics"), inf.task, default_gates(inf.task))
     quality = REGRESSION_QUALITY if regression else CLASSIFICATION_QUALITY
     _for_task(_section(doc, "monitor", "quality_drop"), inf.task, quality)
+    _card_placeholders(doc)
     tune = doc.get("tune")
     if isinstance(tune, dict) and tune.get("metric") and not applies_to(tune["metric"], inf.task):
         tune["metric"] = None

@@ -3,7 +3,8 @@
 Which model: ``bentoml serve ... --arg model_tag=NAME:VERSION`` if given (a Bento built by the
 package stage records its model's tag this way), else the ``model_tag`` of
 reports/package.json; never ``latest``, which a second project sharing the BentoML store could
-replace. Responses, ``/readyz`` and ``GET /version`` carry that tag.
+replace. Responses, ``/readyz`` and ``GET /version`` carry that tag; ``GET /model-card`` serves
+the card stored with that model (:mod:`~mlops_template.serving.model_card`).
 
 The model's files are checked against the sha256 the package stage recorded before anything is
 unpickled (:mod:`~mlops_template.serving.stored_model`): ``bentoml serve`` exits with one line
@@ -68,6 +69,7 @@ from mlops_template.errors import MlopsError, ModelError
 from mlops_template.model import ModelMeta
 from mlops_template.request_log import RequestLog
 from mlops_template.serving import drain
+from mlops_template.serving.model_card import ModelCardRoute
 from mlops_template.serving.request_guard import HEALTH, RequestGuard, reject
 from mlops_template.serving.request_schema import array_column, record_model, typed_column
 from mlops_template.serving.rollout import routing
@@ -457,3 +459,4 @@ MlopsService.add_asgi_middleware(  # type: ignore[attr-defined]
     body_limit=_SERVE.body_limit,
     refusals_per_second=_SERVE.refusals_per_second,
 )
+MlopsService.add_asgi_middleware(ModelCardRoute, tag=_TAG)  # type: ignore[attr-defined]  # GET /model-card

@@ -17,10 +17,11 @@ import json
 import logging
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlops_template import io, paths
+from mlops_template import io, paths, tracking
 from mlops_template.config import Params
 from mlops_template.errors import PackageError
 from mlops_template.features import feature_recipe
@@ -93,12 +94,46 @@ def _stored(tag: str, model_sha256: str) -> Any | None:
     return None
 
 
+# the model card's files as stored with the model: store file name -> bytes
+CardFiles = dict[str, bytes]
+CardWriter = Callable[[str, dict[str, Any]], CardFiles]
+
+
+def _sha(data: bytes | None) -> str | None:
+    return hashlib.sha256(data).hexdigest() if data is not None else None
+
+
+def _same_card(stored: Any, files: CardFiles) -> bool:
+    """The stored model carries exactly this card (a call without a card keeps any)."""
+    if not files:
+        return True
+    recorded = stored.info.metadata.get("model_card_sha256")
+    if recorded != _sha(files.get(paths.STORE_CARD_FILE)):
+        return False
+    path = Path(stored.path_of(paths.STORE_CARD_FILE))
+    return path.is_file() and file_sha256(path) == recorded
+
+
+def _stored_onnx(stored: Any) -> bytes | None:
+    """The stored model's checked ONNX graph (None if it has none or it does not match)."""
+    path = Path(stored.path_of(paths.STORE_ONNX_FILE))
+    recorded = stored.info.metadata.get("onnx_sha256")
+    if recorded and path.is_file() and file_sha256(path) == recorded:
+        return path.read_bytes()
+    return None
+
+
 def save_model(
-    model: Any, meta: ModelMeta, metrics: dict[str, Any], name: str
+    model: Any,
+    meta: ModelMeta,
+    metrics: dict[str, Any],
+    name: str,
+    card: CardWriter | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Save models/model.joblib as is (+ the checked ONNX graph of its model step) to the
-    BentoML store as ``name:<model_version>``, or reuse that tag if it is already stored;
-    returns the tag and the runtime decision."""
+    """Save models/model.joblib as is (+ the checked ONNX graph of its model step, + the model
+    card that ``card(tag, runtime)`` writes) to the BentoML store as ``name:<model_version>``,
+    or reuse that tag if it is already stored with the same card; returns the tag and the
+    runtime decision."""
     import bentoml
 
     tag = f"{name}:{model_version(meta)}"
@@ -108,10 +143,19 @@ def save_model(
         log.info("model %s was stored without its feature recipe: saving it again", tag)
         bentoml.models.delete(tag)
         stored = None
+    onnx_bytes: bytes | None = None
     if stored is not None:
-        log.info("model %s is stored already: reused", tag)
-        return tag, dict(stored.info.metadata["runtime"])
-    onnx_bytes, runtime = onnx_export(model, meta)
+        runtime = dict(stored.info.metadata["runtime"])
+        files = card(tag, runtime) if card else {}
+        if _same_card(stored, files):
+            log.info("model %s is stored already: reused", tag)
+            return tag, runtime
+        log.info("model %s: its model card changed, saving it again", tag)
+        onnx_bytes = _stored_onnx(stored)
+        bentoml.models.delete(tag)
+    if onnx_bytes is None:
+        onnx_bytes, runtime = onnx_export(model, meta)
+        files = card(tag, runtime) if card else {}
     metadata = {
         "task": meta.task,
         "classes": meta.classes,
@@ -121,19 +165,55 @@ def save_model(
         "git_commit": git_commit(),
         "data_sha256": _data_hash(),
         "model_sha256": meta.model_sha256,  # of model.joblib, checked before serving loads it
-        "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest() if onnx_bytes else None,
+        "onnx_sha256": _sha(onnx_bytes),
         "metrics": metrics,
         "runtime": runtime,
         "model_meta": meta.model_dump_json(),  # what the service predicts with (threshold...)
         # the feature step's recipe: with the ONNX graph, serving needs no unpickling at all
         "features_spec": json.dumps(recipe) if recipe is not None else None,
+        # the model card (GET /model-card serves these files after checking their sha256)
+        "model_card_sha256": _sha(files.get(paths.STORE_CARD_FILE)),
+        "model_card_json_sha256": _sha(files.get(paths.STORE_CARD_JSON_FILE)),
     }
     # BentoML metadata takes basic types only: leave out what a task lacks (classes, ...).
     with bentoml.models.create(tag, labels={"project": name}, metadata=_drop_none(metadata)) as m:
         shutil.copyfile(paths.MODEL, m.path_of(paths.STORE_MODEL_FILE))
         if onnx_bytes:
             Path(m.path_of(paths.STORE_ONNX_FILE)).write_bytes(onnx_bytes)
+        for file, data in files.items():
+            Path(m.path_of(file)).write_bytes(data)
     return tag, runtime
+
+
+def write_card(params: Params, tag: str, runtime: dict[str, Any]) -> CardFiles:
+    """reports/model_card.md and its JSON twin, for the model stored as ``tag``."""
+    from mlops_template.card import facts, render
+
+    card = facts.build(params, model_tag=tag, runtime=runtime, git_commit=git_commit())
+    io.write_json(card, paths.MODEL_CARD_JSON)
+    io.write_text(render.markdown(card), paths.MODEL_CARD)
+    return {
+        paths.STORE_CARD_FILE: paths.MODEL_CARD.read_bytes(),
+        paths.STORE_CARD_JSON_FILE: paths.MODEL_CARD_JSON.read_bytes(),
+    }
+
+
+def log_card(params: Params, meta: ModelMeta) -> None:
+    """The card as artifacts of the training run (skipped, with a warning, when the store
+    does not hold that run: a model trained elsewhere)."""
+    if not meta.run_id:
+        log.warning("model card: models/model.json names no MLflow run, not logged")
+        return
+    mlflow = tracking.connect(params.tracking.experiment)
+    with tracking.guarded("log the model card"):
+        try:
+            mlflow.get_run(meta.run_id)
+        except Exception:
+            log.warning("model card: MLflow run %s is not in this store, not logged", meta.run_id)
+            return
+        with mlflow.start_run(run_id=meta.run_id):
+            mlflow.log_artifact(str(paths.MODEL_CARD), artifact_path="model_card")
+            mlflow.log_artifact(str(paths.MODEL_CARD_JSON), artifact_path="model_card")
 
 
 def build_bento(name: str, model_tag: str) -> str:
@@ -150,6 +230,13 @@ def build_bento(name: str, model_tag: str) -> str:
     # pickled pipeline is loaded by the Python minor version that wrote it
     config.setdefault("docker", {})["python_version"] = ModelMeta.read().python or python_version()
     config["labels"] = config.get("labels", {}) | {"project": name}
+    if paths.MODEL_CARD.exists():  # the card is the Bento's README, and ships beside it
+        config["description"] = f"file:./{paths.MODEL_CARD}"
+        config["include"] = [
+            *config.get("include", []),
+            str(paths.MODEL_CARD),
+            str(paths.MODEL_CARD_JSON),
+        ]
     with tempfile.TemporaryDirectory() as tmp:
         bentofile = Path(tmp, "bentofile.yaml")
         bentofile.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -197,7 +284,10 @@ def run(params: Params) -> None:
     model, meta = load()
     metrics = json.loads(paths.METRICS.read_text())
     name = project_name(params)
-    model_tag, runtime = save_model(model, meta, metrics, name)
+    model_tag, runtime = save_model(
+        model, meta, metrics, name, card=lambda tag, rt: write_card(params, tag, rt)
+    )
+    log_card(params, meta)
     log.info("model %s (serving runtime: %s)", model_tag, runtime["runtime"])
     bento_tag = build_bento(name, model_tag) if params.package.build_bento else None
     log.info("built bento %s", bento_tag)
