@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-
 from bench import live
+
 from tests.integration.servers import (
     MLOPS,
     Served,
