@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -109,15 +108,23 @@ def test_promote_refuses_a_version_from_another_run(registry):
     assert promote(NAME, 3, run_id=run_of_3).version == 3
 
 
+def _trained(path: Path, mlflow: dict[str, str]) -> None:
+    """models/model.json as train writes it (a ModelMeta), registered as ``mlflow`` says."""
+    from mlops_template.model import ModelMeta
+
+    base = {"task": "binary", "model": "linear", "target": "y", "input_columns": ["a"]}
+    ModelMeta.model_validate(base | {"contract": {"name": "c"}, "mlflow": mlflow}).write(path)
+
+
 def test_cli_promote_checks_the_trained_models_run(registry, tmp_path, monkeypatch, capsys):
     run_of_1 = registry.get_model_version(NAME, "1").run_id
     (tmp_path / "models").mkdir()
     meta = tmp_path / "models/model.json"
-    meta.write_text(json.dumps({"mlflow": {"version": "2", "run_id": run_of_1}}))
+    _trained(meta, {"version": "2", "run_id": run_of_1})
     monkeypatch.chdir(tmp_path)
     params = str(DEMO_PARAMS)
     assert main(["--params", params, "promote"]) == 9
     assert "version 1 was registered from that run" in capsys.readouterr().err
-    meta.write_text(json.dumps({"mlflow": {"version": "1", "run_id": run_of_1}}))
+    _trained(meta, {"version": "1", "run_id": run_of_1})
     assert main(["--params", params, "promote", "--image", "img:1"]) == 0
     assert champion(registry) == 1
