@@ -355,7 +355,7 @@ def test_records_that_are_not_objects_are_counted_before_validation(
         sampler.join()
     assert resp.status_code == 400, resp.text[:300]
     assert resp.json()["detail"][0]["type"] == "too_many_rows", resp.text[:300]
-    assert seconds < 2.0, seconds  # 0.1-0.3 s here on a loaded 2-core machine
+    assert seconds < 2.0, seconds  # 0.2 s and 0.6 s here at load 11 on 2 cores
     grown = (max(peak) - before) / 2**20
     assert grown < 200, f"the server's processes grew by {grown:.0f} MiB"
     body = json.dumps({"records": [_good(test_split)]})
