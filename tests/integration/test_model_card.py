@@ -118,3 +118,58 @@ def test_pr_report_carries_the_card_diff_only_after_a_reproduced_pipeline(tmp_pa
         text = summary.read_text()
         assert text.startswith("<!-- mlops-gate-report -->\n### ✅ Metric gate passed")
         assert ("Model card: changes against `origin/main`" in text) is shown, outcome
+
+
+RESAVE = """
+import json, logging, sys
+logging.basicConfig(level=logging.INFO)
+from pathlib import Path
+import bentoml, joblib
+from mlops_template.model import ModelMeta, file_sha256
+from mlops_template.stages.package import save_model
+
+meta, model = ModelMeta.read(), joblib.load("models/model.joblib")
+name = sys.argv[1]
+card = {"model_card.md": b"# another card\\n", "model_card.json": b"{}\\n"}
+before = bentoml.models.get(sys.argv[2])
+onnx_before = file_sha256(Path(before.path_of("model.onnx")))
+tag, _ = save_model(model, meta, {}, name, card=lambda tag, runtime: card)
+again = bentoml.models.get(tag)
+created = again.info.creation_time
+tag2, _ = save_model(model, meta, {}, name, card=lambda tag, runtime: card)
+print(json.dumps({
+    "same_tag": tag == sys.argv[2] == tag2,
+    "card": Path(again.path_of("model_card.md")).read_text(),
+    "onnx_kept": file_sha256(Path(again.path_of("model.onnx"))) == onnx_before,
+    "reused": bentoml.models.get(tag2).info.creation_time == created,
+}))
+"""
+
+
+def test_a_changed_card_stores_the_model_again_with_its_onnx_graph(project, tmp_path):
+    """Same model, new card: the stored model is replaced under the same tag (ONNX graph
+    reused, not exported again); the same card again reuses it. On a copy of the store."""
+    import shutil
+
+    root, env = project
+    package = json.loads((root / "reports/package.json").read_text())
+    home = tmp_path / "bentoml"
+    shutil.copytree(Path(env["BENTOML_HOME"]) / "models", home / "models", symlinks=True)
+    name = package["model_tag"].split(":")[0]
+    out = subprocess.run(
+        [sys.executable, "-c", RESAVE, name, package["model_tag"]],
+        env=env | {"BENTOML_HOME": str(home)},
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {
+        "same_tag": True,
+        "card": "# another card\n",
+        "onnx_kept": True,
+        "reused": True,
+    }
+    assert "its model card changed, saving it again" in out.stderr
+    assert "onnx: max abs diff" not in out.stderr  # no second export
