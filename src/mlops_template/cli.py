@@ -8,12 +8,15 @@ and the error's exit code (2 config, 3 data, 4 tracking, 5 gate, 6 package, 7-8 
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import importlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mlops_template import paths
 from mlops_template.config import load_params
@@ -56,6 +59,25 @@ def _stage(args: argparse.Namespace) -> None:
     params = load_params(args.params)
     module = importlib.import_module(STAGES[args.name])
     module.run(params)
+
+
+def _end_stage_process(code: int) -> NoReturn:
+    """End a `mlops stage` process without the C library's exit-time destructors.
+
+    A stage that read or wrote Parquet leaves pyarrow's C++ thread pools alive (numpy's
+    OpenBLAS and scikit-learn's OpenMP pools too, in C); destroying them while the interpreter
+    tears down aborted a features stage once under load, after both outputs were written
+    (SIGABRT, "terminate called without an active exception", apache/arrow#34314; DVC: "exited
+    with -6"). Everything a stage owes is done first: its outputs are closed and renamed
+    (io.py), Python's exit handlers run (MLflow, logging), the streams are flushed; then the
+    process ends without running the libraries' static destructors (joblib's worker
+    processes, if any, stop when they see their parent gone).
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 def _validate(args: argparse.Namespace) -> None:
@@ -344,12 +366,21 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command. Every failure is one line on stderr and an exit code: the project's own
     errors (README "Exit codes"), a file the OS refused (1), anything unexpected (1, with the
-    traceback under --verbose)."""
+    traceback under --verbose). A stage run as the program itself (``argv`` None: the `mlops`
+    command DVC calls) ends through :func:`_end_stage_process`; in-process callers get the
+    code back."""
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
     for name, value in paths.telemetry_defaults().items():  # telemetry.env owns them
         os.environ.setdefault(name, value)
     signal.signal(signal.SIGTERM, _terminate)
+    code = _run(args)
+    if argv is None and args.func is _stage:
+        _end_stage_process(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         args.func(args)
     except MlopsError as err:
