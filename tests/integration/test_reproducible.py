@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import MLOPS
+from tests.integration.servers import MLOPS
 from tests.repo import DEMO_CONTRACT, DEMO_PARAMS, TINY, env, merge
 
 pytestmark = pytest.mark.integration

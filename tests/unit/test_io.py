@@ -52,7 +52,7 @@ def test_an_existing_file_keeps_its_mode(tmp_path: Path, umask: int) -> None:
 
 
 def test_the_gate_writes_through_the_same_writer(tmp_path: Path, umask: int) -> None:
-    from mlops_template.stages.gate import _write
+    from mlops_template.stages.gate.report import _write
 
     _write("{}\n", tmp_path / "reports" / "gate_ok.json")
     assert _mode(tmp_path / "reports" / "gate_ok.json") == 0o666 & ~umask

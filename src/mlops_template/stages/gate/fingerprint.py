@@ -27,6 +27,7 @@ _SHARED = (
     "config.py",
     "estimators.py",
     "errors.py",
+    "io.py",
     "metric_directions.py",
     "paths.py",
 )
