@@ -2,7 +2,7 @@
 
 Every :class:`~mlops_template.errors.MlopsError` becomes one readable message on stderr
 and the error's exit code (2 config, 3 data, 4 tracking, 5 gate, 6 package, 7-8 monitor,
-9 registry); see README "Exit codes".
+9 registry, 10 model file, 11 Dask cluster); see README "Exit codes".
 """
 
 from __future__ import annotations

@@ -7,17 +7,27 @@ impossible value fails here, before any work, with a :class:`ConfigError` naming
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlops_template import paths
 from mlops_template.errors import ConfigError
 
 Task = Literal["binary", "multiclass", "regression"]
-ModelName = Literal["linear", "random_forest", "hist_gradient_boosting"]
+ModelName = Literal["linear", "random_forest", "hist_gradient_boosting", "lightgbm"]
+# the models that train on a Dask cluster (dask.enabled); the others train in one process
+DASK_MODELS = ("lightgbm",)
 Probability = Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -149,6 +159,24 @@ class HistGradientBoostingParams(Section):
     early_stopping: bool | Literal["auto"] = "auto"
 
 
+class LightGBMParams(Section):
+    """LGBMClassifier / LGBMRegressor in process; DaskLGBMClassifier / Regressor on Dask."""
+
+    n_estimators: int = Field(200, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(-1, ge=-1)  # -1: no limit
+    min_child_samples: int = Field(20, ge=1)
+    reg_lambda: float = Field(0.0, ge=0)
+    subsample: float = Field(1.0, gt=0, le=1)
+    subsample_freq: int = Field(0, ge=0)  # bagging every k iterations (0: off)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    class_weight: Literal["balanced"] | None = None
+    # OpenMP threads in process (on Dask: the worker's threads). 1: LightGBM's spinning OpenMP
+    # threads on a loaded 2-core machine took 113 s for a 4 s fit (docs/scale-out.md)
+    n_jobs: int = 1
+
+
 class CVParams(Section):
     folds: int = Field(5, ge=2)
     max_rows: int = Field(200_000, ge=100)
@@ -161,6 +189,7 @@ class TrainParams(Section):
     linear: LinearParams = LinearParams()
     random_forest: RandomForestParams = RandomForestParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+    lightgbm: LightGBMParams = LightGBMParams()
 
     def estimator_params(self) -> dict[str, Any]:
         """The chosen model's hyper-parameters as plain keyword arguments."""
@@ -251,10 +280,19 @@ class TuneParams(Section):
     max_rows: int = Field(50_000, ge=100)
     grid_points: int = Field(3, ge=2)  # values per numeric range in grid search
     n_workers: int = Field(1, ge=1)
-    dask_address: str = ""  # env MLOPS_DASK_ADDRESS overrides
     pruning: bool = False
     seed: int = 42
     space: dict[ModelName, dict[str, SpaceDim]] = Field(default_factory=lambda: _default_space())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "dask_address" in raw:
+            raise ValueError(
+                "tune.dask_address moved to dask.address (with dask.enabled: true, or env "
+                "MLOPS_DASK_ADDRESS)"
+            )
+        return raw
 
 
 def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
@@ -269,7 +307,38 @@ def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
             "max_depth": SpaceDim(low=4, high=24),
         },
         "linear": {"C": SpaceDim(low=0.001, high=100.0, log=True)},
+        "lightgbm": {
+            "learning_rate": SpaceDim(low=0.01, high=0.3, log=True),
+            "num_leaves": SpaceDim(choices=[15, 31, 63]),
+            "min_child_samples": SpaceDim(low=5, high=100),
+        },
     }
+
+
+# --------------------------------------------------------------------------- dask
+
+
+MEMORY_SIZE = r"^\d+(\.\d+)?\s*([kMGT]i?B|B)$"  # what dask.utils.parse_bytes reads, e.g. 2GiB
+
+
+class DaskParams(Section):
+    """Where the pipeline runs: in this process (``enabled: false``) or on a Dask cluster."""
+
+    enabled: bool = False  # true: tune, train (lightgbm), data (parquet), score, monitor on Dask
+    address: str = ""  # tcp://host:8786 (env MLOPS_DASK_ADDRESS overrides); "": a LocalCluster
+    workers: int = Field(2, ge=1)  # LocalCluster: worker processes ...
+    threads_per_worker: int = Field(1, ge=1)  # ... their threads ...
+    memory_limit: str = "2GiB"  # ... and each one's memory limit
+    partition_rows: int = Field(500_000, ge=1_000)  # rows per partition when a file is split
+    sample_rows: int = Field(200_000, ge=100)  # the seeded sample that fits the preprocessing
+    seed: int = 42
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        if not re.match(MEMORY_SIZE, value):
+            raise ValueError(f"{value!r} is not a size such as 2GiB or 1500MB")
+        return value
 
 
 # Bytes a request may take per record before it is refused unread (413): a demo record is about
@@ -433,6 +502,7 @@ class Params(Section):
     gate: GateParams = GateParams()
     monitor: MonitorParams = MonitorParams()
     compare: CompareParams = CompareParams()
+    dask: DaskParams = DaskParams()
 
 
 def _format_errors(err: ValidationError) -> str:
