@@ -114,14 +114,11 @@ def lightgbm_dask_estimator(task: Task, train: TrainParams, client: Client) -> A
 
 
 def read_parquet(path: Any, dask: DaskParams) -> Any:
-    """A Dask DataFrame of a Parquet file, folder, glob or fsspec URL. A single file (a split
-    written in process) is cut into partitions of about ``dask.partition_rows`` rows."""
-    import dask.dataframe as dd
-
-    try:
-        frame = dd.read_parquet(str(path))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: cannot read as Parquet ({type(err).__name__}: {err})") from None
+    """A Dask DataFrame of a Parquet file or partitioned folder (glob, fsspec URL): one
+    partition per file (dask's own reader may merge small files, which changes the partition
+    count between graph and compute: lightgbm.dask's ``lengths`` then disagree). A single file
+    (a split written in process) is cut into partitions of about ``dask.partition_rows``."""
+    frame, _ = read_dataset(str(path))
     if frame.npartitions == 1:
         rows = len(frame)
         if rows > dask.partition_rows:
@@ -217,7 +214,7 @@ def worker_memory(client: Client) -> dict[str, dict[str, float]]:
 # --------------------------------------------------------------------------- data
 
 
-def dataset_files(location: str) -> list[str]:
+def dataset_files(location: str, name: str = "data.path") -> list[str]:
     """The Parquet files of a dataset: a folder (every ``*.parquet`` below it), a glob, or a
     single file; local or any fsspec URL. Sorted, so partition numbers are stable."""
     import fsspec
@@ -230,7 +227,7 @@ def dataset_files(location: str) -> list[str]:
     else:
         found = [root] if fs.exists(root) else []
     if not found:
-        raise DataError(f"data.path: no Parquet files at {location}")
+        raise DataError(f"{name}: no Parquet files at {location}")
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
     prefix = "" if protocol in ("file", "local") else f"{protocol}://"
     return [prefix + p for p in sorted(found)]
@@ -278,7 +275,7 @@ def _split_partition(
     its failure table (nothing written)."""
     from mlops_template.contract import check
 
-    report = check(part, contract)
+    report = check(part.reset_index(drop=True), contract)  # rows: positions in the file
     if not report.ok:
         failures = report.failures.copy()
         failures.insert(0, "partition", number)
@@ -343,7 +340,12 @@ def prepare_splits(
     elif split.method == "stratified":
         log.info("data on Dask: stratified split by a seeded hash (class shares kept on average)")
     key = [contract.id] if contract.id else list(frame.columns)
-    tmp = [Path(tempfile.mkdtemp(prefix=f".{Path(t).name}.", dir=Path(t).parent)) for t in targets]
+    for target in targets:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    tmp = [
+        Path(tempfile.mkdtemp(prefix=f".{Path(t).name}.", dir=Path(t).parent)).resolve()
+        for t in targets
+    ]
     try:
         tasks = [
             dask.delayed(_split_partition)(
@@ -404,7 +406,7 @@ def features_partitioned(source: Any, target: Any, spec: Any) -> int:
     files = dataset_files(str(source))
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)).resolve()
 
     def one(path: str) -> int:
         frame = build_features(_read_file(path), spec)
