@@ -90,3 +90,15 @@ def test_stages_on_dask_write_partitioned_splits_features_and_a_model(
     meta = json.loads(Path("models/model.json").read_text())
     assert meta["model"] == "lightgbm" and meta["classes"] == [0, 1]
     assert Path("models/model.joblib").stat().st_size > 0
+
+    # mlops score on the cluster: one ONNX session per partition, partitioned output
+    bad = events.copy()
+    bad.loc[[3], "amount"] = -1.0
+    shutil.rmtree(project / "raw")
+    _dataset(project / "raw", bad.drop(columns=["is_fraud"]), parts=3)
+    assert cli.main(["score", str(project / "raw"), "--output", "scored.parquet"]) == 0
+    scored = pd.read_parquet("scored.parquet")
+    assert Path("scored.parquet").is_dir() and len(list(Path("scored.parquet").iterdir())) == 3
+    assert len(scored) == len(events) - 1 and {"prediction", "proba_1"} <= set(scored.columns)
+    rejected = pd.read_csv(next(Path("scored.rejected").glob("*.csv")))
+    assert len(rejected) == 1 and "amount" in rejected["reason"].iloc[0]

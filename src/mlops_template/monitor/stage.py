@@ -47,7 +47,15 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
     logged = [columns_for(contract, meta).prediction, "model_version"]
     stored = contract.without_pii().columns  # pii columns are never read
     wanted = list(stored) + (logged if source.kind == "request_log" else [])
-    current, total = read_current(source, wanted, m.sample_rows, m.seed)
+    on_dask = params.dask.enabled and source.kind == "file"
+    if on_dask:  # the Evidently report on a seeded sample, PSI over every row on the cluster
+        from mlops_template import distributed
+
+        current, total = distributed.sample_dataset(
+            source.location, m.sample_rows, m.seed, params.dask
+        )
+    else:
+        current, total = read_current(source, wanted, m.sample_rows, m.seed)
     log.info(
         "monitor: %d of %d rows from %s vs %d reference rows",
         len(current),
@@ -72,6 +80,11 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
         total_rows=total,
         served=served,
     )
+    if on_dask:
+        shared = [c for c in contract.feature_columns if c in reference and c in current]
+        outcome.summary["dask_drift"] = distributed.drift_psi(
+            reference, source.location, shared, params.dask
+        ) | {"rows": total, "evidently_sample_rows": len(current)}
     if source.kind == "request_log":
         outcome.summary["request_log"] = log_selection(source, current)
     if labels:
