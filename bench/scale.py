@@ -47,7 +47,7 @@ def make_table(rows: int, folder: Path, partition_rows: int) -> None:
     import numpy as np
 
     from mlops_template.contract import load_contract, validate
-    from mlops_template.distributed import in_test
+    from mlops_template.distributed_data import in_test
     from mlops_template.features import build_features
     from mlops_template.synthetic import generate_transactions
 
@@ -120,6 +120,7 @@ def _on_dask(folder: Path, workers: int, memory_limit: str) -> dict[str, Any]:
 
     from mlops_template import distributed
     from mlops_template.config import DaskParams
+    from mlops_template.distributed_train import fit_lightgbm
     from mlops_template.model import column_roles, make_pipeline
 
     params = _params()
@@ -143,7 +144,7 @@ def _on_dask(folder: Path, workers: int, memory_limit: str) -> dict[str, Any]:
             "binary", train_params, column_roles(head.drop(columns="is_fraud"))
         )
         fit_start = time.perf_counter()
-        model = distributed.fit_lightgbm(
+        model = fit_lightgbm(
             train,
             pipeline=pipeline,
             target="is_fraud",

@@ -75,11 +75,11 @@ def _score(args: argparse.Namespace) -> None:
 
     params = load_params(args.params)
     if params.dask.enabled:  # partitions scored on the cluster, a partitioned Parquet output
-        from mlops_template import distributed
+        from mlops_template import distributed_batch
         from mlops_template.contract import load_contract
 
         contract = load_contract(params.data.contract)
-        distributed.score(args.input, args.output, contract, params.dask)
+        distributed_batch.score(args.input, args.output, contract, params.dask)
         return
     run_cli(args.input, args.output, args.chunk_size, params.data.contract)
 

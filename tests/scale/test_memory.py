@@ -10,6 +10,7 @@ import pandas as pd
 
 from mlops_template import distributed
 from mlops_template.config import DaskParams, TrainParams
+from mlops_template.distributed_train import fit_lightgbm
 from mlops_template.model import Roles, make_pipeline
 
 WORKERS, LIMIT = 4, "1.5GiB"
@@ -62,7 +63,7 @@ def test_a_table_larger_than_a_worker_trains_within_every_limit(tmp_path: Path) 
         frame = distributed.read_parquet(tmp_path / "table", dask)
         assert frame.npartitions == FILES
         roles = Roles([f"x{j}" for j in range(COLUMNS)], [], [])
-        pipeline = distributed.fit_lightgbm(
+        pipeline = fit_lightgbm(
             frame,
             pipeline=make_pipeline("binary", train, roles),
             target="y",

@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 from mlops_template import distributed
 from mlops_template.config import DaskParams, Params, parse_params
 from mlops_template.contract import load_contract, validate
+from mlops_template.distributed_train import fit_lightgbm
 from mlops_template.features import build_features
 from mlops_template.onnx_path import OnnxModel, export
 from mlops_template.stages.train import train
@@ -70,7 +71,7 @@ def test_cluster_lightgbm_matches_in_process_and_exports_to_onnx(
         remote = _train(
             features,
             lgbm_params,
-            fit_all=lambda pipeline: distributed.fit_lightgbm(
+            fit_all=lambda pipeline: fit_lightgbm(
                 frame,
                 pipeline=pipeline,
                 target="is_fraud",

@@ -49,9 +49,9 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
     wanted = list(stored) + (logged if source.kind == "request_log" else [])
     on_dask = params.dask.enabled and source.kind == "file"
     if on_dask:  # the Evidently report on a seeded sample, PSI over every row on the cluster
-        from mlops_template import distributed
+        from mlops_template import distributed_batch
 
-        current, total = distributed.sample_dataset(
+        current, total = distributed_batch.sample_dataset(
             source.location, m.sample_rows, m.seed, params.dask
         )
     else:
@@ -82,7 +82,7 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
     )
     if on_dask:
         shared = [c for c in contract.feature_columns if c in reference and c in current]
-        outcome.summary["dask_drift"] = distributed.drift_psi(
+        outcome.summary["dask_drift"] = distributed_batch.drift_psi(
             reference, source.location, shared, params.dask
         ) | {"rows": total, "evidently_sample_rows": len(current)}
     if source.kind == "request_log":

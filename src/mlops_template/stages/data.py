@@ -157,11 +157,12 @@ def labelled(df: pd.DataFrame, target: str) -> pd.DataFrame:
 def run_on_dask(params: Params, contract: Contract) -> None:
     """`data` with ``dask.enabled`` and a Parquet source: the dataset never sits in this
     process; the splits are partitioned Parquet folders at the same paths."""
-    from mlops_template import distributed
+    from mlops_template.distributed import connect
+    from mlops_template.distributed_data import prepare_splits
 
-    with distributed.connect(params.dask):
+    with connect(params.dask):
         try:
-            n_train, n_test = distributed.prepare_splits(
+            n_train, n_test = prepare_splits(
                 params.data.path,
                 contract,
                 params.data.split,

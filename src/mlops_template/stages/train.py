@@ -273,6 +273,7 @@ def run_on_dask(params: Params, raw_columns: list[str], target: str) -> TrainRes
     decision threshold use a seeded sample of at most ``train.cv.max_rows`` rows in this
     process (as in process); the final model trains on every row with ``lightgbm.dask``."""
     from mlops_template import distributed
+    from mlops_template.distributed_train import fit_lightgbm
 
     with distributed.connect(params.dask) as client:
         frame = distributed.read_parquet(paths.TRAIN_FEATURES, params.dask)
@@ -280,7 +281,7 @@ def run_on_dask(params: Params, raw_columns: list[str], target: str) -> TrainRes
         log.info("train on Dask: %d partitions; CV on a seeded sample", frame.npartitions)
 
         def fit_all(pipeline: Any) -> Any:
-            return distributed.fit_lightgbm(
+            return fit_lightgbm(
                 frame,
                 pipeline=pipeline,
                 target=target,
