@@ -73,7 +73,8 @@ def _script(folder: Path) -> dict[str, Any]:
 
     start = time.perf_counter()
     table = pd.read_parquet(folder)
-    train, test = table[~table.pop("split_test")], table[table["split_test"]]
+    test_mask = table.pop("split_test")
+    train, test = table[~test_mask], table[test_mask]
     X, y = train.drop(columns=["is_fraud"]), train["is_fraud"]
     for c in X.columns:
         if X[c].dtype == object or str(X[c].dtype) in ("str", "string"):
@@ -81,7 +82,7 @@ def _script(folder: Path) -> dict[str, Any]:
     fit_start = time.perf_counter()
     model = LGBMClassifier(n_estimators=TREES, verbose=-1, n_jobs=1).fit(X, y)
     fit = time.perf_counter() - fit_start
-    Xt = test.drop(columns=["is_fraud", "split_test"]).astype(X.dtypes.to_dict())
+    Xt = test.drop(columns=["is_fraud"]).astype(X.dtypes.to_dict())
     auc = roc_auc_score(test["is_fraud"], model.predict_proba(Xt)[:, 1])
     joblib.dump(model, folder.parent / "script-model.joblib")
     return {"rows": len(X), "fit_s": fit, "total_s": time.perf_counter() - start, "auc": auc}
