@@ -236,6 +236,10 @@ def write_report(results: dict[tuple[int, str], list[dict[str, Any]]], args: Any
         "fresh process. fit = training only; total = read + split + fit + evaluate + save "
         "(dask: from reading the partitions to the model in this process).",
         "",
+        f"Sizes run: {', '.join(f'{r:,}' for r in args.rows)} rows. The issue asks for 10M and 30M "
+        "rows (and the peer ratio at 1M and 10M): run `python bench/scale.py --rows 1000000 "
+        "10000000 30000000 --partition-rows 500000` on a quiet machine for those.",
+        "",
         "| rows | setup | fit s | train rows/s | total s | total / script | "
         "peak MiB (process) | peak MiB (worst worker) | ROC AUC |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
