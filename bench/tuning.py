@@ -15,7 +15,7 @@ import yaml
 from threadpoolctl import threadpool_limits
 
 from machine import describe, parallel_ceiling, settle  # bench/ is on sys.path when run as a script
-from mlops_template.config import TuneParams, parse_params
+from mlops_template.config import DaskParams, TuneParams, parse_params
 from mlops_template.contract import load_contract, validate
 from mlops_template.features import build_features
 from mlops_template.stages.tune import tune
@@ -40,10 +40,17 @@ def main() -> None:
     df = validate(generate_transactions(args.rows, seed=1), contract)
     feats = build_features(df, params.features)
 
-    def timed(**over: object) -> float:
+    def timed(dask: DaskParams | None = None, **over: object) -> float:
         tp = TuneParams.model_validate(params.tune.model_dump() | over)
         start = time.perf_counter()
-        tune(feats, target=contract.target, task=params.data.task, train=params.train, params=tp)
+        tune(
+            feats,
+            target=contract.target,
+            task=params.data.task,
+            train=params.train,
+            params=tp,
+            dask=dask,
+        )
         return time.perf_counter() - start
 
     results: dict[str, list[float]] = {
@@ -62,7 +69,9 @@ def main() -> None:
             with threadpool_limits(1):  # the pure scaling baseline: one core's worth
                 results["1 local worker, 1 thread"].append(timed(n_workers=1))
             results["2 local workers"].append(timed(n_workers=2))
-            results["LocalCluster, 2 workers"].append(timed(dask_address=cluster.scheduler_address))
+            results["LocalCluster, 2 workers"].append(
+                timed(DaskParams(enabled=True, address=cluster.scheduler_address))
+            )
     med = {k: statistics.median(v) for k, v in results.items()}
     base, base1 = med["1 local worker"], med["1 local worker, 1 thread"]
     lines = [

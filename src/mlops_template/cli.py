@@ -2,7 +2,7 @@
 
 Every :class:`~mlops_template.errors.MlopsError` becomes one readable message on stderr
 and the error's exit code (2 config, 3 data, 4 tracking, 5 gate, 6 package, 7-8 monitor,
-9 registry); see README "Exit codes".
+9 registry, 10 model file, 11 Dask cluster); see README "Exit codes".
 """
 
 from __future__ import annotations
@@ -97,6 +97,13 @@ def _score(args: argparse.Namespace) -> None:
     from mlops_template.score import run_cli
 
     params = load_params(args.params)
+    if params.dask.enabled:  # partitions scored on the cluster, a partitioned Parquet output
+        from mlops_template import distributed_batch
+        from mlops_template.contract import load_contract
+
+        contract = load_contract(params.data.contract)
+        distributed_batch.score(args.input, args.output, contract, params.dask)
+        return
     run_cli(args.input, args.output, args.chunk_size, params.data.contract)
 
 

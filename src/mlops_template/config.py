@@ -7,11 +7,19 @@ impossible value fails here, before any work, with a :class:`ConfigError` naming
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from mlops_template import paths
 from mlops_template.errors import ConfigError
@@ -23,6 +31,8 @@ if TYPE_CHECKING:
     ModelName = str
 else:
     ModelName = Literal[tuple(ESTIMATORS)]
+# the models that train on a Dask cluster (dask.enabled); the others train in one process
+DASK_MODELS = tuple(name for name, entry in ESTIMATORS.items() if entry.on_dask)
 Probability = Annotated[float, Field(gt=0, lt=1)]
 
 
@@ -239,10 +249,19 @@ class TuneParams(Section):
     max_rows: int = Field(50_000, ge=100)
     grid_points: int = Field(3, ge=2)  # values per numeric range in grid search
     n_workers: int = Field(1, ge=1)
-    dask_address: str = ""  # env MLOPS_DASK_ADDRESS overrides
     pruning: bool = False
     seed: int = 42
     space: dict[ModelName, dict[str, SpaceDim]] = Field(default_factory=lambda: _default_space())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "dask_address" in raw:
+            raise ValueError(
+                "tune.dask_address moved to dask.address (with dask.enabled: true, or env "
+                "MLOPS_DASK_ADDRESS)"
+            )
+        return raw
 
 
 def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
@@ -251,6 +270,32 @@ def _default_space() -> dict[ModelName, dict[str, SpaceDim]]:
         name: {key: SpaceDim.model_validate(dim) for key, dim in entry.space.items()}
         for name, entry in ESTIMATORS.items()
     }
+
+
+# --------------------------------------------------------------------------- dask
+
+
+MEMORY_SIZE = r"^\d+(\.\d+)?\s*([kMGT]i?B|B)$"  # what dask.utils.parse_bytes reads, e.g. 2GiB
+
+
+class DaskParams(Section):
+    """Where the pipeline runs: in this process (``enabled: false``) or on a Dask cluster."""
+
+    enabled: bool = False  # true: tune, train (lightgbm), data (parquet), score, monitor on Dask
+    address: str = ""  # tcp://host:8786 (env MLOPS_DASK_ADDRESS overrides); "": a LocalCluster
+    workers: int = Field(2, ge=1)  # LocalCluster: worker processes ...
+    threads_per_worker: int = Field(1, ge=1)  # ... their threads ...
+    memory_limit: str = "2GiB"  # ... and each one's memory limit
+    partition_rows: int = Field(500_000, ge=1_000)  # rows per partition when a file is split
+    sample_rows: int = Field(200_000, ge=100)  # the seeded sample that fits the preprocessing
+    seed: int = 42
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        if not re.match(MEMORY_SIZE, value):
+            raise ValueError(f"{value!r} is not a size such as 2GiB or 1500MB")
+        return value
 
 
 # Bytes a request may take per record before it is refused unread (413): a demo record is about
@@ -437,6 +482,7 @@ class Params(Section):
     monitor: MonitorParams = MonitorParams()
     compare: CompareParams = CompareParams()
     card: CardParams = CardParams()
+    dask: DaskParams = DaskParams()
 
 
 def _format_errors(err: ValidationError) -> str:

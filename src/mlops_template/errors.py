@@ -75,3 +75,9 @@ class RegistryError(TrackingError):
     """The model registry has no such version, or nothing to roll back to."""
 
     exit_code = 9
+
+
+class ClusterError(MlopsError):
+    """The Dask cluster (dask.address) cannot be reached, or lost its workers mid-run."""
+
+    exit_code = 11

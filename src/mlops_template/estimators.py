@@ -9,7 +9,7 @@ To add a model: write its params section and its builder (``builder(task, hyper-
 seed) -> an unfitted scikit-learn estimator``: a classifier with ``predict_proba`` for binary
 and multiclass tasks, a regressor for regression), add an entry below, and add its section to
 params.yaml (and examples/card-transactions/params.yaml: the tests keep them equal to these
-defaults). A builder is a function or ``"module:function"``: the three below live in model.py
+defaults). A builder is a function or ``"module:function"``: the ones below live in model.py
 and are imported only when a model is built, so reading params never imports scikit-learn.
 
 No project imports: config.py imports this module.
@@ -64,16 +64,36 @@ class HistGradientBoostingParams(Hyperparameters):
     early_stopping: bool | Literal["auto"] = "auto"
 
 
+class LightGBMParams(Hyperparameters):
+    """LGBMClassifier / LGBMRegressor in process; DaskLGBMClassifier / Regressor on Dask."""
+
+    n_estimators: int = Field(200, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    max_depth: int = Field(-1, ge=-1)  # -1: no limit
+    min_child_samples: int = Field(20, ge=1)
+    reg_lambda: float = Field(0.0, ge=0)
+    subsample: float = Field(1.0, gt=0, le=1)
+    subsample_freq: int = Field(0, ge=0)  # bagging every k iterations (0: off)
+    colsample_bytree: float = Field(1.0, gt=0, le=1)
+    class_weight: Literal["balanced"] | None = None
+    # OpenMP threads in process (on Dask: the worker's threads). 1: LightGBM's spinning OpenMP
+    # threads on a loaded 2-core machine took 113 s for a 4 s fit (docs/scale-out.md)
+    n_jobs: int = 1
+
+
 @dataclass(frozen=True)
 class Estimator:
     """One model: ``params`` its section's model, ``build`` its builder (or where it is),
     ``space`` its default search space (per key: low/high[/log] or choices, as in
-    params.yaml), ``scale_numeric``: standardise numeric inputs first (linear models)."""
+    params.yaml), ``scale_numeric``: standardise numeric inputs first (linear models),
+    ``on_dask``: it also trains on a Dask cluster (``dask.enabled``: distributed_train.py)."""
 
     params: type[Hyperparameters]
     build: Builder | str
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
     scale_numeric: bool = False
+    on_dask: bool = False
 
     def builder(self) -> Builder:
         if callable(self.build):
@@ -103,5 +123,15 @@ ESTIMATORS: dict[str, Estimator] = {
             "max_leaf_nodes": {"choices": [15, 31, 63]},
             "min_samples_leaf": {"low": 5, "high": 100},
         },
+    ),
+    "lightgbm": Estimator(
+        LightGBMParams,
+        "mlops_template.model:_lightgbm",
+        {
+            "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+            "num_leaves": {"choices": [15, 31, 63]},
+            "min_child_samples": {"low": 5, "high": 100},
+        },
+        on_dask=True,
     ),
 }

@@ -96,6 +96,25 @@ def _hist_gradient_boosting(task: Task, p: dict[str, Any], seed: int) -> Any:
     return HistGradientBoostingClassifier(**p, random_state=seed)
 
 
+def lightgbm_kwargs(task: Task, p: dict[str, Any], seed: int) -> dict[str, Any]:
+    """LightGBM's keyword arguments, the same in process and on Dask: quiet, seeded, and
+    deterministic (row-wise histograms: the same data gives the same trees and bytes)."""
+    kwargs = _without(p, "class_weight") if task == "regression" else dict(p)
+    return kwargs | {
+        "random_state": seed,
+        "verbose": -1,
+        "deterministic": True,
+        "force_row_wise": True,
+    }
+
+
+def _lightgbm(task: Task, p: dict[str, Any], seed: int) -> Any:
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    kwargs = lightgbm_kwargs(task, p, seed)
+    return LGBMRegressor(**kwargs) if task == "regression" else LGBMClassifier(**kwargs)
+
+
 def _without(p: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in p.items() if k != key}
 

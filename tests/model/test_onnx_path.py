@@ -59,3 +59,16 @@ def test_hist_gradient_boosting_passes_the_gate_in_double(params: Any) -> None:
     onnx_bytes, record = export(pipeline, X, "binary")
     assert record["runtime"] == "onnx" and onnx_bytes is not None, record
     assert 0.0 < record["onnx_max_abs_diff"] <= TOLERANCE
+
+
+def test_lightgbm_passes_the_gate(params: Any) -> None:
+    """LightGBM through onnxmltools' converter: within the package stage's tolerance, missing
+    numbers included, and the served probabilities are the model's."""
+    pipeline, X = _fitted(params, "lightgbm")
+    X = X.copy()
+    X.loc[X.index[:200], ["customer_tenure_days", "distance_from_home_km"]] = None
+    onnx_bytes, record = export(pipeline, X, "binary")
+    assert record["runtime"] == "onnx" and onnx_bytes is not None, record
+    features = pipeline.steps[0][1].transform(X)
+    served = OnnxModel(onnx_bytes).predict_proba(features)
+    np.testing.assert_allclose(served, pipeline.predict_proba(X), rtol=0, atol=TOLERANCE)

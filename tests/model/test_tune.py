@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from mlops_template.config import Params, TuneParams, parse_params
+from mlops_template.config import DaskParams, Params, TuneParams, parse_params
 from mlops_template.features import build_features
 from tests.repo import DEMO_CONTRACT
 
@@ -36,11 +36,11 @@ def feats(transactions: pd.DataFrame, tiny: Params) -> pd.DataFrame:
     return build_features(transactions, tiny.features)
 
 
-def _tune(feats: pd.DataFrame, params: Params, **over: Any):
+def _tune(feats: pd.DataFrame, params: Params, dask: DaskParams | None = None, **over: Any):
     from mlops_template.stages.tune import tune
 
     tp = TuneParams.model_validate(params.tune.model_dump() | over)
-    return tune(feats, target="is_fraud", task="binary", train=params.train, params=tp)
+    return tune(feats, target="is_fraud", task="binary", train=params.train, params=tp, dask=dask)
 
 
 def test_grid_same_best_on_local_cluster_as_locally(feats: pd.DataFrame, tiny: Params) -> None:
@@ -52,7 +52,8 @@ def test_grid_same_best_on_local_cluster_as_locally(feats: pd.DataFrame, tiny: P
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
     ) as cluster:
-        remote = _tune(feats, tiny, dask_address=cluster.scheduler_address)
+        dask = DaskParams(enabled=True, address=cluster.scheduler_address)
+        remote = _tune(feats, tiny, dask)
     assert remote.best_params == local.best_params
     pd.testing.assert_series_equal(remote.trials["score"], local.trials["score"])
 

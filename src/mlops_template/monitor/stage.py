@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from mlops_template import paths
+from mlops_template import paths, sources
 from mlops_template.config import Params
 from mlops_template.contract import describe_failures, load_contract
 from mlops_template.errors import BatchContractViolation, DataError, RetrainNeeded
@@ -53,7 +53,15 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
     logged = [columns_for(contract, meta).prediction, "model_version"]
     stored = contract.without_pii().columns  # pii columns are never read
     wanted = list(stored) + (logged if isinstance(source, RequestLogWindow) else [])
-    current, total = read_current(source, wanted, m.sample_rows, m.seed)
+    on_dask = params.dask.enabled and isinstance(source, sources.Table) and source.fmt != "sql"
+    if on_dask:  # the Evidently report on a seeded sample, PSI over every row on the cluster
+        from mlops_template import distributed_batch
+
+        current, total = distributed_batch.sample_dataset(
+            source.location, m.sample_rows, m.seed, params.dask
+        )
+    else:
+        current, total = read_current(source, wanted, m.sample_rows, m.seed)
     log.info(
         "monitor: %d of %d rows from %s vs %d reference rows",
         len(current),
@@ -78,6 +86,11 @@ def run(params: Params, source: Source, labels: str | None = None) -> dict[str, 
         total_rows=total,
         served=served,
     )
+    if on_dask:
+        shared = [c for c in contract.feature_columns if c in reference and c in current]
+        outcome.summary["dask_drift"] = distributed_batch.drift_psi(
+            reference, source.location, shared, params.dask
+        ) | {"rows": total, "evidently_sample_rows": len(current)}
     if isinstance(source, RequestLogWindow):
         outcome.summary["request_log"] = log_selection(source, current)
     if labels:

@@ -154,11 +154,40 @@ def labelled(df: pd.DataFrame, target: str) -> pd.DataFrame:
     return df
 
 
+def run_on_dask(params: Params, contract: Contract) -> None:
+    """`data` with ``dask.enabled`` and a Parquet source: the dataset never sits in this
+    process; the splits are partitioned Parquet folders at the same paths."""
+    from mlops_template.distributed import connect
+    from mlops_template.distributed_data import prepare_splits
+
+    with connect(params.dask):
+        try:
+            n_train, n_test = prepare_splits(
+                params.data.path,
+                contract,
+                params.data.split,
+                (paths.TRAIN_SPLIT, paths.TEST_SPLIT),
+            )
+        except ContractViolation as err:
+            failures = err.failures if isinstance(err.failures, pd.DataFrame) else pd.DataFrame()
+            write_validation_report(failures, str(err))
+            raise ContractViolation(
+                f"{err}\nfull failure table: {paths.VALIDATION_FAILURES}", failures
+            ) from None
+    io.write_text(
+        f"OK: {n_train + n_test} rows satisfy {contract.name}\n", paths.VALIDATION_SUMMARY
+    )
+    log.info("data on Dask: %d train rows, %d test rows (partitioned)", n_train, n_test)
+
+
 def run(params: Params) -> None:
     """Entry point of the `data` stage (``mlops stage data``)."""
     contract = load_contract(params.data.contract)
     for stale in (paths.VALIDATION_FAILURES, paths.VALIDATION_SUMMARY):
         stale.unlink(missing_ok=True)
+    if params.dask.enabled and params.data.source == "parquet":
+        run_on_dask(params, contract)
+        return
     try:
         train, test = prepare(params.data, contract)
     except ContractViolation as err:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,12 +124,15 @@ def train(
     params: TrainParams,
     feature_spec: FeaturesParams,
     evaluate: EvaluateParams | None = None,
+    fit_all: Callable[[Any], Any] | None = None,
 ) -> TrainResult:
     """Cross-validate, fit on the whole training split, and wrap with the feature function.
 
     ``features`` is the output of the `features` stage; ``raw_columns`` are the contract's
     input columns that the returned pipeline expects at inference time. For a binary task
     the decision threshold is chosen here (``evaluate.threshold``) and stored with the model.
+    ``fit_all``: fits the (unfitted) pipeline on the whole split elsewhere (on a Dask
+    cluster, :func:`run_on_dask`); ``features`` is then the seeded sample CV runs on.
     """
     from sklearn.pipeline import Pipeline
 
@@ -145,9 +149,10 @@ def train(
     timings["cv_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fitted = pipeline.fit(X, y)
+    fitted = pipeline.fit(X, y) if fit_all is None else fit_all(pipeline)
     timings["fit_seconds"] = time.perf_counter() - start
-    log.info("fitted %s on %d rows in %.1fs", params.model, len(X), timings["fit_seconds"])
+    where = "on Dask" if fit_all is not None else f"on {len(X)} rows"
+    log.info("fitted %s %s in %.1fs", params.model, where, timings["fit_seconds"])
 
     features_step = feature_transformer(feature_spec)
     _forget_thread_count(fitted)
@@ -255,13 +260,51 @@ def _utc(epoch_ms: int) -> str:
 
 def head(path: Path, rows: int) -> pd.DataFrame:
     """The first ``rows`` rows of a Parquet file (what ``read_parquet(path).head(rows)``
-    gives), reading one batch instead of the whole split."""
+    gives), reading one batch instead of the whole split; or of a partitioned Parquet
+    folder (a split written on Dask)."""
     import pyarrow.parquet as pq
 
+    if Path(path).is_dir():
+        return pd.read_parquet(sorted(Path(path).glob("*.parquet"))[0]).head(rows)
     with pq.ParquetFile(path) as pf:
         batches = pf.iter_batches(batch_size=rows)
         first = next(batches, None)
         return pf.schema_arrow.empty_table().to_pandas() if first is None else first.to_pandas()
+
+
+def run_on_dask(params: Params, raw_columns: list[str], target: str) -> TrainResult:
+    """`train` with ``dask.enabled``: the training features stay on the workers. CV and the
+    decision threshold use a seeded sample of at most ``train.cv.max_rows`` rows in this
+    process (as in process); the final model trains on every row with ``lightgbm.dask``."""
+    from mlops_template import distributed
+    from mlops_template.distributed_train import fit_lightgbm
+
+    with distributed.connect(params.dask) as client:
+        frame = distributed.read_parquet(paths.TRAIN_FEATURES, params.dask)
+        cv_sample = distributed.sample(frame, params.train.cv.max_rows, params.train.seed)
+        log.info("train on Dask: %d partitions; CV on a seeded sample", frame.npartitions)
+
+        def fit_all(pipeline: Any) -> Any:
+            return fit_lightgbm(
+                frame,
+                pipeline=pipeline,
+                target=target,
+                task=params.data.task,
+                train=params.train,
+                dask=params.dask,
+                client=client,
+            )
+
+        return train(
+            cv_sample.reset_index(drop=True),
+            raw_columns=raw_columns,
+            target=target,
+            task=params.data.task,
+            params=params.train,
+            feature_spec=params.features,
+            evaluate=params.evaluate,
+            fit_all=fit_all,
+        )
 
 
 def tuned_params(params: Params) -> tuple[Params, str]:
@@ -303,17 +346,23 @@ def run(params: Params) -> None:
     if used := pii_features(contract, params.features.model_dump()):
         shown = "; ".join(f"{c}: {how}" for c, how in used.items())
         raise ConfigError(f"{params.data.contract}: pii columns cannot be features ({shown})")
+    if params.dask.enabled:
+        from mlops_template.distributed import require_dask_model
+
+        require_dask_model(params.train.model)  # before the tracking store is opened
     mlflow = tracking.connect(params.tracking.experiment)  # fail before the expensive work
-    features = pd.read_parquet(paths.TRAIN_FEATURES)
-    result = train(
-        features,
-        raw_columns=contract.feature_columns,
-        target=contract.target,
-        task=params.data.task,
-        params=params.train,
-        feature_spec=params.features,
-        evaluate=params.evaluate,
-    )
+    if params.dask.enabled:
+        result = run_on_dask(params, contract.feature_columns, contract.target)
+    else:
+        result = train(
+            pd.read_parquet(paths.TRAIN_FEATURES),
+            raw_columns=contract.feature_columns,
+            target=contract.target,
+            task=params.data.task,
+            params=params.train,
+            feature_spec=params.features,
+            evaluate=params.evaluate,
+        )
     raw_sample = head(paths.TRAIN_SPLIT, 100).drop(columns=[contract.target])
     raw_sample = redact(raw_sample, contract.pii_columns)  # MLflow keeps it as input example
     start = time.perf_counter()

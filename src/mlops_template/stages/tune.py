@@ -12,13 +12,14 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pandas as pd
 
 from mlops_template import io, paths
-from mlops_template.config import Params, Task, TrainParams, TuneParams
+from mlops_template.config import DaskParams, Params, Task, TrainParams, TuneParams
 from mlops_template.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ def check(params: Params) -> None:
     metric_for(params.data.task, tune)
 
 
-def dask_address(tune: TuneParams) -> str:
-    return os.environ.get(paths.ENV_DASK_ADDRESS) or tune.dask_address
+def on_dask(dask: DaskParams) -> bool:
+    """Trials run on Dask with ``dask.enabled``, or (as before the ``dask`` section) when env
+    MLOPS_DASK_ADDRESS names a scheduler."""
+    return dask.enabled or bool(os.environ.get(paths.ENV_DASK_ADDRESS))
 
 
 def cv_score(
@@ -162,18 +165,19 @@ def local_map(fn: Callable[..., T], args: list[tuple[Any, ...]], workers: int) -
 
 
 class _Runner:
-    """Evaluates a batch of candidates: joblib processes locally, or a Dask cluster."""
+    """Evaluates a batch of candidates: joblib processes locally, or a Dask cluster
+    (``dask.address``, or a LocalCluster sized by the ``dask`` section)."""
 
-    def __init__(self, tune: TuneParams) -> None:
-        self.client = None
+    def __init__(self, tune: TuneParams, dask: DaskParams) -> None:
+        self.client: Any = None
         self.workers = tune.n_workers
-        address = dask_address(tune)
-        if address:
-            from distributed import Client
+        self._stack = ExitStack()
+        if on_dask(dask):
+            from mlops_template.distributed import connect
 
-            self.client = Client(address)
+            self.client = self._stack.enter_context(connect(dask))
             self.workers = max(1, len(self.client.scheduler_info()["workers"]))
-            log.info("tune: running trials on Dask cluster %s (%d workers)", address, self.workers)
+            log.info("tune: running trials on Dask (%d workers)", self.workers)
 
     def map(self, args: list[tuple[Any, ...]]) -> list[tuple[float, float]]:
         if self.client is not None:
@@ -182,12 +186,17 @@ class _Runner:
         return local_map(_timed, args, self.workers)
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
+        self._stack.close()
 
 
 def tune(
-    features: pd.DataFrame, *, target: str, task: Task, train: TrainParams, params: TuneParams
+    features: pd.DataFrame,
+    *,
+    target: str,
+    task: Task,
+    train: TrainParams,
+    params: TuneParams,
+    dask: DaskParams | None = None,
 ) -> TuneResult:
     """Search ``params.space[train.model]`` with k-fold CV on ``features`` (training split only)."""
     space = params.space.get(train.model)
@@ -201,7 +210,7 @@ def tune(
         keep = X.sample(n=params.max_rows, random_state=params.seed).index
         X, y = X.loc[keep], y.loc[keep]
     X, y = X.reset_index(drop=True), y.reset_index(drop=True)
-    runner = _Runner(params)
+    runner = _Runner(params, dask or DaskParams())
     deadline = time.monotonic() + (params.timeout_seconds or float("inf"))
     rows: list[dict[str, Any]] = []
 
@@ -417,6 +426,7 @@ def run(params: Params) -> None:
         task=params.data.task,
         train=params.train,
         params=params.tune,
+        dask=params.dask,
     )
     run_id = log_to_mlflow(result, params)
     higher = metric_for(params.data.task, params.tune)[1]

@@ -1,0 +1,179 @@
+"""The Dask side of the pipeline (``dask.enabled: true``, docs/scale-out.md): the cluster and
+partitioned Parquet. What runs on it lives beside: distributed_data.py (the data stage),
+distributed_train.py (lightgbm.dask), distributed_batch.py (`mlops score` and `mlops monitor`).
+
+Only stages that run on the cluster import these modules, and they import ``dask`` /
+``distributed`` / ``lightgbm.dask`` inside their functions: an in-process run never loads them.
+
+- :func:`connect`: a client of ``dask.address`` (env ``MLOPS_DASK_ADDRESS``), or of a
+  ``LocalCluster`` sized by ``dask.workers`` / ``dask.threads_per_worker`` / ``dask.memory_limit``;
+- :func:`require_dask_model`: the in-process models say so in one line (exit 2);
+- :func:`read_dataset`: one partition per Parquet file of a folder, glob or fsspec URL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from mlops_template import paths
+from mlops_template.config import DASK_MODELS, DaskParams
+from mlops_template.errors import ClusterError, ConfigError, DataError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = "10s"
+
+
+def address(dask: DaskParams) -> str:
+    """The scheduler to use: env ``MLOPS_DASK_ADDRESS``, else ``dask.address`` ("" = local)."""
+    return os.environ.get(paths.ENV_DASK_ADDRESS) or dask.address
+
+
+def require_dask_model(model: str) -> None:
+    """``train.model`` must be one that trains on a cluster when ``dask.enabled`` is true."""
+    if model not in DASK_MODELS:
+        raise ConfigError(
+            f"train.model: {model!r} trains in one process only; with dask.enabled: true "
+            f"choose {' or '.join(DASK_MODELS)} (or set dask.enabled: false)"
+        )
+
+
+@contextmanager
+def connect(dask: DaskParams) -> Iterator[Client]:
+    """A client of the configured scheduler, or of a fresh loopback ``LocalCluster`` that is
+    closed on exit. An unreachable scheduler is one line naming its address (exit 11)."""
+    from distributed import Client
+
+    where = address(dask)
+    if where:
+        try:
+            client = Client(where, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError) as err:
+            raise ClusterError(
+                f"dask.address: cannot reach the Dask scheduler at {where} within "
+                f"{CONNECT_TIMEOUT} ({type(err).__name__}); start it or fix the address"
+            ) from None
+        workers = len(client.scheduler_info()["workers"])
+        log.info("dask: scheduler %s, %d workers", where, workers)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    with local_cluster(dask) as cluster, Client(cluster) as client:
+        yield client
+
+
+@contextmanager
+def local_cluster(dask: DaskParams) -> Iterator[Any]:
+    """A ``LocalCluster`` on loopback: ``dask.workers`` processes of ``dask.threads_per_worker``
+    threads and ``dask.memory_limit`` each, no dashboard."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=dask.workers,
+        threads_per_worker=dask.threads_per_worker,
+        memory_limit=dask.memory_limit,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        log.info(
+            "dask: LocalCluster of %d workers x %d threads, %s each",
+            dask.workers,
+            dask.threads_per_worker,
+            dask.memory_limit,
+        )
+        yield cluster
+
+
+def read_parquet(path: Any, dask: DaskParams) -> Any:
+    """A Dask DataFrame of a Parquet file or partitioned folder (glob, fsspec URL): one
+    partition per file (dask's own reader may merge small files, which changes the partition
+    count between graph and compute: lightgbm.dask's ``lengths`` then disagree). A single file
+    (a split written in process) is cut into partitions of about ``dask.partition_rows``."""
+    frame, _ = read_dataset(str(path))
+    if frame.npartitions == 1:
+        rows = len(frame)
+        if rows > dask.partition_rows:
+            frame = frame.repartition(npartitions=-(-rows // dask.partition_rows))
+    return frame
+
+
+def sample(frame: Any, rows: int, seed: int) -> pd.DataFrame:
+    """A seeded sample of about ``rows`` rows of a Dask DataFrame, in this process."""
+    total = len(frame)
+    if total <= rows:
+        return frame.compute()
+    return frame.sample(frac=rows / total, random_state=seed).compute()
+
+
+def dataset_files(location: str, name: str = "data.path") -> list[str]:
+    """The Parquet files of a dataset: a folder (every ``*.parquet`` below it), a glob, or a
+    single file; local or any fsspec URL. Sorted, so partition numbers are stable."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(location)
+    if any(ch in root for ch in "*?["):
+        found = fs.glob(root)
+    elif fs.isdir(root):
+        found = [p for p in fs.find(root) if p.endswith(".parquet")]
+    else:
+        found = [root] if fs.exists(root) else []
+    if not found:
+        raise DataError(f"{name}: no Parquet files at {location}")
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    prefix = "" if protocol in ("file", "local") else f"{protocol}://"
+    return [prefix + p for p in sorted(found)]
+
+
+def _read_file(path: str) -> pd.DataFrame:
+    import fsspec
+
+    with fsspec.open(path, "rb") as fh:
+        return pd.read_parquet(fh)
+
+
+def read_dataset(location: str) -> tuple[Any, list[str]]:
+    """A Dask DataFrame with one partition per Parquet file of ``location`` (so a contract
+    violation can name its file), and the files."""
+    import dask.dataframe as dd
+
+    files = dataset_files(location)
+    meta = _read_file(files[0]).head(0)
+    return dd.from_map(_read_file, files, meta=meta, enforce_metadata=False), files
+
+
+def replace_path(source: Any, target: Any) -> None:
+    """Move a finished folder over ``target`` (a file or a folder of an earlier run)."""
+    import shutil
+    from pathlib import Path
+
+    target = Path(target)
+    if target.is_dir():
+        shutil.rmtree(target)
+    elif target.exists():
+        target.unlink()
+    os.replace(source, target)
+
+
+def worker_memory(client: Client) -> dict[str, dict[str, float]]:
+    """Per worker: its memory limit and the process memory the scheduler last heard of (MiB)."""
+    info = client.scheduler_info()["workers"]
+    mib = 1 << 20
+    return {
+        name: {
+            "limit_mib": w["memory_limit"] / mib,
+            "memory_mib": w["metrics"]["memory"] / mib,
+        }
+        for name, w in info.items()
+    }

@@ -1,0 +1,134 @@
+"""LightGBM on a real LocalCluster: the model that comes home scores like the in-process one,
+exports to ONNX within the package stage's tolerance, and needs no Dask to predict."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mlops_template import distributed
+from mlops_template.config import DaskParams, Params, parse_params
+from mlops_template.contract import load_contract, validate
+from mlops_template.distributed_train import fit_lightgbm
+from mlops_template.features import build_features
+from mlops_template.onnx_path import OnnxModel, export
+from mlops_template.stages.train import train
+from mlops_template.synthetic import generate_transactions
+from tests.repo import DEMO_CONTRACT
+
+
+@pytest.fixture(scope="module")
+def lgbm_params() -> Params:
+    import yaml
+
+    from tests.repo import DEMO_PARAMS
+
+    raw = yaml.safe_load(DEMO_PARAMS.read_text())
+    raw["train"]["model"] = "lightgbm"
+    raw["train"]["cv"]["folds"] = 2
+    raw["train"]["lightgbm"]["n_estimators"] = 100
+    return parse_params(raw)
+
+
+@pytest.fixture(scope="module")
+def split() -> tuple[Any, Any]:
+    contract = load_contract(DEMO_CONTRACT)
+    frame = validate(generate_transactions(60_000, fraud_rate=0.1, seed=5), contract)
+    return frame.iloc[:45_000].reset_index(drop=True), frame.iloc[45_000:].reset_index(drop=True)
+
+
+def _train(features: Any, params: Params, fit_all: Any = None) -> Any:
+    contract = load_contract(DEMO_CONTRACT)
+    return train(
+        features,
+        raw_columns=contract.feature_columns,
+        target=contract.target,
+        task="binary",
+        params=params.train,
+        feature_spec=params.features,
+        fit_all=fit_all,
+    )
+
+
+def test_cluster_lightgbm_matches_in_process_and_exports_to_onnx(
+    cluster: Any, split: tuple[Any, Any], lgbm_params: Params, tmp_path: Path
+) -> None:
+    import dask.dataframe as dd
+    from distributed import Client
+
+    train_raw, test_raw = split
+    features = build_features(train_raw, lgbm_params.features)
+    local = _train(features, lgbm_params)
+    dask = DaskParams(enabled=True, address=cluster.scheduler_address)
+    with Client(cluster) as client:
+        frame = dd.from_pandas(features, npartitions=4)
+        remote = _train(
+            features,
+            lgbm_params,
+            fit_all=lambda pipeline: fit_lightgbm(
+                frame,
+                pipeline=pipeline,
+                target="is_fraud",
+                task="binary",
+                train=lgbm_params.train,
+                dask=dask,
+                client=client,
+            ),
+        )
+    estimator = remote.model.steps[-1][1].steps[-1][1]
+    assert type(estimator).__name__ == "LGBMClassifier"  # to_local(): no Dask inside
+    assert remote.classes == local.classes
+    X, y = test_raw.drop(columns=["is_fraud"]), test_raw["is_fraud"]
+    auc_local = roc_auc_score(y, local.model.predict_proba(X)[:, 1])
+    auc_remote = roc_auc_score(y, remote.model.predict_proba(X)[:, 1])
+    assert abs(auc_remote - auc_local) <= 0.005, (auc_remote, auc_local)
+    assert auc_remote > 0.75
+
+    onnx_bytes, record = export(remote.model, X, "binary", tolerance=1e-5)
+    assert onnx_bytes is not None and record["onnx_max_abs_diff"] <= 1e-5, record
+    served = OnnxModel(onnx_bytes).predict_proba(remote.model.steps[0][1].transform(X))
+    np.testing.assert_allclose(served, remote.model.predict_proba(X), rtol=0, atol=1e-5)
+
+    import joblib
+
+    joblib.dump(remote.model, tmp_path / "model.joblib")
+    X.head(50).to_parquet(tmp_path / "rows.parquet")
+    code = (
+        "import sys, joblib, pandas as pd\n"
+        f"m = joblib.load({str(tmp_path / 'model.joblib')!r})\n"
+        f"m.predict_proba(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))\n"
+        "print(any(n == 'dask' or n.startswith(('dask.', 'distributed')) for n in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "the trained model must load and predict without Dask"
+
+
+def test_in_process_models_refuse_dask() -> None:
+    from mlops_template.errors import ConfigError
+
+    for model in ("hist_gradient_boosting", "linear", "random_forest"):
+        with pytest.raises(ConfigError, match=f"train.model: '{model}' trains in one process"):
+            distributed.require_dask_model(model)
+    distributed.require_dask_model("lightgbm")
+
+
+def test_unreachable_scheduler_names_the_address() -> None:
+    import socket
+
+    from mlops_template.errors import ClusterError
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    with (
+        pytest.raises(ClusterError, match=f"cannot reach the Dask scheduler at {address}"),
+        distributed.connect(DaskParams(enabled=True, address=address)),
+    ):
+        pass
