@@ -10,6 +10,10 @@ not yet rewritten) and store each file's sha256 in the git directory.
 ``after``: render the new version with the new answers; every path the old render had and the
 new one lacks is deleted if its bytes are still the old render's, and named on stderr if the
 user changed it (then it is theirs to move). Empty folders left behind go too.
+``adopt SRC`` (a task after `copier copy --data adopt=true` over a clone made before copier):
+delete the tracked files the template no longer generates whose bytes are the template's own at
+that path in its history (SRC: the template's clone), i.e. modules a later version moved; the
+user's files, and files copier.yml never generates (dvc.lock, outputs), stay.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 
 import yaml
 from copier import run_copy
+from pathspec import PathSpec
 
 ANSWERS = Path(".copier-answers.yml")
 
@@ -87,14 +92,42 @@ def after() -> int:
                 file=sys.stderr,
             )
             continue
-        path.unlink()
-        print(f"prune: deleted {rel} (no longer generated)", file=sys.stderr)
-        for parent in path.parents:
-            if parent == Path(".") or any(parent.iterdir()):
-                break
-            parent.rmdir()
+        _delete(rel, "no longer generated")
     manifest.unlink()
     return 0
+
+
+def _git(*args: str, cwd: str | Path = ".") -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def _delete(rel: str, why: str) -> None:
+    path = Path(rel)
+    path.unlink()
+    print(f"prune: deleted {rel} ({why})", file=sys.stderr)
+    for parent in path.parents:
+        if parent == Path(".") or any(parent.iterdir()):
+            break
+        parent.rmdir()
+
+
+def adopt(src: Path) -> None:
+    config = yaml.safe_load((src / "copier.yml").read_text())
+    never = PathSpec.from_lines(
+        "gitwildmatch", [p for p in config.get("_exclude", []) if "{" not in p]
+    )
+    generated = set(_render(yaml.safe_load(ANSWERS.read_text())))
+    for rel in _git("ls-files", "-z").split("\0"):
+        if not rel or rel in generated or never.match_file(rel) or not Path(rel).is_file():
+            continue
+        blob = _git("hash-object", "--", rel).strip()
+        seen = _git(
+            "log", "--all", "--format=%H", "-1", f"--find-object={blob}", "--", rel, cwd=src
+        )
+        if seen.strip():
+            _delete(rel, "the template's own file, no longer generated")
 
 
 if __name__ == "__main__":
@@ -103,5 +136,7 @@ if __name__ == "__main__":
         before()
     elif stage == "after":
         sys.exit(after())
+    elif stage == "adopt" and len(sys.argv) == 3:
+        adopt(Path(sys.argv[2]))
     else:
-        sys.exit(f"usage: prune.py before|after (got {stage!r})")
+        sys.exit(f"usage: prune.py before|after|adopt SRC (got {sys.argv[1:]})")

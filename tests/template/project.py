@@ -23,8 +23,9 @@ NAMES_KEPT_IN = {".copier-answers.yml"}
 ANSWERS = {"project_name": "Fraud scoring", "package_name": "fraud_scoring"}
 
 
-def template_copy(dest: Path, tag: str = "v1.0.0") -> Path:
-    """This repository's files in a new git repo at ``dest``, committed and tagged ``tag``."""
+def template_copy(dest: Path, tag: str | None = "v1.0.0") -> Path:
+    """This repository's files in a new git repo at ``dest``, committed and tagged ``tag``
+    (None: left uncommitted, for the caller to add to)."""
     files = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
         cwd=ROOT,
@@ -32,13 +33,17 @@ def template_copy(dest: Path, tag: str = "v1.0.0") -> Path:
         text=True,
         check=True,
     ).stdout.splitlines()
+    # a clone: the template's history comes along (adopting an old clone looks it up)
+    run(dest.parent, "git", "clone", "-q", "--no-tags", str(ROOT), str(dest))
+    run(dest, "git", "checkout", "-q", "-B", "main")
+    run(dest, "git", "rm", "-rqf", ".")
     for rel in files:
         src = ROOT / rel
         if src.is_file() and not src.is_symlink():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    run(dest, "git", "init", "-q", "-b", "main")
-    commit(dest, "template", tag=tag)
+    if tag:
+        commit(dest, "template", tag=tag)
     return dest
 
 

@@ -8,6 +8,9 @@ from mlops_template.config import Params, load_params, parse_params
 from mlops_template.errors import ConfigError
 from tests.repo import DEMO_PARAMS
 
+# a generated project's quick check (the template's CI runs these: docs/template.md)
+pytestmark = pytest.mark.smoke
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
