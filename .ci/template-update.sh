@@ -32,8 +32,8 @@ if git ls-remote --exit-code --heads origin "$branch" >/dev/null 2>&1; then
   exit 0
 fi
 git switch -q -c "$branch"
+conflicts=$(git diff --name-only --diff-filter=U) # copier marks conflicted files unmerged
 git add -A
-conflicts=$(git grep -l -e '^<<<<<<< before updating' -- . || true)
 git -c user.name="${GIT_AUTHOR_NAME:-template-update}" \
   -c user.email="${GIT_AUTHOR_EMAIL:-template-update@users.noreply.github.com}" \
   commit -q -m "template: update to $version"

@@ -59,13 +59,18 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _conflicted(project: Path) -> list[str]:
+    """Files with a conflict marker line, and files git holds unmerged."""
     tracked = run(project, "git", "ls-files", "-co", "--exclude-standard").stdout.split()
-    return [
+    marked = {
         rel
         for rel in tracked
         if (project / rel).is_file()
-        and any(marker in (project / rel).read_text(errors="replace") for marker in MARKERS)
-    ]
+        and any(
+            line in MARKERS for line in (project / rel).read_text(errors="replace").splitlines()
+        )
+    }
+    unmerged = run(project, "git", "diff", "--name-only", "--diff-filter=U").stdout.split()
+    return sorted(marked | set(unmerged))
 
 
 def _rejects(project: Path) -> list[Path]:
