@@ -20,6 +20,7 @@ COPIER = str(Path(sys.executable).parent / "copier")
 OUR_NAMES = re.compile(r"mlops[_-]template|MlopsService")
 # Where they stay on purpose: the answers file names the template's URL (`_src_path`).
 NAMES_KEPT_IN = {".copier-answers.yml"}
+MARKERS = ("<<<<<<< before updating", ">>>>>>> after updating")  # copier's inline conflicts
 ANSWERS = {"project_name": "Fraud scoring", "package_name": "fraud_scoring"}
 
 
@@ -96,3 +97,22 @@ def names_left(project: Path) -> list[str]:
 def project_env() -> dict[str, str]:
     """For `make` in a generated project: no .pyc compile at install (minutes on 2 cores)."""
     return env() | {"UV_COMPILE_BYTECODE": "0"}
+
+
+def conflicted(project: Path) -> list[str]:
+    """Files with a conflict marker line, and files git holds unmerged."""
+    tracked = run(project, "git", "ls-files", "-co", "--exclude-standard").stdout.split()
+    marked = {
+        rel
+        for rel in tracked
+        if (project / rel).is_file()
+        and any(
+            line in MARKERS for line in (project / rel).read_text(errors="replace").splitlines()
+        )
+    }
+    unmerged = run(project, "git", "diff", "--name-only", "--diff-filter=U").stdout.split()
+    return sorted(marked | set(unmerged))
+
+
+def rejects(project: Path) -> list[Path]:
+    return [p for p in project.rglob("*.rej") if ".venv" not in p.parts]
