@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 out=${1:-$(mktemp -d)}
-uv=$(command -v uv || echo "$root/.tools/bin/uv")
+# uv from PATH, else the one .ci/run bootstrapped; neither: each project bootstraps its own
+uv=$(command -v uv || true)
+[[ -n $uv || ! -x $root/.tools/bin/uv ]] || uv=$root/.tools/bin/uv
 copier=("$root/.venv/bin/copier" copy --trust --defaults --quiet)
 export UV_COMPILE_BYTECODE=0 # a generated venv is used once here: no minutes of .pyc compiling
 
@@ -19,7 +21,7 @@ check() {
   git -C "$dest" init -q -b main
   git -C "$dest" add -A
   git -C "$dest" -c user.name=ci -c user.email=ci@localhost commit -qm "generated"
-  make -C "$dest" install UV="$uv" >/dev/null
+  make -C "$dest" install ${uv:+UV="$uv"} >/dev/null
   (cd "$dest" && .venv/bin/pytest -p no:xdist -q -m smoke)
   echo "template-check: $name generated, installed and tested in $((SECONDS - start)) s"
 }
