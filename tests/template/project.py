@@ -50,7 +50,7 @@ def template_copy(dest: Path, tag: str | None = "v1.0.0") -> Path:
 
 def commit(repo: Path, message: str, tag: str | None = None) -> None:
     run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", message)
+    run(repo, "git", "commit", "-q", "--allow-empty", "-m", message)
     if tag:
         run(repo, "git", "tag", tag)
 

@@ -118,7 +118,7 @@ def test_without_kubernetes_no_manifests_and_no_links_to_them(bare: Path) -> Non
     assert not (bare / "docs/deploy.md").exists()
     assert not (bare / "tests/integration/test_k8s.py").exists()
     for page in [bare / "README.md", *(bare / "docs").glob("*.md")]:
-        assert "deploy.md" not in page.read_text(), page.name
+        assert "deploy.md)" not in page.read_text(), page.name  # no link to it
 
 
 def test_without_rollout_no_canary_overlay(template: Path) -> None:
