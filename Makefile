@@ -148,3 +148,14 @@ monitor-alert: ## After a failed monitor: open/update the drift issue, dispatch 
 
 monitor-preflight: install ## Can the monitor measure here (model, reference, source)? Else a CI notice
 	.ci/monitor-preflight.sh $(RUN) mlops monitor --preflight $(MONITOR_ARGS)
+
+# ------------------------------------------------------------ template updates (docs/template.md)
+.PHONY: template-check template-update template-pr
+template-check: install ## Is a newer version of the copier template out? (prints both versions)
+	$(RUN) copier check-update --output-format json
+
+template-update: install ## copier update to the newest template version (conflicts inline: docs/template.md)
+	$(RUN) copier update --trust --defaults --conflict inline
+
+template-pr: install ## CI: a newer template version -> update on a branch, push, open a pull request (needs gh)
+	.ci/template-update.sh $(RUN) copier

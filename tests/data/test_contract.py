@@ -15,6 +15,9 @@ from mlops_template.contract import check, load_contract, validate
 from mlops_template.errors import ConfigError, ContractViolation, DataError
 from mlops_template.stages.data import ingest
 
+# a generated project's quick check (the template's CI runs these: docs/template.md)
+pytestmark = pytest.mark.smoke
+
 
 def test_generated_data_satisfies_the_contract(transactions, contract):
     report = check(transactions, contract)

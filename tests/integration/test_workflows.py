@@ -71,7 +71,7 @@ def test_least_privilege_pinned_and_thin(path: Path):
                 assert "${{" not in step["run"], "expressions go through env, not run:"
 
 
-@pytest.mark.parametrize("name", ["pr.yml", "main.yml", "monitor.yml"])
+@pytest.mark.parametrize("name", ["pr.yml", "main.yml", "monitor.yml", "template-update.yml"])
 def test_a_supported_python_is_on_path_before_install(name: str):
     """The Makefile builds the venv from python3 on PATH and forbids uv's downloads; the
     runner's own Python may be one requires-python refuses: every job that runs

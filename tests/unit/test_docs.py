@@ -14,6 +14,9 @@ import pytest
 
 from mlops_template.cli import build_parser
 
+# a generated project's quick check (the template's CI runs these: docs/template.md)
+pytestmark = pytest.mark.smoke
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 VENV_BIN = Path(sys.executable).parent

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# a generated project's quick check (the template's CI runs these: docs/template.md)
+pytestmark = pytest.mark.smoke
+
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = (ROOT / "docs/ml-test-score.md").read_text()
 SECTIONS = ["Data", "Model", "Infrastructure", "Monitoring"]
@@ -41,6 +44,8 @@ def test_every_named_test_exists() -> None:
     named = _named_tests()
     assert len(named) > 40
     for path, test in named:
+        if path == "tests/integration/test_k8s.py" and not (ROOT / "deploy").exists():
+            continue  # a project generated without Kubernetes (docs/template.md)
         source = (ROOT / path).read_text()
         assert re.search(rf"^def {re.escape(test)}\(", source, re.M), f"{path}::{test}"
 

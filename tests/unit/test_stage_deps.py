@@ -18,6 +18,9 @@ from pathspec import PathSpec
 
 from mlops_template.cli import STAGES
 
+# a generated project's quick check (the template's CI runs these: docs/template.md)
+pytestmark = pytest.mark.smoke
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "src/mlops_template"
 # the dispatcher every stage command goes through, not stage behaviour
