@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import yaml
 
+from mlops_template import baselines as simpler  # issue 20: the simpler-model rule
 from mlops_template import paths
 from mlops_template.config import MetricGate, Params
 from mlops_template.errors import ConfigError, DataError, GateFailed
@@ -465,9 +466,11 @@ def fingerprint(params: Params, ref: str, override: bool) -> str | None:
         return None
     here = Path(__file__).parent
     files = [paths.METRICS, paths.DATASET, paths.DVC_YAML, *params_files()]
+    files.append(paths.BASELINES)  # issue 20: the simpler models' metrics
     inputs = {
         "version": FINGERPRINT_VERSION,
-        "code": {name: _sha256(here / name) for name in _CODE},
+        "code": {name: _sha256(here / name) for name in _CODE}
+        | {"baselines.py": _sha256(Path(simpler.__file__))},  # issue 20
         "baseline": {"ref": ref, "commit": commit},
         "override": override,
         "task": params.data.task,
@@ -639,7 +642,15 @@ def decide(params: Params, ref: str, override: bool) -> GateResult:
     if baseline.commit is not None and baseline.metrics is not None and candidate:
         baseline = comparable(baseline, read_identity_at(baseline.commit), dataset)
     rows = compare(baseline.metrics, candidate, params.gate.metrics, task=params.data.task)
-    result = GateResult(rows, baseline, override, dataset=dataset)
+    # --- issue 20: never worse than the class prior / mean; the plain reference (baselines.py)
+    checks, simpler_notes = (
+        simpler.check_baselines(candidate, simpler.read(), params.gate.reference, params.data.task)
+        if candidate
+        else ([], [])
+    )
+    rows += [Row(**asdict(c)) for c in checks]
+    # --- end issue 20
+    result = GateResult(rows, baseline, override, dataset=dataset, notes=simpler_notes)
     if not candidate:
         result.notes.append(f"{paths.METRICS} is missing or empty: run the evaluate stage.")
     result.notes[:0] = _notes(result)
