@@ -132,7 +132,16 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-    numeric: Any = "passthrough"  # NaN kept: HistGradientBoosting learns where missing goes
+    # NaN kept (HistGradientBoosting learns where missing goes); the no-op "imputer" only turns
+    # nullable columns (Int64, boolean with <NA>) into float64 NaN, and converts to ONNX
+    numeric: Any = Pipeline(
+        [
+            (
+                "as_float",
+                SimpleImputer(strategy="constant", fill_value=np.nan, keep_empty_features=True),
+            )
+        ]
+    )
     if params.model not in NATIVE_MISSING:
         numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
         if params.model == "linear":
