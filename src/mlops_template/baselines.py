@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from mlops_template.config import ReferenceGate, ReferenceParams, Task
 
 HGB_MAX_CATEGORIES = 255  # scikit-learn's limit for a native categorical column
+THRESHOLD_METRICS = frozenset({"accuracy", "precision", "recall", "f1"})
 TOLERANCE = 1e-9  # metrics are rounded to 6 decimals: a tie is no loss
 PRIOR = "class prior"
 MEAN = "training mean"
@@ -233,6 +234,8 @@ def check_baselines(
         return checks, notes
     measured = reference["metrics"]
     wanted = list(dict.fromkeys([*checked_metrics(task), *rules.max_behind]))
+    if task == "binary":  # the model's labels follow its own threshold, the reference's 0.5
+        wanted = [m for m in wanted if m not in THRESHOLD_METRICS]
     for metric in wanted:
         simple, model = _number(measured.get(metric)), _number(candidate.get(metric))
         if simple is not None and model is not None:

@@ -135,6 +135,8 @@ def test_reference_action_fail_and_binary_uses_roc_auc() -> None:
     assert status["log_loss vs class prior"] == "pass"
     assert status["roc_auc vs plain HistGradientBoosting"] == "fail"  # 0.05 behind > 0.01
     assert status["log_loss vs plain HistGradientBoosting"] == "pass"  # better
+    # labels at the model's own threshold vs the reference's 0.5: not compared
+    assert "accuracy vs plain HistGradientBoosting" not in status
 
 
 def test_regression_mean_ties_pass_and_missing_reports() -> None:
