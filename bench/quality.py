@@ -294,10 +294,12 @@ def main() -> None:
         "--peer-env", type=Path, default=Path(tempfile.gettempdir()) / "mlops-quality-peer"
     )
     parser.add_argument("--before", default=BEFORE)
-    parser.add_argument("--render-only", action="store_true", help="re-render quality.json")
+    parser.add_argument("--json", default="reports/benchmarks/quality.json", help="results")
+    parser.add_argument("--render-only", action="store_true", help="re-render --json (a,b,...)")
     args = parser.parse_args()
     if args.render_only:
-        results = json.loads((ROOT / "reports/benchmarks/quality.json").read_text())
+        results = [r for f in args.json.split(",") for r in json.loads((ROOT / f).read_text())]
+        results = list({r["name"]: r for r in results}.values())  # the last run of each table
         args.flaml_tables = [r["name"] for r in results if r["flaml"]]
         text = render(results, args, describe())
         io.write_text(text, ROOT / "reports/benchmarks/quality.md")
@@ -315,7 +317,7 @@ def main() -> None:
         start = time.perf_counter()
         results.append(run_table(name, index[name], data / f"{name}.csv", args, python))
         print(f"{name}: {goals(results[-1])} ({time.perf_counter() - start:.0f} s)", flush=True)
-        io.write_json(results, ROOT / "reports/benchmarks/quality.json")
+        io.write_json(results, ROOT / args.json)
     text = render(results, args, machine)
     io.write_text(text, ROOT / "reports/benchmarks/quality.md")
     print(text)

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 
 from mlops_template import io, paths
 from mlops_template.config import Task, TrainParams
@@ -51,6 +52,22 @@ class Roles:
     numeric: list[str]
     categorical: list[str]  # one-hot
     high_cardinality: list[str]  # target-encoded
+
+
+class AsFloat(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """Numeric columns as float64 with every missing value (NaN, None, ``pd.NA`` of nullable
+    ``Int64`` / ``boolean``) as NaN, nothing imputed: what HistGradientBoosting takes. Stateless;
+    converted to ONNX as a cast (``onnx_path``)."""
+
+    def fit(self, X: pd.DataFrame, y: Any = None) -> AsFloat:
+        self.n_features_in_ = X.shape[1]
+        if hasattr(X, "columns"):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        frame = pd.DataFrame(X)
+        return frame.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
 
 
 def column_roles(X: pd.DataFrame) -> Roles:
@@ -132,16 +149,7 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
 
-    # NaN kept (HistGradientBoosting learns where missing goes); the no-op "imputer" only turns
-    # nullable columns (Int64, boolean with <NA>) into float64 NaN, and converts to ONNX
-    numeric: Any = Pipeline(
-        [
-            (
-                "as_float",
-                SimpleImputer(strategy="constant", fill_value=np.nan, keep_empty_features=True),
-            )
-        ]
-    )
+    numeric: Any = AsFloat()  # NaN kept: HistGradientBoosting learns where missing goes
     if params.model not in NATIVE_MISSING:
         numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
         if params.model == "linear":
