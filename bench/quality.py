@@ -150,7 +150,16 @@ def run_table(
         (project / f"{name}.csv").write_bytes(csv.read_bytes())
         target = info["target"]
         wall_init, _ = timed(project, "mlops", "init", f"{name}.csv", "--target", target, "--force")
-        wall, rss = timed(project, "dvc", "repro", "gate")  # package: not a quality matter
+        start = time.perf_counter()
+        try:  # to the gate: packaging is not a quality matter
+            wall, rss = timed(project, "dvc", "repro", "gate")
+            refused = ""
+        except SystemExit:  # the gate (or a stage) refused: keep what evaluate measured
+            wall, rss = time.perf_counter() - start, float("nan")
+            log_lines = (project / "bench.log").read_text().splitlines()
+            refused = next((ln for ln in reversed(log_lines) if " ERROR " in ln), "failed")
+            if not (project / "reports/metrics.json").exists():
+                raise
         meta = json.loads((project / "models/model.json").read_text())
         task, classes = meta["task"], meta.get("classes")
         ours = json.loads((project / "reports/metrics.json").read_text())
@@ -193,6 +202,7 @@ def run_table(
             "peak_gib": rss,
             "cv": cv,
             "low_folds": low,
+            "refused": refused,
         }
 
 
@@ -300,6 +310,9 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, machine: str
             f"| {r['name']} | {r['init_s']:.0f} | {r['repro_s']:.0f} | {r['peak_gib']:.2f} | "
             f"{r['fit_s']['before']:.1f} | {r['fit_s']['after']:.1f} | {flagged} |"
         )
+    for r in results:
+        if r.get("refused"):
+            lines.append(f"- {r['name']}: `dvc repro` stopped: {r['refused'].split(' ERROR ')[-1]}")
     met = sum(goals(r) == "met" for r in results)
     lines += ["", f"Goals met on {met} of {len(results)} tables.", ""]
     return "\n".join(lines)
