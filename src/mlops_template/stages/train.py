@@ -82,7 +82,7 @@ def cross_validate(
         others = ", ".join(f"{v:.4f}" for j, v in enumerate(scores) if j != i)
         log.warning(
             "cv fold %d/%d: %s %.4f is far below the other folds (%s): the model is unstable "
-            "on this table (few rows of some class? a leaking or drifting column?)",
+            "on this table (a small or unusual group of rows? a leaking or drifting column?)",
             i + 1,
             len(scores),
             primary,
