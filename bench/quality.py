@@ -223,6 +223,10 @@ def refit_before(name: str, info: dict[str, Any], csv: Path, rev: str) -> tuple[
         return fitted_scores(old_model_module(rev), params, task, train, test, target)
 
 
+def _gib(value: float | None) -> str:
+    return "— (stopped)" if value is None else f"{value:.2f}"
+
+
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
 
@@ -307,9 +311,11 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, machine: str
     for r in results:
         flagged = "; ".join(r["low_folds"]) or "none"
         lines.append(
-            f"| {r['name']} | {r['init_s']:.0f} | {r['repro_s']:.0f} | {r['peak_gib']:.2f} | "
+            f"| {r['name']} | {r['init_s']:.0f} | {r['repro_s']:.0f} | "
+            f"{_gib(r['peak_gib'])} | "
             f"{r['fit_s']['before']:.1f} | {r['fit_s']['after']:.1f} | {flagged} |"
         )
+    lines.append("")
     for r in results:
         if r.get("refused"):
             lines.append(f"- {r['name']}: `dvc repro` stopped: {r['refused'].split(' ERROR ')[-1]}")
