@@ -270,6 +270,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace, machine: str
         f"{len(args.flaml_tables)} of the tables. One run each: the machine was shared (see "
         "the load below), so times are indicative.",
         "",
+        *([args.note, ""] if getattr(args, "note", "") else []),
         machine,
         "## Tables",
         "",
@@ -336,10 +337,12 @@ def main() -> None:
     parser.add_argument("--json", default="reports/benchmarks/quality.json", help="results")
     parser.add_argument("--render-only", action="store_true", help="re-render --json (a,b,...)")
     parser.add_argument("--before-only", action="store_true", help="refit 'before' in --json")
+    parser.add_argument("--note", default="", help="a paragraph for the report (how it ran)")
     args = parser.parse_args()
     if args.render_only:
         results = [r for f in args.json.split(",") for r in json.loads((ROOT / f).read_text())]
         results = list({r["name"]: r for r in results}.values())  # the last run of each table
+        io.write_json(results, ROOT / "reports/benchmarks/quality.json")
         args.flaml_tables = [r["name"] for r in results if r["flaml"]]
         text = render(results, args, describe())
         io.write_text(text, ROOT / "reports/benchmarks/quality.md")
