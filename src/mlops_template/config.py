@@ -183,6 +183,15 @@ class SliceChecks(Section):
     max_gap: dict[str, Annotated[float, Field(ge=0)]] = {}
 
 
+class ReferenceParams(Section):
+    """The plain ``HistGradientBoosting*()`` reference that evaluate fits beside the class
+    prior / mean (which is always measured): skipped, with a note, above ``max_rows`` training
+    rows (its fit time grows with them)."""
+
+    enabled: bool = True
+    max_rows: int = Field(200_000, ge=1)
+
+
 class EvaluateParams(Section):
     # binary decision threshold, stored with the model by `train`; auto: chosen on the
     # out-of-fold CV predictions for threshold_objective (at threshold_level)
@@ -198,6 +207,8 @@ class EvaluateParams(Section):
     # per slice column: what its slices must reach (applied when it is slice_column)
     slice_checks: dict[str, SliceChecks] = {}
     slice_min_rows: int = Field(200, ge=1)  # smaller slices are reported, not judged
+    # simpler models measured on the same split (reports/baselines.json; the gate reads it)
+    reference: ReferenceParams = ReferenceParams()
 
 
 class TrackingParams(Section):
@@ -385,6 +396,16 @@ class MetricGate(Section):
         return self
 
 
+class ReferenceGate(Section):
+    """How far the model may trail the plain HistGradientBoosting reference (per metric, in
+    the metric's units) before the gate says so; ``fail`` makes it refuse the model."""
+
+    max_behind: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=lambda: {"roc_auc": 0.01, "accuracy": 0.01, "log_loss": 0.02, "r2": 0.01}
+    )
+    action: Literal["report", "fail"] = "report"
+
+
 class GateParams(Section):
     baseline_ref: str = Field("HEAD", min_length=1)  # env MLOPS_GATE_BASELINE, --baseline
     override: bool = False  # env MLOPS_GATE_OVERRIDE=1, --override
@@ -398,6 +419,8 @@ class GateParams(Section):
             "r2": MetricGate(max_drop_abs=0.02),
         }
     )
+    # never worse than the class prior / mean (always on); the reference: reported or refused
+    reference: ReferenceGate = ReferenceGate()
 
 
 # --------------------------------------------------------------------------- monitor

@@ -18,3 +18,9 @@ HIGHER_IS_BETTER = {
     "mae": False,
     "r2": True,
 }
+
+# The one metric per task that a simpler model must not beat (the gate, reports/baselines.json)
+# and that flags an unstable cross-validation fold (train). Binary: ROC AUC, not accuracy: a
+# threshold chosen for F1 or recall may rightly lose accuracy to "always the majority class";
+# the ranking may not lose to it.
+PRIMARY: dict[str, str] = {"binary": "roc_auc", "multiclass": "accuracy", "regression": "r2"}

@@ -64,6 +64,32 @@ def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:
     )
 
 
+def _as_float_shape(operator: Any) -> None:
+    """:class:`~mlops_template.model.AsFloat`: its inputs side by side, as doubles."""
+    from skl2onnx.common.data_types import DoubleTensorType
+
+    rows = operator.inputs[0].get_first_dimension()
+    widths = [v.type.shape[1] for v in operator.inputs]
+    width = None if None in widths else sum(widths)
+    operator.outputs[0].type = DoubleTensorType([rows, width])
+
+
+def _convert_as_float(scope: Any, operator: Any, container: Any) -> None:
+    """:class:`~mlops_template.model.AsFloat` in ONNX: concatenate, cast to double (missing
+    numbers are NaN already: :func:`feeds`)."""
+    import onnx
+    from skl2onnx.operator_converters.common import concatenate_variables
+
+    x = concatenate_variables(scope, operator.inputs, container)
+    container.add_node(
+        "Cast",
+        [x],
+        [operator.outputs[0].full_name],
+        name=scope.get_unique_operator_name("Cast"),
+        to=onnx.TensorProto.DOUBLE,
+    )
+
+
 _TREE_DOUBLES = ("nodes_values", "nodes_hitrates", "base_values", "class_weights", "target_weights")
 
 
@@ -135,6 +161,11 @@ def _patched_skl2onnx() -> Iterator[None]:
         return original(*args, nodes_missing_value_tracks_true=missing, **kwargs)
 
     tree_ensemble.add_node = add_node
+    from skl2onnx import update_registered_converter
+
+    from mlops_template.model import AsFloat
+
+    update_registered_converter(AsFloat, "MlopsAsFloat", _as_float_shape, _convert_as_float)
     pool["SklearnSimpleImputer"] = _registration.RegisteredConverter(_convert_imputer, None)
     for name, converter in trees.items():
         options = pool[name].get_allowed_options()

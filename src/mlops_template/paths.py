@@ -32,6 +32,8 @@ METRICS = REPORTS_DIR / "metrics.json"
 # them: the gate compares metrics only with a baseline of the same dataset.
 DATASET = REPORTS_DIR / "dataset.json"
 CV_METRICS = REPORTS_DIR / "cv_metrics.json"
+# the class prior / mean and a plain HistGradientBoosting on the same split (the gate reads it)
+BASELINES = REPORTS_DIR / "baselines.json"
 SLICES = REPORTS_DIR / "slices.json"
 # evaluate's declared checks: feature value, slice quality, the gap between slices
 CHECKS = REPORTS_DIR / "checks.json"

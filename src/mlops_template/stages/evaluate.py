@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-from mlops_template import io, metrics, paths, tracking
+from mlops_template import baselines, io, metrics, paths, tracking
 from mlops_template.config import EvaluateParams, Params, Task
 from mlops_template.contract import load_contract
 from mlops_template.errors import GateFailed
@@ -272,8 +272,39 @@ def enforce_checks(result: Evaluation, params: EvaluateParams) -> None:
         raise GateFailed("evaluate checks failed: " + "; ".join(stop) + f" (see {paths.CHECKS})")
 
 
-def log_to_mlflow(result: Evaluation, params: Params, meta: ModelMeta) -> str:
-    """Add test metrics and plots to the training run (or a new run if the store lacks it)."""
+def simpler_models(params: Params, meta: ModelMeta) -> tuple[dict[str, Any], dict[str, float]]:
+    """reports/baselines.json: the class prior / mean and (within evaluate.reference) a plain
+    HistGradientBoosting, fitted on the training features and scored on the test features."""
+    report, timings = baselines.measure(
+        pd.read_parquet(paths.TRAIN_FEATURES),
+        pd.read_parquet(paths.TEST_FEATURES),
+        target=meta.target,
+        task=meta.task,
+        classes=meta.classes,
+        params=params.evaluate.reference,
+        seed=params.train.seed,
+    )
+    for name in ("prior", "reference"):
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in report[name].get("metrics", {}).items())
+        log.info("evaluate: %s %s", name, shown or report[name].get("skipped", ""))
+    return report, timings
+
+
+def baseline_metrics(report: dict[str, Any], timings: dict[str, float]) -> dict[str, float]:
+    """The simpler models' metrics as MLflow metrics (``baseline_prior_log_loss``, ...)."""
+    out = {f"baseline_{k}": v for k, v in timings.items()}
+    for name in ("prior", "reference"):
+        for key, value in report[name].get("metrics", {}).items():
+            if np.isfinite(value):
+                out[f"baseline_{name}_{key}"] = value
+    return out
+
+
+def log_to_mlflow(
+    result: Evaluation, params: Params, meta: ModelMeta, extra: dict[str, float] | None = None
+) -> str:
+    """Add test metrics and plots to the training run (or a new run if the store lacks it);
+    ``extra``: more metrics to log as they are (the simpler models')."""
     mlflow = tracking.connect(params.tracking.experiment)
     run_id = meta.run_id
     with tracking.guarded("log the evaluation"):
@@ -285,10 +316,13 @@ def log_to_mlflow(result: Evaluation, params: Params, meta: ModelMeta) -> str:
         with tracking.start_run(mlflow, run_id=run_id) as active:
             mlflow.log_metrics(
                 {f"test_{k}": v for k, v in result.metrics.items() if np.isfinite(v)}
+                | (extra or {})
             )
             mlflow.set_tag("evaluated", "true")
             mlflow.log_artifacts(str(paths.PLOTS_DIR), artifact_path="plots")
             mlflow.log_artifact(str(paths.SLICES))
+            if paths.BASELINES.exists():
+                mlflow.log_artifact(str(paths.BASELINES))
             return str(active.info.run_id)
 
 
@@ -302,7 +336,9 @@ def run(params: Params) -> None:
     pii = load_contract(params.data.contract).pii_columns
     reference = reference_sample(test, result.predictions, meta.target, pii)
     io.write_parquet(reference, paths.REFERENCE)
-    run_id = log_to_mlflow(result, params, meta)
+    simpler, timings = simpler_models(params, meta)
+    io.write_json(simpler, paths.BASELINES)
+    run_id = log_to_mlflow(result, params, meta, baseline_metrics(simpler, timings))
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
     log.info("evaluate: %s (MLflow run %s)", shown, run_id)
     enforce_checks(result, params.evaluate)

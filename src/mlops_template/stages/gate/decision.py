@@ -6,11 +6,13 @@ flag the `package` stage depends on."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
+from mlops_template import baselines as simpler
 from mlops_template import paths
 from mlops_template.config import Params
 from mlops_template.errors import GateFailed
-from mlops_template.gate_rules import GateResult, comparable, compare, is_higher_better
+from mlops_template.gate_rules import GateResult, Row, comparable, compare, is_higher_better
 from mlops_template.stages.gate.fingerprint import fingerprint, previous_result
 from mlops_template.stages.gate.inputs import (
     read_baseline,
@@ -50,7 +52,14 @@ def decide(params: Params, ref: str, override: bool) -> GateResult:
     if baseline.commit is not None and baseline.metrics is not None and candidate:
         baseline = comparable(baseline, read_identity_at(baseline.commit), dataset)
     rows = compare(baseline.metrics, candidate, params.gate.metrics, task=params.data.task)
-    result = GateResult(rows, baseline, override, dataset=dataset)
+    # never worse than the class prior / mean; the plain reference model (baselines.py)
+    checks, simpler_notes = (
+        simpler.check_baselines(candidate, simpler.read(), params.gate.reference, params.data.task)
+        if candidate
+        else ([], [])
+    )
+    rows += [Row(**asdict(c)) for c in checks]
+    result = GateResult(rows, baseline, override, dataset=dataset, notes=simpler_notes)
     if not candidate:
         result.notes.append(f"{paths.METRICS} is missing or empty: run the evaluate stage.")
     result.notes[:0] = _notes(result)

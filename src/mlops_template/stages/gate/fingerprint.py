@@ -23,6 +23,7 @@ FINGERPRINT_VERSION = 1
 # the shared modules it runs.
 _PACKAGE = Path(__file__).resolve().parents[2]
 _SHARED = (
+    "baselines.py",
     "gate_rules.py",
     "config.py",
     "estimators.py",
@@ -81,7 +82,7 @@ def fingerprint(params: Params, ref: str, override: bool) -> str | None:
     commit = resolve_commit(ref)
     if commit is None:
         return None
-    files = [paths.METRICS, paths.DATASET, paths.DVC_YAML, *params_files()]
+    files = [paths.METRICS, paths.DATASET, paths.BASELINES, paths.DVC_YAML, *params_files()]
     inputs = {
         "version": FINGERPRINT_VERSION,
         "code": {str(path.relative_to(_PACKAGE)): _sha256(path) for path in _code()},
