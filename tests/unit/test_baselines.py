@@ -10,7 +10,8 @@ from sklearn import metrics as skm
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.model_selection import train_test_split
 
-from mlops_template.baselines import check_baselines, measure, plain_frame
+from mlops_template.baseline_rules import check_baselines
+from mlops_template.baselines import measure, plain_frame
 from mlops_template.config import ReferenceGate, ReferenceParams
 from tests.tables import nasty_table
 

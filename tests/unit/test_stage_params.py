@@ -161,4 +161,7 @@ def test_the_derivation_sees_keys_sections_and_annotated_arguments() -> None:
     assert "train" in train  # params.with_overrides(...) on a TrainParams argument: all of it
     # handed whole to train(evaluate=...), which reads three keys
     assert {"evaluate.threshold", "evaluate.threshold_level"} <= train and "evaluate" not in train
-    assert "gate" in stage_reads("mlops_template.stages.gate")  # gate.model_dump(): all of it
+    # gate.model_dump() (the fingerprint): all of it, as the keys its typed readers use
+    assert {"gate.metrics", "gate.reference.action", "gate.override"} <= stage_reads(
+        "mlops_template.stages.gate"
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from mlops_template import baselines as simpler
+from mlops_template import baseline_rules as simpler
 from mlops_template import paths
 from mlops_template.config import Params
 from mlops_template.errors import GateFailed

@@ -23,7 +23,7 @@ FINGERPRINT_VERSION = 1
 # the shared modules it runs.
 _PACKAGE = Path(__file__).resolve().parents[2]
 _SHARED = (
-    "baselines.py",
+    "baseline_rules.py",
     "gate_rules.py",
     "config.py",
     "estimators.py",
