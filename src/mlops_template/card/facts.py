@@ -46,11 +46,8 @@ def _json(path: Path) -> dict[str, Any]:
 
 def file_md5(path: Path) -> str:
     """The file's md5: the hash DVC 3 records for it in dvc.lock."""
-    digest = hashlib.md5()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "md5").hexdigest()
 
 
 def _version(package: str) -> str:

@@ -169,15 +169,19 @@ def run_on_dask(params: Params, contract: Contract) -> None:
                 (paths.TRAIN_SPLIT, paths.TEST_SPLIT),
             )
         except ContractViolation as err:
-            failures = err.failures if isinstance(err.failures, pd.DataFrame) else pd.DataFrame()
-            write_validation_report(failures, str(err))
-            raise ContractViolation(
-                f"{err}\nfull failure table: {paths.VALIDATION_FAILURES}", failures
-            ) from None
+            raise _reported(err) from None
     io.write_text(
         f"OK: {n_train + n_test} rows satisfy {contract.name}\n", paths.VALIDATION_SUMMARY
     )
     log.info("data on Dask: %d train rows, %d test rows (partitioned)", n_train, n_test)
+
+
+def _reported(err: ContractViolation) -> ContractViolation:
+    """The violation with its failure table written to the validation report (named in the
+    message, so the one-line error says where to look)."""
+    failures = err.failures if isinstance(err.failures, pd.DataFrame) else pd.DataFrame()
+    write_validation_report(failures, str(err))
+    return ContractViolation(f"{err}\nfull failure table: {paths.VALIDATION_FAILURES}", failures)
 
 
 def run(params: Params) -> None:
@@ -191,11 +195,7 @@ def run(params: Params) -> None:
     try:
         train, test = prepare(params.data, contract)
     except ContractViolation as err:
-        failures = err.failures if isinstance(err.failures, pd.DataFrame) else pd.DataFrame()
-        write_validation_report(failures, str(err))
-        raise ContractViolation(
-            f"{err}\nfull failure table: {paths.VALIDATION_FAILURES}", failures
-        ) from None
+        raise _reported(err) from None
     io.write_parquet(train, paths.TRAIN_SPLIT)
     io.write_parquet(test, paths.TEST_SPLIT)
     io.write_text(
