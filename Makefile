@@ -22,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: help install repro test test-fast test-scale lint format typecheck audit clean
+.PHONY: help install repro test test-fast test-scale test-template lint format typecheck audit clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -47,14 +47,17 @@ repro: install ## Run the whole pipeline: dvc repro
 # so its module fixtures are built once). PYTEST_ARGS="-p no:xdist" runs them one by one.
 XDIST := -n auto --maxprocesses=4 --dist loadfile
 
-test: install ## Run the test suite (unit, data, model, integration; not scale)
-	$(RUN) pytest $(XDIST) -m "not scale" $(PYTEST_ARGS)
+test: install ## Run the test suite (unit, data, model, integration; not scale, not template)
+	$(RUN) pytest $(XDIST) -m "not scale and not template" $(PYTEST_ARGS)
 
 test-fast: install ## Run only the fast tests (no integration, no scale)
-	$(RUN) pytest $(XDIST) -m "not integration and not scale" $(PYTEST_ARGS)
+	$(RUN) pytest $(XDIST) -m "not integration and not scale and not template" $(PYTEST_ARGS)
 
 test-scale: install ## Run the Dask scale-out tests (real LocalClusters, one file at a time)
 	$(RUN) pytest -p no:xdist -m scale $(PYTEST_ARGS)
+
+test-template: install ## Run the copier update and adoption tests (generated projects installed and reproduced)
+	$(RUN) pytest $(XDIST) -m template $(PYTEST_ARGS)
 
 lint: install ## Lint and check formatting with ruff
 	$(RUN) ruff check src tests bench

@@ -12,7 +12,7 @@ import yaml
 from tests.repo import ROOT, run
 from tests.template.project import commit, conflicted, copier, rejects, template_copy
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.template, pytest.mark.timeout(1200)]
 
 GUARD_FIX = 'TEMPLATE_FIX = "v2"\n'
 

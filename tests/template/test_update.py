@@ -28,7 +28,7 @@ from tests.template.project import (
 )
 
 # make install, mlops init, the update, make repro and tests: minutes on a loaded 2-core machine
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.integration, pytest.mark.template, pytest.mark.timeout(1800)]
 
 USER_LINE = "- **A data source**: `sources.py` (every reader of user data goes through it)."
 USER_EDIT = USER_LINE + " Ours: the nightly warehouse export."

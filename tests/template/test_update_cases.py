@@ -23,7 +23,7 @@ from tests.template.project import (
 )
 from tests.template.test_update import FIX, FIXED_LINE, V1, _edit, template
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.template, pytest.mark.timeout(1200)]
 __all__ = ["template"]  # the module-scoped fixture, shared
 
 
