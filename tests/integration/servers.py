@@ -43,7 +43,7 @@ def make_project(
         "workers": 2,  # two processes append to the same log
     }
     # a decision threshold other than 0.5: served labels must still equal evaluate's
-    evaluate = {"threshold": 0.3}
+    evaluate = {"threshold": 0.15}
     small = merge(
         TINY, {"data": {"synthetic": {"n_rows": 3000}}, "serve": serve, "evaluate": evaluate}
     )

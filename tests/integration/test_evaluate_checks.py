@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 def copy(project: tuple[Path, dict[str, str]], tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """The trained model, its test split, reference, contract and params (own MLflow store)."""
     root, env = project
-    for name in ("models", "data/split", "data/reference"):
+    for name in ("models", "data/split", "data/features", "data/reference"):
         shutil.copytree(root / name, tmp_path / name)
     for name in ("contract.yaml", "params.yaml"):
         shutil.copy(root / name, tmp_path / name)

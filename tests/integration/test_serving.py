@@ -45,12 +45,12 @@ def test_split(project: tuple[Path, dict[str, str]]) -> pd.DataFrame:
 def test_served_labels_follow_the_models_threshold_as_evaluate_does(
     project: tuple[Path, dict[str, str]], server: str, test_split: pd.DataFrame
 ) -> None:
-    """evaluate.threshold 0.3 is stored with the model: the service labels with it, exactly as
-    the evaluate stage did, also on rows whose P(fraud) lies between 0.3 and 0.5."""
+    """evaluate.threshold 0.15 is stored with the model: the service labels with it, exactly as
+    the evaluate stage did, also on rows whose P(fraud) lies between 0.15 and 0.5."""
     from mlops_template.synthetic import generate_transactions
 
     meta = json.loads((project[0] / "models/model.json").read_text())
-    assert meta["threshold"] == 0.3
+    assert meta["threshold"] == 0.15
     offline = pd.read_parquet(project[0] / "data/predictions/test.parquet")
     resp = requests.post(f"{server}/predict", json={"records": records(test_split)}, timeout=60)
     assert [r["prediction"] for r in resp.json()] == offline["prediction"].tolist()
@@ -59,9 +59,9 @@ def test_served_labels_follow_the_models_threshold_as_evaluate_does(
     rows = requests.post(f"{server}/predict", json={"records": records(risky)}, timeout=60).json()
     p = np.array([r["probabilities"]["1"] for r in rows])
     labels = np.array([r["prediction"] for r in rows])
-    between = (p >= 0.3) & (p < 0.5)
-    assert between.sum() >= 5, "no row tells a 0.3 threshold from argmax"
-    assert (labels[between] == 1).all() and (labels[p < 0.3] == 0).all()
+    between = (p >= 0.15) & (p < 0.5)
+    assert between.sum() >= 5, "no row tells a 0.15 threshold from argmax"
+    assert (labels[between] == 1).all() and (labels[p < 0.15] == 0).all()
 
 
 @pytest.mark.parametrize("endpoint", ["/predict", "/predict_batched"])

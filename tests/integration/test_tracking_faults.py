@@ -99,7 +99,7 @@ def test_a_train_killed_as_its_run_opens_leaves_a_run_the_next_train_closes(
     import yaml
 
     from mlops_template import tracking
-    from tests.integration.conftest import MLOPS
+    from tests.integration.servers import MLOPS
     from tests.repo import DEMO_CONTRACT, DEMO_PARAMS, TINY, merge
 
     shutil.copy(DEMO_CONTRACT, tmp_path / "contract.yaml")

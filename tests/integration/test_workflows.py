@@ -142,6 +142,8 @@ dataset = {"contract": {"name": "toy", "version": 1}, "target": "y", "task": "bi
 pathlib.Path("reports/dataset.json").write_text(json.dumps(dataset))
 rows = ["fpr,tpr", "0,0", f"0.1,{q}", "1,1"]
 pathlib.Path("reports/plots/roc.csv").write_text("\\n".join(rows) + "\\n")
+prior = {"prior": {"metrics": {"roc_auc": 0.5, "log_loss": 0.99}}, "reference": {"skipped": "toy"}}
+pathlib.Path("reports/baselines.json").write_text(json.dumps(prior))
 """
 
 
@@ -159,7 +161,11 @@ def toy_pipeline(repo: Path, quality: float) -> None:
         "cmd": "python toy_evaluate.py",
         "deps": ["toy_evaluate.py"],
         "params": [{"toy_params.yaml": ["quality"]}],
-        "outs": [{"reports/plots": {"cache": False}}, {"reports/dataset.json": {"cache": False}}],
+        "outs": [
+            {"reports/plots": {"cache": False}},
+            {"reports/dataset.json": {"cache": False}},
+            {"reports/baselines.json": {"cache": False}},
+        ],
         "metrics": [{"reports/metrics.json": {"cache": False}}],
     }
     gate_deps = [d for d in real["stages"]["package"]["deps"] if d.startswith("reports/gate")]
