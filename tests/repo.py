@@ -86,16 +86,22 @@ def write_params(repo: Path, overrides: dict[str, Any]) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides), sort_keys=False))
 
 
-def project_files() -> list[Path]:
-    """Tracked and new (not ignored) files of the working tree, minus pipeline outputs."""
-    out = subprocess.run(
+def working_files(root: Path = ROOT) -> list[str]:
+    """Tracked and new (not ignored) files of ``root``'s working tree, relative to it."""
+    return subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
+        cwd=root,
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.split()
-    return [Path(p) for p in out if Path(p).parts[0] not in _SKIP_TOP and p != "dvc.lock"]
+    ).stdout.splitlines()
+
+
+def project_files() -> list[Path]:
+    """Tracked and new (not ignored) files of the working tree, minus pipeline outputs."""
+    return [
+        Path(p) for p in working_files() if Path(p).parts[0] not in _SKIP_TOP and p != "dvc.lock"
+    ]
 
 
 def make_repo(dest: Path, overrides: dict[str, Any] | None = None) -> Path:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.repo import ROOT, env, run
+from tests.repo import ROOT, env, run, working_files
 
 COPIER = str(Path(sys.executable).parent / "copier")
 # Our names: none may be left in a generated project where the user's name belongs.
@@ -27,13 +27,7 @@ ANSWERS = {"project_name": "Fraud scoring", "package_name": "fraud_scoring"}
 def template_copy(dest: Path, tag: str | None = "v1.0.0") -> Path:
     """This repository's files in a new git repo at ``dest``, committed and tagged ``tag``
     (None: left uncommitted, for the caller to add to)."""
-    files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
+    files = working_files()
     # a clone: the template's history comes along (adopting an old clone looks it up)
     run(dest.parent, "git", "clone", "-q", "--no-tags", str(ROOT), str(dest))
     run(dest, "git", "checkout", "-q", "-B", "main")
@@ -101,7 +95,7 @@ def project_env() -> dict[str, str]:
 
 def conflicted(project: Path) -> list[str]:
     """Files with a conflict marker line, and files git holds unmerged."""
-    tracked = run(project, "git", "ls-files", "-co", "--exclude-standard").stdout.split()
+    tracked = working_files(project)
     marked = {
         rel
         for rel in tracked
