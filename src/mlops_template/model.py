@@ -27,6 +27,7 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -286,7 +287,7 @@ def save(pipeline: Any, path: Path = paths.MODEL) -> None:
     naming it here, at train, not at the first reader."""
     import skops.io as sio
 
-    data = sio.dumps(pipeline)
+    data = canonical_skops(sio.dumps(pipeline))
     if untrusted := sorted(set(sio.get_untrusted_types(data=data)) - set(trusted_types())):
         raise ModelError(
             f"{path}: the fitted pipeline holds types no loader trusts ({', '.join(untrusted)}); "
@@ -294,6 +295,45 @@ def save(pipeline: Any, path: Path = paths.MODEL) -> None:
             "src/mlops_template/estimators.py"
         )
     io.write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops file with nothing that depends on the process that wrote it: skops
+    names objects and array files by ``id()`` (memory addresses) and stamps each zip entry with
+    the wall time, so the same pipeline gave other bytes on every run. Ids are renumbered and
+    files renamed in the order they first appear in the schema (shared objects stay shared),
+    entries get a fixed time and order; nothing is compressed (zlib's output may differ
+    between builds). Loads to the same objects (tests/model/test_saved_model.py)."""
+    import zipfile
+
+    with zipfile.ZipFile(BytesIO(data)) as source:
+        schema = json.loads(source.read("schema.json"))
+        ids: dict[int, int] = {}
+        files: dict[str, str] = {}
+
+        def renumber(node: Any) -> None:
+            if isinstance(node, list):
+                for item in node:
+                    renumber(item)
+            elif isinstance(node, dict):
+                if isinstance(node.get("__id__"), int):
+                    node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
+                if isinstance(node.get("file"), str):
+                    suffix = Path(node["file"]).suffix
+                    node["file"] = files.setdefault(node["file"], f"{len(files) + 1}{suffix}")
+                for value in node.values():
+                    renumber(value)
+
+        renumber(schema)
+        entries = {new: source.read(old) for old, new in files.items()}
+    entries["schema.json"] = json.dumps(schema, indent=2).encode()
+    out = BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            target.writestr(info, entries[name])
+    return out.getvalue()
 
 
 def read_pipeline(path: Path) -> Any:

@@ -94,3 +94,18 @@ def test_every_task_predicts_the_same_after_loading(
         np.testing.assert_array_equal(loaded.predict(new), pipeline.predict(new))
     else:
         np.testing.assert_array_equal(loaded.predict_proba(new), pipeline.predict_proba(new))
+
+
+def test_the_same_pipeline_gives_the_same_bytes(raw_params: dict[str, Any], tmp_path: Path) -> None:
+    """skops names arrays and objects by id() and stamps entries with the time: a copy of the
+    pipeline (other ids), saved a second later, must still give the file's exact bytes, or
+    models/model.skops (and dvc.lock) would change on every run."""
+    import copy
+    import time
+
+    train, _ = demo_split(1500, seed=3, test_rows=300)
+    pipeline = fit_demo(train, _params(raw_params, "hist_gradient_boosting"))
+    save(pipeline, tmp_path / "a.skops")
+    time.sleep(2.1)  # zip entry times have a 2-second resolution
+    save(copy.deepcopy(pipeline), tmp_path / "b.skops")
+    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
