@@ -1,8 +1,9 @@
 """The plain FastAPI + uvicorn apps a user would otherwise write (benchmark peers).
 
-``app``: the old baseline, the whole scikit-learn pipeline (joblib) on a DataFrame built from
+``app``: the old baseline, the whole scikit-learn pipeline (read from its skops file) on a
+DataFrame built from
 the JSON records of every request. Run:
-``MLOPS_MODEL=models/model.joblib uvicorn --app-dir bench baseline_fastapi:app --workers 1``.
+``MLOPS_MODEL=models/model.skops uvicorn --app-dir bench baseline_fastapi:app --workers 1``.
 
 ``fair``: the fair peer of this service, written by hand: a pydantic request model with the
 same fields (built from the same contract), a DataFrame with the training dtypes, the same
@@ -18,10 +19,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pandas as pd
 from fastapi import FastAPI
 from pydantic import BaseModel
+
+from mlops_template.model import read_pipeline
 
 app = FastAPI()
 fair = FastAPI()
@@ -29,7 +31,7 @@ fair = FastAPI()
 
 @cache
 def _pipeline() -> Any:
-    return joblib.load(os.environ.get("MLOPS_MODEL", "models/model.joblib"))
+    return read_pipeline(Path(os.environ.get("MLOPS_MODEL", "models/model.skops")))
 
 
 @cache

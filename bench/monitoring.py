@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NEEDED = [
     "params.yaml",
     "contract.yaml",
-    "models/model.joblib",
+    "models/model.skops",
     "models/model.json",
     "data/reference/reference.parquet",
     "reports/metrics.json",
@@ -71,11 +71,10 @@ def project(workdir: Path) -> None:
 def write_log(path: Path, rows: int, workdir: Path) -> None:
     """A drifted request log of ``rows`` scored records, written by the service's RequestLog
     (1,000 records per request, the trained model's probabilities)."""
-    import joblib
-
+    from mlops_template.model import read_pipeline
     from mlops_template.request_log import RequestLog
 
-    model = joblib.load(workdir / "models/model.joblib")
+    model = read_pipeline(workdir / "models/model.skops")
     log = RequestLog(path, max_queue=100_000)
     for i, start in enumerate(range(0, rows, CHUNK)):
         frame = generate_transactions(min(CHUNK, rows - start), seed=2000 + i, drift="shifted")

@@ -90,11 +90,10 @@ def _script(folder: Path) -> dict[str, Any]:
 
 def _in_process(folder: Path, model: str) -> dict[str, Any]:
     """The project's train function in process (CV off: one fit), then evaluate and save."""
-    import joblib
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from mlops_template.model import column_roles, make_pipeline
+    from mlops_template.model import column_roles, make_pipeline, save
 
     start = time.perf_counter()
     params = _params()
@@ -110,7 +109,7 @@ def _in_process(folder: Path, model: str) -> dict[str, Any]:
     auc = roc_auc_score(
         test["is_fraud"], pipeline.predict_proba(test.drop(columns="is_fraud"))[:, 1]
     )
-    joblib.dump(pipeline, folder.parent / f"{model}.joblib")
+    save(pipeline, folder.parent / f"{model}.skops")
     return {"rows": len(X), "fit_s": fit, "total_s": time.perf_counter() - start, "auc": auc}
 
 

@@ -39,7 +39,6 @@ from typing import Any
 
 import aiohttp
 import bentoml
-import joblib
 import numpy as np
 import orjson
 import pandas as pd
@@ -48,6 +47,7 @@ import live  # bench/ is on sys.path as a script
 from machine import QUIET_LOAD, describe, settle
 from mlops_template import io, paths
 from mlops_template.config import load_params
+from mlops_template.model import read_pipeline
 
 BIN = Path(sys.executable).parent
 P99_BUDGET_MS = 50.0
@@ -206,7 +206,7 @@ def floor_per_row(frame: pd.DataFrame, repeats: int = 30) -> dict[str, float]:
     """In-process ``predict_proba`` of the full pipeline, microseconds per row (median)."""
     from threadpoolctl import threadpool_limits
 
-    model = joblib.load(paths.MODEL)
+    model = read_pipeline(paths.MODEL)
     out = {}
     with threadpool_limits(1):
         for rows in (1, 100, 10_000):
@@ -243,7 +243,7 @@ def levers(frame: pd.DataFrame) -> list[tuple[str, str, float, float]]:
     columns_ = [c for c in contract.columns if c != contract.target]
     dtypes = {n: str(pandera_schema.columns[n].dtype) for n in columns_}
     Record = record_model(contract)
-    model = joblib.load(paths.MODEL)
+    model = read_pipeline(paths.MODEL)
     feature_step, core = split_pipeline(model)
     out: list[tuple[str, str, float, float]] = []
     for n in (1, 100):

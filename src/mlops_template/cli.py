@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--contract", help="contract YAML (default: data.contract in params)")
     check.set_defaults(func=_validate)
 
-    scorer = sub.add_parser("score", help="batch-score a CSV/Parquet file with models/model.joblib")
+    scorer = sub.add_parser("score", help="batch-score a CSV/Parquet file with models/model.skops")
     scorer.add_argument("input")
     scorer.add_argument("--output", required=True, help="predictions (.parquet or .csv)")
     scorer.add_argument("--chunk-size", type=int, default=100_000)

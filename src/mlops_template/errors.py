@@ -53,7 +53,8 @@ class PackageError(MlopsError):
 
 class ModelError(MlopsError):
     """The trained model or its description is missing, corrupt, or not the one train wrote
-    (its sha256 differs from models/model.json): nothing was unpickled."""
+    (its sha256 differs from models/model.json), or holds a type the loader does not trust:
+    nothing in it was run."""
 
     exit_code = 10
 

@@ -12,6 +12,13 @@ params.yaml (and examples/card-transactions/params.yaml: the tests keep them equ
 defaults). A builder is a function or ``"module:function"``: the ones below live in model.py
 and are imported only when a model is built, so reading params never imports scikit-learn.
 
+The model file (models/model.skops) is loaded by skops, which builds only the types it is
+told to trust: its defaults (scikit-learn's estimators, numpy arrays, builtins) plus
+:func:`trusted_types`, this module's fixed list: :data:`PIPELINE_TYPES` (every pipeline's
+own) and each entry's ``trusted_types`` (what its fitted estimator holds beyond skops'
+defaults). A new model whose fitted state holds other types fails at train with their names:
+list them in its entry (docs/training.md, "The saved model").
+
 No project imports: config.py imports this module.
 """
 
@@ -94,7 +101,9 @@ class Estimator:
     params.yaml), ``scale_numeric``: standardise numeric inputs first (linear models),
     ``on_dask``: it also trains on a Dask cluster (``dask.enabled``: distributed_train.py),
     ``native_missing``: numeric inputs reach it with NaN kept (no imputer: it learns where a
-    missing value goes, so "missing means never" stays a signal)."""
+    missing value goes, so "missing means never" stays a signal), ``trusted_types``: the
+    types (module.qualname) its fitted estimator holds that skops does not trust by default,
+    so that models/model.skops can be loaded."""
 
     params: type[Hyperparameters]
     build: Builder | str
@@ -102,6 +111,7 @@ class Estimator:
     scale_numeric: bool = False
     on_dask: bool = False
     native_missing: bool = False
+    trusted_types: tuple[str, ...] = ()
 
     def builder(self) -> Builder:
         if callable(self.build):
@@ -122,6 +132,7 @@ ESTIMATORS: dict[str, Estimator] = {
         RandomForestParams,
         "mlops_template.model:_random_forest",
         {"n_estimators": {"choices": [100, 200, 400]}, "max_depth": {"low": 4, "high": 24}},
+        trusted_types=("sklearn.tree._tree.Tree",),
     ),
     "hist_gradient_boosting": Estimator(
         HistGradientBoostingParams,
@@ -132,6 +143,7 @@ ESTIMATORS: dict[str, Estimator] = {
             "min_samples_leaf": {"low": 5, "high": 100},
         },
         native_missing=True,
+        trusted_types=("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",),
     ),
     "lightgbm": Estimator(
         LightGBMParams,
@@ -142,5 +154,28 @@ ESTIMATORS: dict[str, Estimator] = {
             "min_child_samples": {"low": 5, "high": 100},
         },
         on_dask=True,
+        trusted_types=(
+            "lightgbm.sklearn.LGBMClassifier",
+            "lightgbm.sklearn.LGBMRegressor",
+            "lightgbm.basic.Booster",  # rebuilt from LightGBM's text model format
+            "collections.OrderedDict",
+        ),
     ),
 }
+
+# Types every pipeline of model.make_pipeline holds beyond skops' defaults: the feature
+# step's function and the numeric cast, numpy dtypes, and TargetEncoder's CV splitters.
+PIPELINE_TYPES: tuple[str, ...] = (
+    "mlops_template.features.build_features",
+    "mlops_template.model.AsFloat",
+    "numpy.dtype",
+    "sklearn.model_selection._split.KFold",
+    "sklearn.model_selection._split.StratifiedKFold",
+)
+
+
+def trusted_types() -> list[str]:
+    """The types models/model.skops may hold beyond skops' defaults: fixed by this module,
+    never read from the file."""
+    extra = (entry.trusted_types for entry in ESTIMATORS.values())
+    return sorted(set(PIPELINE_TYPES).union(*extra))

@@ -5,7 +5,9 @@
   below are named there);
 - :func:`cv_splitter`: the k-fold splitter of cross-validation and tuning;
 - :class:`ModelMeta`: models/model.json, read and written only here;
-- :func:`load`: models/model.joblib after its hash matches the one recorded at training;
+- :func:`save` / :func:`load`: models/model.skops (skops' format: loading builds only the
+  types estimators.trusted_types lists, no pickle), read after its hash matches the one
+  recorded at training;
 - :func:`decide`: THE prediction function. Labels come from the decision threshold stored
   with the model, so evaluate, `mlops score`, the service and the monitor agree.
 
@@ -25,6 +27,7 @@ import json
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from mlops_template import io, paths
 from mlops_template.config import Task, TrainParams
 from mlops_template.errors import ConfigError, ModelError
-from mlops_template.estimators import ESTIMATORS
+from mlops_template.estimators import ESTIMATORS, trusted_types
 
 ONEHOT_MAX_CATEGORIES = 32  # more distinct training values: target encoding
 # Models that take NaN in numeric columns as it is, and learn on which side of each split a
@@ -232,7 +235,7 @@ class ModelMeta(BaseModel):
     params_source: str = "params.yaml"
     hyperparameters: dict[str, Any] = {}
     python: str = ""
-    model_sha256: str = ""  # of models/model.joblib: checked before it is unpickled
+    model_sha256: str = ""  # of models/model.skops: checked before it is read
 
     @classmethod
     def read(cls, path: Path = paths.MODEL_META) -> ModelMeta:
@@ -278,13 +281,90 @@ def file_sha256(path: Path) -> str:
 # --------------------------------------------------------------------------- load
 
 
+def save(pipeline: Any, path: Path = paths.MODEL) -> None:
+    """Write the fitted pipeline in skops' format (a zip of JSON and arrays, no pickle),
+    atomically. A pipeline holding a type :func:`read_pipeline` would refuse is a ModelError
+    naming it here, at train, not at the first reader."""
+    import skops.io as sio
+
+    data = canonical_skops(sio.dumps(pipeline))
+    if untrusted := sorted(set(sio.get_untrusted_types(data=data)) - set(trusted_types())):
+        raise ModelError(
+            f"{path}: the fitted pipeline holds types no loader trusts ({', '.join(untrusted)}); "
+            "if they are safe, add them to the model's trusted_types in "
+            "src/mlops_template/estimators.py"
+        )
+    io.write_atomic(path, lambda tmp: tmp.write_bytes(data))
+
+
+def canonical_skops(data: bytes) -> bytes:
+    """The same skops file with nothing that depends on the process that wrote it: skops
+    names objects and array files by ``id()`` (memory addresses) and stamps each zip entry with
+    the wall time, so the same pipeline gave other bytes on every run. Ids are renumbered and
+    files renamed in the order they first appear in the schema (shared objects stay shared),
+    entries get a fixed time and order; nothing is compressed (zlib's output may differ
+    between builds). Loads to the same objects (tests/model/test_saved_model.py)."""
+    import zipfile
+
+    with zipfile.ZipFile(BytesIO(data)) as source:
+        schema = json.loads(source.read("schema.json"))
+        ids: dict[int, int] = {}
+        files: dict[str, str] = {}
+
+        def renumber(node: Any) -> None:
+            if isinstance(node, list):
+                for item in node:
+                    renumber(item)
+            elif isinstance(node, dict):
+                if isinstance(node.get("__id__"), int):
+                    node["__id__"] = ids.setdefault(node["__id__"], len(ids) + 1)
+                if isinstance(node.get("file"), str):
+                    suffix = Path(node["file"]).suffix
+                    node["file"] = files.setdefault(node["file"], f"{len(files) + 1}{suffix}")
+                for value in node.values():
+                    renumber(value)
+
+        renumber(schema)
+        entries = {new: source.read(old) for old, new in files.items()}
+    entries["schema.json"] = json.dumps(schema, indent=2).encode()
+    out = BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as target:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            target.writestr(info, entries[name])
+    return out.getvalue()
+
+
+def read_pipeline(path: Path) -> Any:
+    """The pipeline of a skops file, built from data only: skops constructs nothing but its
+    default types and :func:`~mlops_template.estimators.trusted_types` (a fixed list, never
+    read from the file), so a rewritten file runs no code of its own; anything else is one
+    ModelError naming the untrusted types or the file's defect."""
+    import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
+
+    trusted = trusted_types()
+    try:
+        return sio.load(path, trusted=trusted)
+    except UntrustedTypesFoundException:
+        found = sorted(set(sio.get_untrusted_types(file=path)) - set(trusted))
+        raise ModelError(
+            f"{path}: holds types outside the trusted list ({', '.join(found)}): refusing to "
+            "load it (src/mlops_template/estimators.py lists what a model file may hold)"
+        ) from None
+    except Exception as err:  # a pickle, a truncated zip, another skops version's schema
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ModelError(f"{path}: cannot load ({type(err).__name__}: {first})") from None
+
+
 def load(
     model_path: Path = paths.MODEL, meta_path: Path = paths.MODEL_META
 ) -> tuple[Any, ModelMeta]:
-    """The trained inference pipeline and its metadata. The pickle is opened only when its
-    sha256 equals the one train recorded in model.json: a swapped file never runs."""
-    import joblib
-
+    """The trained inference pipeline and its metadata. The file is read only when its
+    sha256 equals the one train recorded in model.json (a swapped or stale file is refused),
+    and then only through :func:`read_pipeline` (a file rewritten together with its hash
+    still runs no code)."""
     meta = ModelMeta.read(meta_path)
     if not Path(model_path).exists():
         raise ModelError(f"{model_path}: missing (run the train stage first)")
@@ -296,10 +376,7 @@ def load(
             f"(retrain, or restore the committed pair: `git restore {meta_path} && "
             f"dvc checkout --force {model_path}`; plain `dvc checkout` refuses to overwrite)"
         )
-    try:
-        return joblib.load(model_path), meta
-    except Exception as err:  # truncated or foreign pickle: one line, not a traceback
-        raise ModelError(f"{model_path}: cannot load ({type(err).__name__}: {err})") from None
+    return read_pipeline(Path(model_path)), meta
 
 
 # --------------------------------------------------------------------------- predict

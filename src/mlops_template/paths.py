@@ -23,7 +23,7 @@ TRAIN_FEATURES = FEATURES_DIR / "train.parquet"
 TEST_FEATURES = FEATURES_DIR / "test.parquet"
 
 MODELS_DIR = Path("models")
-MODEL = MODELS_DIR / "model.joblib"
+MODEL = MODELS_DIR / "model.skops"  # skops.io format, not a pickle (model.read_pipeline)
 MODEL_META = MODELS_DIR / "model.json"
 
 REPORTS_DIR = Path("reports")
@@ -44,9 +44,9 @@ VALIDATION_FAILURES = VALIDATION_DIR / "failures.csv"
 VALIDATION_SUMMARY = VALIDATION_DIR / "summary.txt"
 PACKAGE = REPORTS_DIR / "package.json"
 # Files of a model in the BentoML store (written by `package`, read by the service): the
-# pipeline file exactly as train wrote it (same sha256 as models/model.joblib) and, if it passed
+# pipeline file exactly as train wrote it (same sha256 as models/model.skops) and, if it passed
 # its check, the ONNX graph of the model step.
-STORE_MODEL_FILE = "model.joblib"
+STORE_MODEL_FILE = "model.skops"
 STORE_ONNX_FILE = "model.onnx"
 # The model card (written by `package`, stored with the model, served at GET /model-card)
 MODEL_CARD = REPORTS_DIR / "model_card.md"

@@ -2,7 +2,7 @@
 
 Reads CSV or Parquet (a local path or fsspec URL, through :mod:`mlops_template.sources`) in
 chunks (memory bounded by the chunk size), validates each chunk against the data contract,
-predicts with models/model.joblib and writes every rejected row with its reason to a side file
+predicts with models/model.skops and writes every rejected row with its reason to a side file
 (``<output stem>.rejected.csv``): nothing is dropped silently.
 """
 

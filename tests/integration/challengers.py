@@ -24,14 +24,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from mlops_template.config import TrainParams, load_params
-from mlops_template.model import ModelMeta, column_roles, file_sha256, make_pipeline
+from mlops_template.model import (
+    ModelMeta,
+    column_roles,
+    file_sha256,
+    make_pipeline,
+    read_pipeline,
+    save,
+)
 from mlops_template.stages.package import save_model
 from mlops_template.synthetic import generate_transactions
 
@@ -70,7 +76,7 @@ def register(name: str, out: Path) -> dict[str, Any]:
 
 
 def main(project: Path, kind: str, out: Path) -> dict[str, Any]:
-    pipeline = joblib.load(project / "models/model.joblib")
+    pipeline = read_pipeline(project / "models/model.skops")
     meta = ModelMeta.read(project / "models/model.json")
     train = pd.read_parquet(project / "data/split/train.parquet")
     features = pipeline.steps[0][1]
@@ -82,18 +88,18 @@ def main(project: Path, kind: str, out: Path) -> dict[str, Any]:
         test.symlink_to(project / "data/split/test.parquet")
     params = load_params(project / "params.yaml")
     os.chdir(out)
-    joblib.dump(Pipeline([("features", features), ("model", step)]), "models/model.joblib")
+    save(Pipeline([("features", features), ("model", step)]), Path("models/model.skops"))
     columns = meta.input_columns[:-1] if kind == "narrow" else meta.input_columns
     meta = meta.model_copy(
         update={
             "model": kind,
             "input_columns": columns,
-            "model_sha256": file_sha256(Path("models/model.joblib")),
+            "model_sha256": file_sha256(Path("models/model.skops")),
             "mlflow": register(params.tracking.registered_model, out) if kind == "strong" else None,
         }
     )
     meta.write()
-    tag, _ = save_model(joblib.load("models/model.joblib"), meta, {}, f"challenger-{kind}")
+    tag, _ = save_model(read_pipeline(Path("models/model.skops")), meta, {}, f"challenger-{kind}")
     return {"tag": tag, "version": (meta.mlflow or {}).get("version")}
 
 

@@ -124,11 +124,11 @@ RESAVE = """
 import json, logging, sys
 logging.basicConfig(level=logging.INFO)
 from pathlib import Path
-import bentoml, joblib
-from mlops_template.model import ModelMeta, file_sha256
+import bentoml
+from mlops_template.model import ModelMeta, file_sha256, read_pipeline
 from mlops_template.stages.package import save_model
 
-meta, model = ModelMeta.read(), joblib.load("models/model.joblib")
+meta, model = ModelMeta.read(), read_pipeline(Path("models/model.skops"))
 name = sys.argv[1]
 card = {"model_card.md": b"# another card\\n", "model_card.json": b"{}\\n"}
 before = bentoml.models.get(sys.argv[2])

@@ -17,15 +17,14 @@ pytestmark = pytest.mark.integration
 
 # the train stage's two outputs, written the way train writes them
 WRITE_PAIR = """
-import joblib
 from pathlib import Path
 from sklearn.dummy import DummyClassifier
-from mlops_template.model import ModelMeta, file_sha256
+from mlops_template.model import ModelMeta, file_sha256, save
 Path("models").mkdir(exist_ok=True)
-joblib.dump(DummyClassifier().fit([[0], [1]], [0, 1]), "models/model.joblib")
+save(DummyClassifier().fit([[0], [1]], [0, 1]), Path("models/model.skops"))
 ModelMeta(task="binary", model="dummy", target="y", input_columns=["x"], classes=[0, 1],
           contract={"name": "t", "version": 1},
-          model_sha256=file_sha256(Path("models/model.joblib"))).write(Path("models/model.json"))
+          model_sha256=file_sha256(Path("models/model.skops"))).write(Path("models/model.json"))
 """
 
 DVC_YAML = f"""
@@ -34,7 +33,7 @@ stages:
     cmd: {sys.executable} write_pair.py
     deps: [write_pair.py]
     outs:
-      - models/model.joblib
+      - models/model.skops
       - models/model.json:
           cache: false
 """
@@ -56,7 +55,7 @@ def test_the_named_restore_command_brings_back_the_pair(
     (tmp_path / "dvc.yaml").write_text(DVC_YAML)
     for command in ("git init -q", "dvc init -q", "dvc repro -q", "git add -A", "git commit -qm t"):
         assert _sh(tmp_path, command).returncode == 0, command
-    model, meta = tmp_path / "models/model.joblib", tmp_path / "models/model.json"
+    model, meta = tmp_path / "models/model.skops", tmp_path / "models/model.json"
     committed = model.read_bytes(), meta.read_text()
     model.write_bytes(committed[0] + b"tampered")
     meta.write_text(committed[1].replace('"dummy"', '"edited"'))
@@ -64,7 +63,7 @@ def test_the_named_restore_command_brings_back_the_pair(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelError) as refused:
         load()
-    assert _sh(tmp_path, "dvc checkout models/model.joblib").returncode != 0  # what it said
+    assert _sh(tmp_path, "dvc checkout models/model.skops").returncode != 0  # what it said
     restore = re.search(r"`(git restore [^`]+)`", str(refused.value))
     assert restore, str(refused.value)
     done = _sh(tmp_path, restore.group(1))

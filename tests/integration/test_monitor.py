@@ -34,7 +34,7 @@ ROWS = 10_000
 def setup(project: tuple[Path, dict[str, str]]) -> dict[str, Any]:
     """The real trained project's model, reference, contract and evaluation metrics."""
     root = project[0]
-    model, model_meta = load(root / "models/model.joblib", root / "models/model.json")
+    model, model_meta = load(root / "models/model.skops", root / "models/model.json")
     meta = model_meta.model_dump()
     return {
         "root": root,
@@ -365,7 +365,7 @@ def test_readme_demo_and_the_dvc_stage(
     training pipeline, reproduced elsewhere). That stage runs the demo's `mlops monitor` on
     the same file (monitor.path instead of --current), saving one slow process."""
     repo = make_repo(tmp_path / "repo", {"monitor": {"sample_rows": 10_000}})  # faster runs
-    for rel in ("models/model.joblib", "models/model.json", "reports/metrics.json"):
+    for rel in ("models/model.skops", "models/model.json", "reports/metrics.json"):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(setup["root"] / rel, repo / rel)
     (repo / "data/reference").mkdir(parents=True)

@@ -128,7 +128,7 @@ def test_preflight_skips_a_fresh_checkout_with_a_notice(tmp_path: Path) -> None:
     assert output == "ready=false\n"
     assert "::warning title=Monitoring skipped::" in done.stdout
     assert "## Monitoring skipped" in summary
-    assert "models/model.joblib" in summary and "request_log:logs/requests.db" in summary
+    assert "models/model.skops" in summary and "request_log:logs/requests.db" in summary
 
 
 def test_preflight_ready_and_real_failures(tmp_path: Path) -> None:

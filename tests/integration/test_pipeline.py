@@ -39,7 +39,7 @@ def test_repro_writes_every_declared_output(repo: Path):
         "data/split/train.parquet",
         "data/split/test.parquet",
         "data/features/train.parquet",
-        "models/model.joblib",
+        "models/model.skops",
         "models/model.json",
         "reports/metrics.json",
         "reports/cv_metrics.json",
@@ -137,9 +137,7 @@ def test_push_to_remote_then_clone_and_pull_reproduces_nothing(repo: Path, tmp_p
     run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
     run(clone, "dvc", "remote", "add", "-d", "--local", "storage", str(remote))
     run(clone, "dvc", "pull")
-    assert (clone / "models/model.joblib").read_bytes() == (
-        repo / "models/model.joblib"
-    ).read_bytes()
+    assert (clone / "models/model.skops").read_bytes() == (repo / "models/model.skops").read_bytes()
     # dvc.yaml = the training pipeline; monitoring/dvc.yaml's `monitor` is always_changed
     status = json.loads(run(clone, "dvc", "status", "dvc.yaml", "--json").stdout)
     # Only the gate is pending: it always runs (its baseline moves) and its reports are not
@@ -190,4 +188,4 @@ def test_bad_raw_data_stops_at_data_stage_with_report(tmp_path: Path):
     failures = pd.read_csv(path / "reports/data_validation/failures.csv")
     assert {"channel", "amount"} <= set(failures["column"])
     assert not (path / "data/split/train.parquet").exists()
-    assert not (path / "models/model.joblib").exists()
+    assert not (path / "models/model.skops").exists()

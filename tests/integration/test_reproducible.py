@@ -6,7 +6,7 @@ every instruction set numpy dispatches to above its baseline turned off
 machine without AVX-512, AVX2 or FMA, and with another core count, computes. The outputs must
 be the same bytes. On a CPU with AVX-512 the feature files differed (numpy's SVML ``log1p``
 against the C library's: one ulp on ~5 % of the values) until the feature function stopped
-using numpy's dispatched transcendental functions, and model.joblib recorded the OpenMP
+using numpy's dispatched transcendental functions, and the model file recorded the OpenMP
 thread count. On a CPU with nothing above numpy's baseline the first cause cannot show.
 """
 
@@ -52,7 +52,7 @@ def _run_stages(root: Path, extra_env: dict[str, str], stages: list[str]) -> dic
             [MLOPS, "stage", stage], cwd=root, env=run_env, capture_output=True, text=True
         )
         assert proc.returncode == 0, proc.stderr
-    names = OUTPUTS + (["models/model.joblib"] if "train" in stages else [])
+    names = OUTPUTS + (["models/model.skops"] if "train" in stages else [])
     return {name: hashlib.md5((root / name).read_bytes()).hexdigest() for name in names}
 
 

@@ -69,9 +69,9 @@ def test_served_predictions_equal_offline_on_whole_test_split(
     project: tuple[Path, dict[str, str]], server: str, test_split: pd.DataFrame, endpoint: str
 ) -> None:
     """Exact for scikit-learn; within 1e-6 when `package` chose onnxruntime (its gate)."""
-    import joblib
+    from mlops_template.model import read_pipeline
 
-    model = joblib.load(project[0] / "models/model.joblib")
+    model = read_pipeline(project[0] / "models/model.skops")
     offline = model.predict_proba(test_split)[:, 1]
     resp = requests.post(f"{server}{endpoint}", json={"records": records(test_split)}, timeout=60)
     assert resp.status_code == 200, resp.text
@@ -752,7 +752,7 @@ def test_truncated_model_stops_serve_with_one_line(
     serve` exits non-zero in seconds with one line naming the file (it used to restart the
     worker 183 times in 10 minutes)."""
     folder, env = store_copy
-    model = folder / "model.joblib"
+    model = folder / "model.skops"
     model.write_bytes(model.read_bytes()[:1000])
     served = start("mlops_template.serving.service:MlopsService", project[0], env)
     assert served.proc.wait(timeout=60) != 0
@@ -796,11 +796,11 @@ def test_serve_without_a_package_record_stops_with_one_line(
 def test_model_that_fails_to_load_answers_503_with_the_reason(
     project: tuple[Path, dict[str, str]], store_copy: tuple[Path, dict[str, str]]
 ) -> None:
-    """A model file whose hash matches its record yet does not unpickle (say, another library
+    """A model file whose hash matches its record yet does not load (say, another library
     version): the workers stay up and say why, at once, instead of restarting forever. (Without
-    an ONNX graph: with one, serving never unpickles model.joblib.)"""
+    an ONNX graph: with one, serving never reads model.skops.)"""
     folder, env = store_copy
-    (folder / "model.joblib").write_bytes(b"not a pickle")
+    (folder / "model.skops").write_bytes(b"not a pickle")
     info = yaml.safe_load((folder / "model.yaml").read_text())
     info["metadata"]["model_sha256"] = hashlib.sha256(b"not a pickle").hexdigest()
     info["metadata"].pop("onnx_sha256", None)
@@ -813,9 +813,7 @@ def test_model_that_fails_to_load_answers_503_with_the_reason(
             start_at = time.perf_counter()
             resp = requests.get(f"{served.url}{path}", timeout=1)
             assert resp.status_code == 503 and time.perf_counter() - start_at < 1.0
-            assert (
-                "cannot load" in resp.json()["reason"] and "model.joblib" in resp.json()["reason"]
-            )
+            assert "cannot load" in resp.json()["reason"] and "model.skops" in resp.json()["reason"]
         resp = requests.post(f"{served.url}/predict", json={"records": []}, timeout=5)
         assert resp.status_code == 503 and "cannot load" in resp.text
         assert served.proc.poll() is None

@@ -162,28 +162,37 @@ def test_readyz_reports_the_models_age(server: str) -> None:
 @pytest.fixture
 def nan_store(project: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[dict[str, str]]:
     """The served model in a store of its own, its model step wrapped so that some rows come
-    out NaN (scikit-learn runtime: the ONNX file is dropped from the record)."""
+    out NaN (scikit-learn runtime: the ONNX file is dropped from the record). The wrapper is a
+    test type: the server trusts it through a startup hook, as a project would list a type of
+    its own in estimators.py."""
     import hashlib
     import shutil
 
-    import joblib
+    import skops.io as sio
     from sklearn.pipeline import Pipeline
 
+    from mlops_template.model import read_pipeline
     from tests.integration.nan_model import NonFinite
 
     root, env = project
     tag = json.loads((root / "reports/package.json").read_text())["model_tag"]
     shutil.copytree(Path(env["BENTOML_HOME"]) / "models", tmp_path / "models")
     folder = tmp_path / "models" / tag.replace(":", "/")
-    model = joblib.load(folder / "model.joblib")
+    model = read_pipeline(folder / "model.skops")
     wrapped = Pipeline([model.steps[0], ("model", NonFinite(model.steps[-1][1]))])
-    joblib.dump(wrapped, folder / "model.joblib")
+    sio.dump(wrapped, folder / "model.skops")
     info = yaml.safe_load((folder / "model.yaml").read_text())
-    digest = hashlib.sha256((folder / "model.joblib").read_bytes()).hexdigest()
+    digest = hashlib.sha256((folder / "model.skops").read_bytes()).hexdigest()
     info["metadata"]["model_sha256"] = digest
     info["metadata"].pop("onnx_sha256", None)
     (folder / "model.yaml").write_text(yaml.safe_dump(info))
-    yield env | {"BENTOML_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "from mlops_template import estimators\n"
+        "estimators.PIPELINE_TYPES += ('tests.integration.nan_model.NonFinite',)\n"
+    )
+    yield env | {"BENTOML_HOME": str(tmp_path), "PYTHONPATH": f"{hook}:{ROOT}"}
 
 
 def test_non_finite_model_output_is_a_500_naming_it_never_a_200(
@@ -375,25 +384,26 @@ def test_latency_gate_measures_the_packaged_model(project: tuple[Path, dict[str,
     )
 
 
-# ------------------------------------------------------------ nothing unpickled with ONNX
+# ------------------------------------------------------------ no pipeline file read with ONNX
 
 
-def test_onnx_serving_unpickles_nothing(
+def test_onnx_serving_reads_no_pipeline_file(
     project: tuple[Path, dict[str, str]], server: str, row: dict[str, Any], tmp_path: Path
 ) -> None:
     """With the ONNX graph and the feature recipe in the stored model's metadata, the service
-    never calls joblib.load: a hook that records and refuses every call changes no answer."""
+    never reads the pipeline file (skops.io.load, nor joblib.load): a hook that records and
+    refuses every such call changes no answer."""
     root, env = project
     hook = tmp_path / "hook"
     hook.mkdir()
-    called, loaded = tmp_path / "joblib-load-called", tmp_path / "hook-loaded"
+    called, loaded = tmp_path / "model-load-called", tmp_path / "hook-loaded"
     (hook / "sitecustomize.py").write_text(
-        "import pathlib, joblib\n"
+        "import pathlib, joblib, skops.io\n"
         f"pathlib.Path({str(loaded)!r}).touch()\n"
         "def _refuse(*args, **kwargs):\n"
         f"    pathlib.Path({str(called)!r}).touch()\n"
-        "    raise RuntimeError('joblib.load called')\n"
-        "joblib.load = _refuse\n"
+        "    raise RuntimeError('a model file was read')\n"
+        "joblib.load = skops.io.load = _refuse\n"
     )
     hooked = env | {"PYTHONPATH": f"{hook}:{env.get('PYTHONPATH', ROOT)}"}
     expected = requests.post(f"{server}/predict", json={"records": [row]}, timeout=10).json()

@@ -1,7 +1,7 @@
 """The data, features and train stages with ``dask.enabled`` on a partitioned Parquet dataset,
 through the real CLI on a real LocalCluster: a bad partition stops the data stage naming it;
 a good dataset gives partitioned splits (a row's split does not depend on the partitioning),
-partitioned features and the same kind of model.joblib as in process."""
+partitioned features and the same kind of model.skops as in process."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_stages_on_dask_write_partitioned_splits_features_and_a_model(
     assert cli.main(["stage", "train"]) == 0
     meta = json.loads(Path("models/model.json").read_text())
     assert meta["model"] == "lightgbm" and meta["classes"] == [0, 1]
-    assert Path("models/model.joblib").stat().st_size > 0
+    assert Path("models/model.skops").stat().st_size > 0
 
     # mlops score on the cluster: one ONNX session per partition, partitioned output
     bad = events.copy()

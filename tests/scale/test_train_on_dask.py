@@ -95,13 +95,14 @@ def test_cluster_lightgbm_matches_in_process_and_exports_to_onnx(
     served = OnnxModel(onnx_bytes).predict_proba(remote.model.steps[0][1].transform(X))
     np.testing.assert_allclose(served, remote.model.predict_proba(X), rtol=0, atol=1e-5)
 
-    import joblib
+    from mlops_template.model import save
 
-    joblib.dump(remote.model, tmp_path / "model.joblib")
+    save(remote.model, tmp_path / "model.skops")
     X.head(50).to_parquet(tmp_path / "rows.parquet")
     code = (
-        "import sys, joblib, pandas as pd\n"
-        f"m = joblib.load({str(tmp_path / 'model.joblib')!r})\n"
+        "import sys, pathlib, pandas as pd\n"
+        "from mlops_template.model import read_pipeline\n"
+        f"m = read_pipeline(pathlib.Path({str(tmp_path / 'model.skops')!r}))\n"
         f"m.predict_proba(pd.read_parquet({str(tmp_path / 'rows.parquet')!r}))\n"
         "print(any(n == 'dask' or n.startswith(('dask.', 'distributed')) for n in sys.modules))"
     )

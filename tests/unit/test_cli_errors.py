@@ -49,11 +49,11 @@ def test_project_errors_keep_their_exit_code(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def tampered(args: object) -> None:
-        raise ModelError("models/model.joblib: sha256 mismatch")
+        raise ModelError("models/model.skops: sha256 mismatch")
 
     monkeypatch.setattr(cli, "_synth", tampered)
     assert cli.main(["synth", "--output", "x.parquet"]) == ModelError.exit_code == 10
-    assert "models/model.joblib: sha256 mismatch" in capsys.readouterr().err
+    assert "models/model.skops: sha256 mismatch" in capsys.readouterr().err
 
 
 def test_invalid_yaml_in_params_is_one_line_naming_the_file_and_line(
@@ -72,15 +72,14 @@ def scoring_project(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transactions: object
 ) -> tuple[Path, list[str]]:
     """A folder with a model train could have written and a 50-row batch to score."""
-    import joblib
     from sklearn.dummy import DummyClassifier
 
-    from mlops_template.model import ModelMeta, file_sha256
+    from mlops_template.model import ModelMeta, file_sha256, save
     from tests.repo import DEMO_CONTRACT, DEMO_PARAMS
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "models").mkdir()
-    joblib.dump(DummyClassifier().fit([[0], [1]], [0, 1]), "models/model.joblib")
+    save(DummyClassifier().fit([[0], [1]], [0, 1]), Path("models/model.skops"))
     ModelMeta(
         task="binary",
         model="dummy",
@@ -88,7 +87,7 @@ def scoring_project(
         input_columns=["amount"],
         classes=[0, 1],
         contract={"name": "card-transactions", "version": 1},
-        model_sha256=file_sha256(Path("models/model.joblib")),
+        model_sha256=file_sha256(Path("models/model.skops")),
     ).write(Path("models/model.json"))
     batch = transactions.head(50).drop(columns=["is_fraud"])  # type: ignore[attr-defined]
     batch.to_csv("batch.csv", index=False)

@@ -2,7 +2,7 @@
 
 A stage's modules are derived from the code: the module of its `mlops stage` / `mlops monitor`
 command and everything it imports from the package, at any depth (imports inside functions
-included). A stage that unpickles the trained pipeline also runs features.py (the pickle holds
+included). A stage that loads the trained pipeline also runs features.py (the model file names
 the feature function). No import cycle between project modules, either.
 """
 

@@ -2,9 +2,10 @@
 
 Numbers are written as they are in the JSON twin and the source files (``repr`` of the float,
 no rounding), so a reader or a test can find each one in its source. Our own template rather
-than skops' ``Card``: skops is not installed and would bring huggingface_hub with it, its
-default sections (a pickle "How to get started", a model plot, Hub upload) do not fit a model
-served by BentoML, and every section here is a table of facts the stages already wrote.
+than skops' ``Card``: skops is installed for the model file (skops.io) but its Card needs
+huggingface_hub, which we do not install; its default sections (a pickle "How to get started",
+a model plot, Hub upload) do not fit a model served by BentoML, and every section here is a
+table of facts the stages already wrote.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ replace. Responses, ``/readyz`` and ``GET /version`` carry that tag; ``GET /mode
 the card stored with that model (:mod:`~mlops_template.serving.model_card`).
 
 The model's files are checked against the sha256 the package stage recorded before anything is
-unpickled (:mod:`~mlops_template.serving.stored_model`): ``bentoml serve`` exits with one line
+read (:mod:`~mlops_template.serving.stored_model`): ``bentoml serve`` exits with one line
 when the stored copy is corrupt, and a worker whose model still fails to load answers 503 with the
-reason instead of restarting forever. With the ONNX runtime nothing is unpickled: the feature
+reason instead of restarting forever. Nothing is unpickled: the scikit-learn pipeline is a skops
+file (only trusted types are built), and with the ONNX runtime it is not even read: the feature
 step is rebuilt from the recipe stored in the model's metadata.
 
 The request schema comes from the same contract.yaml as training; the feature function runs

@@ -3,8 +3,9 @@ checked against the sha256 recorded at packaging before anything is read, then i
 step and model step (ONNX, or the scikit-learn pipeline) ready to predict. Also where the
 service may write when BentoML serves it from inside the store (:func:`request_log_path`).
 
-With ONNX nothing is unpickled: the feature step is rebuilt from the recipe (data, not code)
-stored in the model's metadata.
+Nothing is unpickled: with ONNX the feature step is rebuilt from the recipe (data, not code)
+stored in the model's metadata; the scikit-learn pipeline is read from its skops file
+(:func:`mlops_template.model.read_pipeline`: only the trusted types are built).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from mlops_template import paths
 from mlops_template.config import FeaturesParams
 from mlops_template.errors import ConfigError, ModelError
 from mlops_template.features import feature_columns, feature_recipe, feature_transformer
-from mlops_template.model import ModelMeta, decide, file_sha256
+from mlops_template.model import ModelMeta, decide, file_sha256, read_pipeline
 from mlops_template.onnx_path import OnnxModel, split_pipeline
 
 
@@ -35,7 +36,7 @@ class NonFiniteOutput(ModelError):
 
 def verified_file(stored: Any, name: str, key: str) -> Path:
     """A file of the stored model, after its sha256 matched the one recorded at packaging
-    (metadata ``key``): a truncated or swapped copy is never unpickled."""
+    (metadata ``key``): a truncated or swapped copy is never read."""
     path = Path(stored.path_of(name)).resolve()  # errors name the real file
     expected = str(stored.info.metadata.get(key, ""))
     if not path.is_file():
@@ -95,16 +96,11 @@ def check_stored(tag: str, missing: str = "no model tag given") -> Any:
     return stored
 
 
-def _unpickle(stored: Any) -> Any:
-    """The pipeline of a checked stored model; one error naming the file if it does not load
-    although its hash matched (written by another library version, say)."""
-    import joblib
-
-    path = Path(stored.path_of(paths.STORE_MODEL_FILE)).resolve()
-    try:
-        return joblib.load(path)
-    except Exception as err:
-        raise ModelError(f"{path}: cannot load ({type(err).__name__}: {err})") from None
+def _pipeline(stored: Any) -> Any:
+    """The pipeline of a checked stored model (skops: only trusted types are built); one error
+    naming the file if it does not load although its hash matched (written by another library
+    version, say, or holding a type outside the trusted list)."""
+    return read_pipeline(Path(stored.path_of(paths.STORE_MODEL_FILE)).resolve())
 
 
 def trained_at(meta: ModelMeta, stored: Any) -> datetime:
@@ -135,15 +131,15 @@ class LoadedModel:
         metadata = stored.info.metadata
         meta = ModelMeta.model_validate_json(metadata["model_meta"])
         if "onnx_sha256" not in metadata or runtime != "auto":
-            features, core = split_pipeline(_unpickle(stored))
+            features, core = split_pipeline(_pipeline(stored))
             return cls(features, core, meta, "sklearn", str(stored.tag), trained_at(meta, stored))
         onnx = OnnxModel(Path(stored.path_of(paths.STORE_ONNX_FILE)).read_bytes())
         spec: FeaturesParams | None
-        if metadata.get("features_spec"):  # the recipe is data, not code: nothing is unpickled
+        if metadata.get("features_spec"):  # the recipe is data, not code: the pipeline is not read
             spec = FeaturesParams.model_validate_json(metadata["features_spec"])
             features = feature_transformer(spec)
         else:  # packaged before the recipe was stored
-            features = split_pipeline(_unpickle(stored))[0]
+            features = split_pipeline(_pipeline(stored))[0]
             recipe = feature_recipe(features)
             spec = FeaturesParams.model_validate(recipe) if recipe is not None else None
         when = trained_at(meta, stored)

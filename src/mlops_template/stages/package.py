@@ -76,7 +76,7 @@ def _drop_none(value: Any) -> Any:
 
 
 def _stored(tag: str, model_sha256: str) -> Any | None:
-    """The stored model ``tag`` if it is there and holds exactly models/model.joblib (a
+    """The stored model ``tag`` if it is there and holds exactly models/model.skops (a
     damaged copy is deleted, to be saved again)."""
     import bentoml
     from bentoml.exceptions import BentoMLException
@@ -89,7 +89,7 @@ def _stored(tag: str, model_sha256: str) -> Any | None:
     recorded = stored.info.metadata.get("model_sha256")
     if recorded == model_sha256 and path.is_file() and file_sha256(path) == model_sha256:
         return stored
-    log.warning("stored model %s is not models/model.joblib: saving it again", tag)
+    log.warning("stored model %s is not models/model.skops: saving it again", tag)
     bentoml.models.delete(tag)
     return None
 
@@ -130,7 +130,7 @@ def save_model(
     name: str,
     card: CardWriter | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Save models/model.joblib as is (+ the checked ONNX graph of its model step, + the model
+    """Save models/model.skops as is (+ the checked ONNX graph of its model step, + the model
     card that ``card(tag, runtime)`` writes) to the BentoML store as ``name:<model_version>``,
     or reuse that tag if it is already stored with the same card; returns the tag and the
     runtime decision."""
@@ -164,12 +164,12 @@ def save_model(
         "mlflow_run_id": meta.run_id,
         "git_commit": git_commit(),
         "data_sha256": _data_hash(),
-        "model_sha256": meta.model_sha256,  # of model.joblib, checked before serving loads it
+        "model_sha256": meta.model_sha256,  # of model.skops, checked before serving loads it
         "onnx_sha256": _sha(onnx_bytes),
         "metrics": metrics,
         "runtime": runtime,
         "model_meta": meta.model_dump_json(),  # what the service predicts with (threshold...)
-        # the feature step's recipe: with the ONNX graph, serving needs no unpickling at all
+        # the feature step's recipe: with the ONNX graph, serving never reads the pipeline file
         "features_spec": json.dumps(recipe) if recipe is not None else None,
         # the model card (GET /model-card serves these files after checking their sha256)
         "model_card_sha256": _sha(files.get(paths.STORE_CARD_FILE)),
@@ -227,7 +227,7 @@ def build_bento(name: str, model_tag: str) -> str:
 
     config = yaml.safe_load(Path("bentofile.yaml").read_text())
     # the image's Python: the one that trained the model (models/model.json `python`), so the
-    # pickled pipeline is loaded by the Python minor version that wrote it
+    # pipeline is loaded by the Python minor version that wrote it
     config.setdefault("docker", {})["python_version"] = ModelMeta.read().python or python_version()
     config["labels"] = config.get("labels", {}) | {"project": name}
     if paths.MODEL_CARD.exists():  # the card is the Bento's README, and ships beside it

@@ -1,6 +1,6 @@
 """The `train` stage: a scikit-learn Pipeline chosen in params, cross-validated, then fitted.
 
-The saved artifact (models/model.joblib) is the whole inference pipeline: the stateless
+The saved artifact (models/model.skops) is the whole inference pipeline: the stateless
 feature function, then imputation/encoding/scaling, then the estimator. Serving and
 evaluation call it on raw, contract-valid rows.
 """
@@ -31,6 +31,7 @@ from mlops_template.model import (
     make_pipeline,
     model_output,
     python_version,
+    save,
 )
 
 if TYPE_CHECKING:
@@ -366,7 +367,7 @@ def tuned_params(params: Params) -> tuple[Params, str]:
 
 def _forget_thread_count(pipeline: Pipeline) -> None:
     """HistGradientBoosting's bin mapper keeps the OpenMP thread count it was fitted with (the
-    machine's core count or OMP_NUM_THREADS): the only byte of models/model.joblib that
+    machine's core count or OMP_NUM_THREADS): the only byte of the model file that
     differed between machines once the features agreed. It is used again only by a refit's
     binning; None means "decide at use", what a fresh estimator does."""
     for _, step in pipeline.steps:
@@ -377,8 +378,6 @@ def _forget_thread_count(pipeline: Pipeline) -> None:
 
 def run(params: Params) -> None:
     """Entry point of the `train` stage (``mlops stage train``)."""
-    import joblib
-
     params, params_source = tuned_params(params)
     log.info("train: hyper-parameters from %s", params_source)
     contract = load_contract(params.data.contract)
@@ -407,7 +406,7 @@ def run(params: Params) -> None:
     start = time.perf_counter()
     run_info = log_to_mlflow(result, params, raw_sample, contract.name, params_source, mlflow)
     log.info("logged run %s to MLflow in %.1fs", run_info["run_id"], time.perf_counter() - start)
-    io.write_atomic(paths.MODEL, lambda p: joblib.dump(result.model, p))
+    save(result.model, paths.MODEL)
     meta = ModelMeta(
         task=params.data.task,
         model=params.train.model,
