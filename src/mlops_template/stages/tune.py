@@ -87,19 +87,28 @@ def cv_score(
     import numpy as np
 
     from mlops_template import metrics
-    from mlops_template.model import column_roles, cv_splitter, make_pipeline, model_output
+    from mlops_template.model import (
+        column_roles,
+        cv_splitter,
+        every_class_output,
+        fit,
+        make_pipeline,
+        model_output,
+    )
 
     params = train.with_overrides(overrides)
     roles = column_roles(X)
     splitter = cv_splitter(task, folds, seed)
+    every = np.unique(y.to_numpy()) if task == "multiclass" else np.empty(0)
     scores = []
     for fit_idx, val_idx in splitter.split(X, y):
         model = make_pipeline(task, params, roles)
-        model.fit(X.iloc[fit_idx], y.iloc[fit_idx])
+        fit(model, X.iloc[fit_idx], y.iloc[fit_idx])
         out = model_output(model, X.iloc[val_idx], task)
-        scores.append(
-            metrics.score(task, y.iloc[val_idx], out, getattr(model, "classes_", None))[metric]
-        )
+        classes = getattr(model, "classes_", None)
+        if classes is not None and task == "multiclass" and len(classes) < len(every):
+            out, classes = every_class_output(out, classes, every), every
+        scores.append(metrics.score(task, y.iloc[val_idx], out, classes)[metric])
         if on_fold is not None and on_fold(len(scores), float(np.nanmean(scores))):
             raise Pruned(float(np.nanmean(scores)))
     return float(np.nanmean(scores))
