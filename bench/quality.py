@@ -224,7 +224,10 @@ def run_tuned(project: Path, seconds: int) -> dict[str, Any]:
         log_lines = (project / "bench.log").read_text().splitlines()
         refused = next((ln for ln in reversed(log_lines) if " ERROR " in ln), "failed")
     wall = time.perf_counter() - start
-    trials = pd.read_csv(project / "reports/tuning/trials.csv")
+    trials_csv = project / "reports/tuning/trials.csv"
+    if not trials_csv.exists():  # the tune stage failed: nothing tuned to report
+        return {"metrics": None, "trials": 0, "repro_s": wall, "refused": refused or "tune failed"}
+    trials = pd.read_csv(trials_csv)
     best = json.loads((project / "models/best_params.json").read_text())
     return {
         "metrics": json.loads((project / "reports/metrics.json").read_text()),
