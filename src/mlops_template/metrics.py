@@ -4,7 +4,8 @@ monitoring and `mlops compare`.
 Each metric is a function ``fn(y, pred, proba, classes) -> float`` in :data:`CLASSIFICATION` /
 :data:`REGRESSION`, so a caller that needs one metric many times (the bootstrap of `mlops
 compare`) calls the same code as one that needs them all (:func:`score`). At the edges a metric
-is NaN rather than an error: one class present (ROC-AUC, PR-AUC), a single row (R²),
+is NaN rather than an error: one class present (ROC-AUC, PR-AUC; a multiclass ROC-AUC
+averages the classes that are present with both positives and negatives), a single row (R²),
 non-finite inputs (a NaN probability or prediction). Probabilities are clipped to
 [1e-15, 1 - 1e-15] for log-loss, so an exact 0 or 1 costs a large finite amount.
 """
@@ -16,6 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
+from sklearn.preprocessing import label_binarize
 
 from mlops_template.config import Task
 
@@ -59,7 +61,9 @@ def f1(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) 
 
 
 def roc_auc(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
-    """NaN unless every class is present (a binary positive and negative)."""
+    """Binary: NaN unless both classes are present. Multiclass: the one-vs-rest macro mean over
+    the classes that have both positives and negatives among ``y`` (see :func:`roc_auc_classes`;
+    a time split can leave a class out of the test rows), NaN when none has."""
     if not _finite(proba):
         return NAN
     if proba.ndim == 1:
@@ -67,9 +71,44 @@ def roc_auc(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndar
         return (
             float(skm.roc_auc_score(positive, proba)) if positive.any() & ~positive.all() else NAN
         )
-    if len(np.unique(y)) != len(classes):
+    used, _ = roc_auc_classes(y, classes)
+    if not used:
         return NAN
-    return float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+    onehot = label_binarize(y, classes=classes)
+    return float(np.mean([skm.roc_auc_score(onehot[:, i], proba[:, i]) for i in used]))
+
+
+def roc_auc_classes(y: np.ndarray, classes: np.ndarray) -> tuple[list[int], list[str]]:
+    """Multiclass ROC AUC's classes: (indices of the classes with both positives and negatives
+    in ``y``, the names of the others: absent from ``y``, or all of it)."""
+    used, left_out = [], []
+    for i, c in enumerate(classes):
+        positive = y == c
+        if positive.any() and not positive.all():
+            used.append(i)
+        else:
+            left_out.append(str(c))
+    return used, left_out
+
+
+def roc_auc_note(y: np.ndarray, classes: np.ndarray | None, rows: str = "rows") -> str | None:
+    """One line for the report when multiclass ROC AUC leaves classes out, else None."""
+    if classes is None or len(classes) < 3:
+        return None
+    used, left_out = roc_auc_classes(np.asarray(y), np.asarray(classes))
+    if not left_out:
+        return None
+    absent = [str(c) for c in classes if not (np.asarray(y) == c).any()]
+    whole = [c for c in left_out if c not in absent]
+    why = "; ".join(
+        part
+        for part in (
+            f"absent from the {rows}: {', '.join(absent)}" if absent else "",
+            f"the only class in the {rows}: {', '.join(whole)}" if whole else "",
+        )
+        if part
+    )
+    return f"ROC AUC over {len(used)} of {len(classes)} classes; {why}"
 
 
 def pr_auc(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:

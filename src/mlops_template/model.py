@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +42,8 @@ from mlops_template import io, paths
 from mlops_template.config import Task, TrainParams
 from mlops_template.errors import ConfigError, ModelError
 from mlops_template.estimators import ESTIMATORS, trusted_types
+
+log = logging.getLogger(__name__)
 
 ONEHOT_MAX_CATEGORIES = 32  # more distinct training values: target encoding
 # Models that take NaN in numeric columns as it is, and learn on which side of each split a
@@ -197,6 +201,51 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
         transformers.append(("high_cardinality", high, roles.high_cardinality))
     preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
     return Pipeline([("preprocess", preprocess), ("estimator", make_estimator(task, params))])
+
+
+def early_stopping_blocker(estimator: Any, y: pd.Series | np.ndarray) -> str:
+    """Why a HistGradientBoosting classifier's early stopping cannot draw its stratified
+    validation split from ``y`` ("" when it can, or when it does not stop early): scikit-learn
+    raises when a class has a single row, or when either side of the split would have fewer
+    rows than there are classes."""
+    from sklearn.base import is_classifier
+
+    stops = getattr(estimator, "early_stopping", None)
+    fraction = getattr(estimator, "validation_fraction", None)
+    if not is_classifier(estimator) or stops is None or fraction is None:
+        return ""
+    counts = pd.Series(np.asarray(y)).value_counts()
+    rows = int(counts.sum())
+    if stops is False or (stops == "auto" and rows <= 10_000):  # sklearn's own `auto` rule
+        return ""
+    held = int(fraction) if fraction >= 1 else math.ceil(fraction * rows)
+    single = [str(c) for c, n in counts.items() if n < 2]
+    if single:
+        return f"class {', '.join(map(repr, single))} has a single row"
+    if min(held, rows - held) < len(counts):
+        return f"{len(counts)} classes do not fit a validation split of {held} of {rows} rows"
+    return ""
+
+
+def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series) -> Any:
+    """``pipeline.fit(X, y)``, with HistGradientBoosting's early stopping turned off for this
+    fit (a warning says why) when its stratified validation split cannot be drawn from ``y``
+    (:func:`early_stopping_blocker`): the model trains on every iteration instead of crashing."""
+    reason = early_stopping_blocker(pipeline.steps[-1][1], y)
+    if reason:
+        log.warning(
+            "early stopping off for this fit: %s (too few for its validation split)", reason
+        )
+        pipeline.set_params(**{f"{pipeline.steps[-1][0]}__early_stopping": False})
+    return pipeline.fit(X, y)
+
+
+def every_class_output(output: np.ndarray, classes: Any, every: np.ndarray) -> np.ndarray:
+    """A CV fold model's class probabilities widened to every class of the split (0 for a
+    class its training rows lacked: a class of a single row is in one fold only)."""
+    wide = np.zeros((len(output), len(every)))
+    wide[:, np.searchsorted(every, np.asarray(classes))] = output
+    return wide
 
 
 def model_output(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:

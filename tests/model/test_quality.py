@@ -179,3 +179,77 @@ def test_a_fold_far_below_the_others_is_named_in_the_log(
     assert summary["cv_low_folds"] == 1.0
     assert summary["cv_roc_auc_min"] < 0.2 < 0.9 < summary["cv_roc_auc_max"]
     assert summary["cv_roc_auc_std"] > 0.3
+
+
+def test_a_class_missing_from_the_test_rows_still_gets_roc_auc_and_passes_the_gate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A time split of a weather-like table: "snow" falls only in the early years, so the later
+    test rows lack it. ROC AUC is the macro mean over the four classes present (NaN made the
+    gate fail the run as a missing metric); the evaluate log and report name the class left out."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    rows = 1_500
+    temp = rng.normal(10, 8, rows)
+    rain = rng.exponential(3, rows)
+    weather = np.select(
+        [temp < -2, rain > 6, rain > 3, temp > 18], ["snow", "rain", "drizzle", "sun"], "fog"
+    ).astype(object)
+    late = np.arange(rows) >= 1_200  # the held-out rows: later dates, no snow in them
+    weather[late & (weather == "snow")] = "fog"
+    frame = pd.DataFrame(
+        {
+            "date": pd.date_range("2012-01-01", periods=rows, freq="D").astype(str),
+            "temp": temp,
+            "rain": rain,
+            "weather": weather,
+        }
+    )
+    fit, test = frame[~late].reset_index(drop=True), frame[late].reset_index(drop=True)
+    assert "snow" in set(fit["weather"]) and "snow" not in set(test["weather"])
+    columns = ["temp", "rain"]
+    trained = train.train(
+        fit[[*columns, "weather"]],
+        raw_columns=columns,
+        target="weather",
+        task="multiclass",
+        params=TrainParams(),
+        feature_spec=FeaturesParams(),
+    )
+    meta = ModelMeta(
+        task="multiclass",
+        model="hist_gradient_boosting",
+        target="weather",
+        input_columns=columns,
+        classes=trained.classes,
+        threshold=None,
+        contract={"name": "weather", "version": 1},
+    )
+    params = EvaluateParams(importance_rows=100, importance_repeats=1)
+    with caplog.at_level(logging.WARNING, logger=evaluate.log.name):
+        result = evaluate.evaluate(
+            trained.model, test[[*columns, "weather"]], meta=meta, params=params
+        )
+    assert 0.5 < result.metrics["roc_auc"] <= 1.0
+    note = "ROC AUC over 4 of 5 classes; absent from the test rows: snow"
+    assert result.extra["roc_auc_classes"]["left_out"] == ["snow"]
+    assert result.extra["roc_auc_classes"]["note"] == note
+    assert any(note in r.getMessage() for r in caplog.records)
+    simple, _ = baselines.measure(
+        fit[[*columns, "weather"]],
+        test[[*columns, "weather"]],
+        target="weather",
+        task="multiclass",
+        classes=meta.classes,
+        params=ReferenceParams(),
+        seed=0,
+    )
+    io.write_json(result.metrics, paths.METRICS)
+    io.write_json(evaluate.dataset_identity(meta), paths.DATASET)
+    io.write_json(simple, paths.BASELINES)
+    gate_params = load_params(DEMO_PARAMS)
+    gate_params.data.task = "multiclass"
+    gated = gate.run_gate(gate_params)
+    statuses = {r.metric: r.status for r in gated.rows}
+    assert statuses["roc_auc"] == "pass"  # was "fail: missing from the candidate"
+    assert paths.GATE_OK.exists()

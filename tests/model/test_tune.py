@@ -73,6 +73,25 @@ def test_methods_respect_trial_budget(feats: pd.DataFrame, tiny: Params, method:
     assert result.best_score == result.trials["score"].max()
 
 
+@pytest.mark.parametrize("method", ["random", "bayesian"])
+def test_the_timeout_binds_whatever_n_trials_says(
+    feats: pd.DataFrame, tiny: Params, method: str
+) -> None:
+    """n_trials huge and a timeout shorter than one trial: the search draws candidates as it
+    goes (drawing 10 million first took longer than any timeout), runs one batch (a search
+    always has a result; zero trials crashed with KeyError 'score') and stops."""
+    import time
+
+    space = {"hist_gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3, "log": True}}}
+    start = time.perf_counter()
+    result = _tune(
+        feats, tiny, method=method, n_trials=10_000_000, timeout_seconds=0.001, space=space
+    )
+    assert len(result.trials) == 1
+    assert 0.01 <= result.best_params["learning_rate"] <= 0.3
+    assert time.perf_counter() - start < 60
+
+
 def test_stage_never_reads_test_split(
     feats: pd.DataFrame, tiny: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -50,6 +50,14 @@ CASES: dict[str, tuple[str, list[str] | None, list[Any], np.ndarray]] = {
         ["b", "b", "b"],
         np.array([[0.2, 0.7, 0.1], [0.0, 1.0, 0.0], [0.5, 0.25, 0.25]]),
     ),
+    "multiclass, a class absent": (
+        "multiclass",
+        THREE,
+        ["a", "b", "a", "b", "a"],
+        np.array(
+            [[0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.3, 0.6, 0.1], [0.1, 0.1, 0.8], [0.5, 0.1, 0.4]]
+        ),
+    ),
     "multiclass, a NaN probability": (
         "multiclass",
         THREE,
@@ -144,3 +152,30 @@ def test_the_edges_are_nan_or_finite_not_errors() -> None:
     nan = metrics.score("binary", np.asarray(labels), output, np.asarray(classes))
     assert all(math.isnan(nan[k]) for k in ("roc_auc", "pr_auc", "log_loss"))
     assert metrics.score("regression", np.array([3.0]), np.array([2.5]), None)["rmse"] == 0.5
+
+
+def test_multiclass_roc_auc_averages_the_classes_present() -> None:
+    """A time split can leave a class out of the test rows: ROC AUC is then the one-vs-rest macro
+    mean over the classes with positives and negatives, not NaN (which the gate reads as a
+    missing metric), and the note names the class left out."""
+    _, classes, labels, output = CASES["multiclass, a class absent"]
+    y, cls = np.asarray(labels), np.asarray(classes)
+    got = metrics.score("multiclass", y, output, cls)["roc_auc"]
+    from sklearn.metrics import roc_auc_score
+
+    by_hand = np.mean([roc_auc_score(y == c, output[:, i]) for i, c in enumerate(THREE[:2])])
+    assert got == pytest.approx(by_hand, abs=1e-6) and 0 < got < 1
+    assert metrics.roc_auc_classes(y, cls) == ([0, 1], ["c"])
+    note = metrics.roc_auc_note(y, cls, "test rows")
+    assert note == "ROC AUC over 2 of 3 classes; absent from the test rows: c"
+    # all classes present: the same number as scikit-learn's own one-vs-rest macro average
+    full = np.array(["a", "b", "c", "a", "c"])
+    proba = output / output.sum(axis=1, keepdims=True)
+    expected = roc_auc_score(full, proba, multi_class="ovr", labels=THREE)
+    assert metrics.roc_auc(full, full, proba, cls) == pytest.approx(expected)
+    assert metrics.roc_auc_note(full, cls) is None
+    # one class only: no class has both positives and negatives
+    assert math.isnan(metrics.roc_auc(np.array(["b"] * 5), full, proba, cls))
+    assert metrics.roc_auc_note(np.array(["b"] * 5), cls) == (
+        "ROC AUC over 0 of 3 classes; absent from the rows: a, c; the only class in the rows: b"
+    )

@@ -229,6 +229,15 @@ def evaluate(
         extra["confusion_matrix"] = {"labels": [str(c) for c in cls], "matrix": matrix.tolist()}
         if meta.threshold is not None:
             extra["threshold"] = {"value": meta.threshold, "source": meta.threshold_source}
+        note = metrics.roc_auc_note(y, cls, "test rows")
+        if note:  # e.g. a time split leaves a rare class out of the held-out rows
+            used, left_out = metrics.roc_auc_classes(y, cls)
+            extra["roc_auc_classes"] = {
+                "used": [str(cls[i]) for i in used],
+                "left_out": left_out,
+                "note": note,
+            }
+            log.warning("evaluate: %s", note)
     return Evaluation(scores, plots, slices, predictions, extra)
 
 

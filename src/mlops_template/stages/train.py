@@ -27,7 +27,9 @@ from mlops_template.model import (
     ModelMeta,
     column_roles,
     cv_splitter,
+    every_class_output,
     file_sha256,
+    fit,
     make_pipeline,
     model_output,
     python_version,
@@ -59,11 +61,14 @@ def cross_validate(
     folds: list[dict[str, float]] = []
     oof: np.ndarray | None = None
     splitter = cv_splitter(task, params.cv.folds, params.seed)
+    every = np.unique(y.to_numpy()) if task == "multiclass" else np.empty(0)
     for i, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
         start = time.perf_counter()
-        model = clone(pipeline).fit(X.iloc[fit_idx], y.iloc[fit_idx])
+        model = fit(clone(pipeline), X.iloc[fit_idx], y.iloc[fit_idx])
         classes = getattr(model, "classes_", None)
         output = model_output(model, X.iloc[val_idx], task)
+        if classes is not None and task == "multiclass" and len(classes) < len(every):
+            output, classes = every_class_output(output, classes, every), every
         if oof is None:
             oof = np.zeros((len(X), *output.shape[1:]))
         oof[val_idx] = output
@@ -189,7 +194,7 @@ def train(
     timings["cv_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fitted = pipeline.fit(X, y) if fit_all is None else fit_all(pipeline)
+    fitted = fit(pipeline, X, y) if fit_all is None else fit_all(pipeline)
     timings["fit_seconds"] = time.perf_counter() - start
     where = "on Dask" if fit_all is not None else f"on {len(X)} rows"
     log.info("fitted %s %s in %.1fs", params.model, where, timings["fit_seconds"])

@@ -8,10 +8,11 @@ models/best_params.json, which `train` reads.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -87,19 +88,28 @@ def cv_score(
     import numpy as np
 
     from mlops_template import metrics
-    from mlops_template.model import column_roles, cv_splitter, make_pipeline, model_output
+    from mlops_template.model import (
+        column_roles,
+        cv_splitter,
+        every_class_output,
+        fit,
+        make_pipeline,
+        model_output,
+    )
 
     params = train.with_overrides(overrides)
     roles = column_roles(X)
     splitter = cv_splitter(task, folds, seed)
+    every = np.unique(y.to_numpy()) if task == "multiclass" else np.empty(0)
     scores = []
     for fit_idx, val_idx in splitter.split(X, y):
         model = make_pipeline(task, params, roles)
-        model.fit(X.iloc[fit_idx], y.iloc[fit_idx])
+        fit(model, X.iloc[fit_idx], y.iloc[fit_idx])
         out = model_output(model, X.iloc[val_idx], task)
-        scores.append(
-            metrics.score(task, y.iloc[val_idx], out, getattr(model, "classes_", None))[metric]
-        )
+        classes = getattr(model, "classes_", None)
+        if classes is not None and task == "multiclass" and len(classes) < len(every):
+            out, classes = every_class_output(out, classes, every), every
+        scores.append(metrics.score(task, y.iloc[val_idx], out, classes)[metric])
         if on_fold is not None and on_fold(len(scores), float(np.nanmean(scores))):
             raise Pruned(float(np.nanmean(scores)))
     return float(np.nanmean(scores))
@@ -118,7 +128,9 @@ def _timed(*args: Any) -> tuple[float, float]:
     return cv_score(*args), time.perf_counter() - start
 
 
-def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> list[dict[str, Any]]:
+def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The candidates, drawn as they are needed: with a large ``n_trials`` and a timeout
+    (the wall time binds), drawing them all first took longer than the timeout itself."""
     import numpy as np
     from scipy import stats
     from sklearn.model_selection import ParameterGrid, ParameterSampler
@@ -134,7 +146,7 @@ def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> list[dict[str, A
                 grid[name] = list(np.linspace(d.low, d.high, tune.grid_points))
             if d.integer:
                 grid[name] = sorted({round(float(v)) for v in grid[name]})
-        cands = list(ParameterGrid(grid))[: tune.n_trials]
+        cands: Iterable[dict[str, Any]] = itertools.islice(ParameterGrid(grid), tune.n_trials)
     else:
         dists: dict[str, Any] = {}
         for name, d in space.items():
@@ -146,8 +158,8 @@ def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> list[dict[str, A
                 dists[name] = stats.loguniform(d.low, d.high)
             else:
                 dists[name] = stats.uniform(d.low, d.high - d.low)
-        cands = list(ParameterSampler(dists, tune.n_trials, random_state=tune.seed))
-    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in c.items()} for c in cands]
+        cands = ParameterSampler(dists, tune.n_trials, random_state=tune.seed)
+    return ({k: (v.item() if hasattr(v, "item") else v) for k, v in c.items()} for c in cands)
 
 
 def local_map(fn: Callable[..., T], args: list[tuple[Any, ...]], workers: int) -> list[T]:
@@ -251,12 +263,13 @@ def tune(
         if params.method in ("grid", "random"):
             cands = _grid_or_random(params, space)
             # Independent candidates: hand the workers several per worker at once, so a slow
-            # trial does not leave the other workers idle; the deadline is checked between.
+            # trial does not leave the other workers idle; the deadline is checked between
+            # (after the first batch: a search always has a result).
             chunk = runner.workers if runner.workers == 1 else 4 * runner.workers
-            for i in range(0, len(cands), chunk):
+            while batch := list(itertools.islice(cands, chunk)):
+                evaluate(batch)
                 if time.monotonic() > deadline:
                     break
-                evaluate(cands[i : i + chunk])
         else:
             _optuna(
                 params,
@@ -303,7 +316,7 @@ def _optuna(
         direction="maximize" if higher else "minimize", sampler=sampler, pruner=pruner
     )
     done = 0
-    while done < tune.n_trials and time.monotonic() < deadline:
+    while done < tune.n_trials and (done == 0 or time.monotonic() < deadline):
         n = min(batch, tune.n_trials - done)
         trials = [study.ask() for _ in range(n)]
         cands = []
