@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 import operator
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,68 @@ def _place(frame: Any, prepare: Any, client: Client) -> tuple[list[Any], list[An
     return X_parts, y_parts, where
 
 
+WATCH_S = 2.0  # how often the workers are checked while LightGBM trains
+
+
+def _worker_states(client: Client) -> dict[str, str]:
+    return client.run_on_scheduler(
+        lambda dask_scheduler: {a: w.status.name for a, w in dask_scheduler.workers.items()}
+    )
+
+
+def _fit_watched(
+    estimator: Any, X: Any, y: Any, client: Client, workers: set[str], dask: DaskParams
+) -> None:
+    """``estimator.fit(X, y)`` while this thread watches the workers that hold the data.
+    lightgbm.dask ties each worker's part to that worker: if one dies (LightGBM itself
+    crashes a worker whose peers never connected) its part can run nowhere and the fit would
+    wait for ever; if one stays paused (memory) its part never starts. Either is one
+    ClusterError (exit 11): a lost worker at once, a paused one after
+    ``dask.socket_timeout_minutes``."""
+    import threading
+
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            estimator.fit(X, y)
+        except BaseException as err:  # handed to the caller's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name="lightgbm-dask-fit", daemon=True)
+    thread.start()
+    paused_since: dict[str, float] = {}
+    while True:
+        thread.join(WATCH_S)
+        if not thread.is_alive():
+            break
+        states = _worker_states(client)
+        lost = sorted(workers - set(states))
+        if lost:
+            raise ClusterError(
+                f"train on Dask: worker {', '.join(lost)} was lost while LightGBM trained (out "
+                "of memory, or LightGBM's network failed); give the workers more memory "
+                "(dask.memory_limit) or more workers"
+            )
+        now = time.monotonic()
+        for worker in workers:
+            if states.get(worker) == "paused":
+                paused_since.setdefault(worker, now)
+            else:
+                paused_since.pop(worker, None)
+        stuck = sorted(
+            w for w, t in paused_since.items() if now - t > 60 * dask.socket_timeout_minutes
+        )
+        if stuck:
+            raise ClusterError(
+                f"train on Dask: worker {', '.join(stuck)} stayed paused (memory above its pause "
+                f"threshold) for dask.socket_timeout_minutes ({dask.socket_timeout_minutes}); "
+                "give the workers more memory (dask.memory_limit) or more workers"
+            )
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def fit_lightgbm(
     frame: Any,
     *,
@@ -157,13 +220,13 @@ def fit_lightgbm(
     with warnings.catch_warnings():  # "n_jobs will be ignored": the workers' threads are used
         warnings.filterwarnings("ignore", message="Parameter n_jobs", category=UserWarning)
         try:
-            estimator.fit(X, y)
+            _fit_watched(estimator, X, y, client, {where[i] for i in kept}, dask)
         except LightGBMError as err:
             raise ClusterError(
-                f"train on Dask: LightGBM's workers failed to train together ({err}); a worker "
-                "that did not join within dask.socket_timeout_minutes "
-                f"({dask.socket_timeout_minutes}) was paused or lost: give the workers more "
-                "memory (dask.memory_limit) or the table more partitions"
+                f"train on Dask: LightGBM's workers failed to train together ({err}): a worker "
+                "was lost, or did not join LightGBM's network within "
+                f"dask.socket_timeout_minutes ({dask.socket_timeout_minutes}); give the workers "
+                "more memory (dask.memory_limit) or more workers"
             ) from None
     del X, y, X_parts, y_parts
     local = estimator.to_local()
