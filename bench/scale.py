@@ -6,7 +6,8 @@ fit, evaluate, save) as the peer that shows what the project's code costs.
     python bench/scale.py --rows 200000 1000000     # -> reports/benchmarks/scale.md
 
 Every setup runs in a fresh process (peak RSS is that process's ``ru_maxrss``; a Dask
-worker's peak is the highest memory its monitor sampled, every 0.5 s). The table is the demo's
+worker's peak is its process's high-water mark, VmHWM, on the LocalCluster the template
+starts: distributed.local_cluster). The table is the demo's
 synthetic card transactions after the feature function, as partitioned Parquet (one file per
 ``--partition-rows``); each setup trains on the rows whose hashed id is not in the test 20 %.
 """
@@ -115,7 +116,7 @@ def _in_process(folder: Path, model: str) -> dict[str, Any]:
 
 def _on_dask(folder: Path, workers: int, memory_limit: str) -> dict[str, Any]:
     import pandas as pd
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from sklearn.metrics import roc_auc_score
 
     from mlops_template import distributed
@@ -126,16 +127,7 @@ def _on_dask(folder: Path, workers: int, memory_limit: str) -> dict[str, Any]:
     params = _params()
     train_params = params.train.model_copy(update={"model": "lightgbm"})
     dask = DaskParams(enabled=True, workers=workers, memory_limit=memory_limit)
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            memory_limit=memory_limit,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with distributed.local_cluster(dask) as cluster, Client(cluster) as client:  # the template's
         start = time.perf_counter()
         frame = distributed.read_parquet(folder, dask)
         train = frame[~frame["split_test"]].drop(columns=["split_test"])
@@ -160,8 +152,10 @@ def _on_dask(folder: Path, workers: int, memory_limit: str) -> dict[str, Any]:
         )
         proba = model.predict_proba(test.drop(columns=["is_fraud", "split_test"]))[:, 1]
         auc = roc_auc_score(test["is_fraud"], proba)
-        peaks = client.run(lambda dask_worker: max(dask_worker.monitor.quantities["memory"]))
+        peaks = distributed.worker_peaks(client)
         restarted = set(client.scheduler_info()["workers"]) != set(peaks)
+        logs = client.get_worker_logs()
+        paused = sum(any("Pausing worker" in m for _, m in lines) for lines in logs.values())
     return {
         "rows": rows,
         "fit_s": fit,
@@ -169,6 +163,7 @@ def _on_dask(folder: Path, workers: int, memory_limit: str) -> dict[str, Any]:
         "auc": auc,
         "worker_peak_mib": max(peaks.values()) / 2**20,
         "restarted": restarted,
+        "paused": paused,
     }
 
 

@@ -299,6 +299,8 @@ class DaskParams(Section):
     memory_limit: str = "2GiB"  # ... and each one's memory limit
     partition_rows: int = Field(500_000, ge=1_000)  # rows per partition when a file is split
     sample_rows: int = Field(200_000, ge=100)  # the seeded sample that fits the preprocessing
+    # lightgbm.dask: LightGBM's time_out; a worker that never joins fails the fit after this long
+    socket_timeout_minutes: int = Field(10, ge=1)
     seed: int = 42
 
     @field_validator("memory_limit")

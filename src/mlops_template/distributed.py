@@ -32,6 +32,24 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = "10s"
 
+# The memory thresholds of the workers a LocalCluster starts (fractions of dask.memory_limit).
+# No spilling: lightgbm.dask's futures hold sockets, which cannot be pickled to disk (a worker
+# above the default target of 60 % failed with PickleError), and every stage here holds only
+# what its current partitions need, so spilling would not help. Pause at 90 % (default 80 %)
+# because a paused worker never starts its LightGBM part and the others wait for it; the
+# nanny still restarts a worker at 95 % (Dask's default).
+WORKER_MEMORY: dict[str, Any] = {
+    "distributed.worker.memory.target": False,
+    "distributed.worker.memory.spill": False,
+    "distributed.worker.memory.pause": 0.90,
+    "distributed.worker.memory.terminate": 0.95,
+    # Memory a worker frees goes back to the system: Arrow's default pool (mimalloc) and
+    # glibc's heap kept ~250-370 MiB of one 84 MiB Parquet read after it was freed (measured);
+    # with the system allocator and every block above 64 KiB its own mapping, ~20 MiB.
+    "distributed.nanny.pre-spawn-environ.ARROW_DEFAULT_MEMORY_POOL": "system",
+    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 65536,
+}
+
 
 def address(dask: DaskParams) -> str:
     """The scheduler to use: env ``MLOPS_DASK_ADDRESS``, else ``dask.address`` ("" = local)."""
@@ -77,16 +95,21 @@ def connect(dask: DaskParams) -> Iterator[Client]:
 def local_cluster(dask: DaskParams) -> Iterator[Any]:
     """A ``LocalCluster`` on loopback: ``dask.workers`` processes of ``dask.threads_per_worker``
     threads and ``dask.memory_limit`` each, no dashboard."""
+    import dask as dask_
     from distributed import LocalCluster
 
-    with LocalCluster(
-        n_workers=dask.workers,
-        threads_per_worker=dask.threads_per_worker,
-        memory_limit=dask.memory_limit,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-    ) as cluster:
+    # the nannies hand this configuration to their worker processes
+    with (
+        dask_.config.set(WORKER_MEMORY),
+        LocalCluster(
+            n_workers=dask.workers,
+            threads_per_worker=dask.threads_per_worker,
+            memory_limit=dask.memory_limit,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+    ):
         log.info(
             "dask: LocalCluster of %d workers x %d threads, %s each",
             dask.workers,
@@ -177,3 +200,37 @@ def worker_memory(client: Client) -> dict[str, dict[str, float]]:
         }
         for name, w in info.items()
     }
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory (bytes; the kernel's high-water mark, VmHWM,
+    since the process started or :func:`_reset_peak_rss`)."""
+    import resource
+    import sys
+
+    if sys.platform == "linux":
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _reset_peak_rss() -> None:
+    """Start this process's peak resident memory afresh (Linux: /proc/self/clear_refs)."""
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def reset_worker_peaks(client: Client) -> None:
+    """Start every worker's peak resident memory afresh (Linux only), so the next
+    :func:`worker_peaks` measures what ran since."""
+    client.run(_reset_peak_rss)
+
+
+def worker_peaks(client: Client) -> dict[str, int]:
+    """Per worker address: the peak resident memory of its process since it started (bytes).
+    The kernel's high-water mark, so no short spike is missed (Dask's monitor samples every
+    0.5 s); the same measure as ``memory_limit`` (RSS)."""
+    return client.run(_peak_rss)

@@ -4,7 +4,10 @@ process (docs/scale-out.md)."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
+import time
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +16,7 @@ import pandas as pd
 
 from mlops_template.config import DaskParams, Task, TrainParams
 from mlops_template.distributed import sample
+from mlops_template.errors import ClusterError
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -46,6 +50,104 @@ def _relabel(model: Any, classes: np.ndarray) -> None:
     model._class_map = dict(zip(encoder.classes_, encoder.transform(encoder.classes_), strict=True))
 
 
+def _prepare(part: pd.DataFrame, preprocess: Any, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """One partition as LightGBM's input: the transformed features (float64, C order) and
+    the raw target."""
+    X = preprocess.transform(part.drop(columns=[target]))
+    return np.ascontiguousarray(X, dtype="float64"), part[target].to_numpy()
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    return pd.Series(y).dropna().unique()
+
+
+def _code(y: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    return np.searchsorted(classes, y).astype("int64")
+
+
+def _place(frame: Any, prepare: Any, client: Client) -> tuple[list[Any], list[Any], list[str]]:
+    """Read and transform every partition on a worker chosen round-robin (so every worker
+    holds its share before LightGBM starts, and the shares differ by at most one partition);
+    returns the futures of the feature matrices and of the targets, and their workers. Only
+    the transformed arrays stay in memory: lightgbm.dask then slices them without a copy."""
+    import dask as dask_
+    from distributed import wait
+
+    workers = sorted(client.scheduler_info()["workers"])
+    X_parts, y_parts, where = [], [], []
+    for i, part in enumerate(frame.to_delayed()):
+        worker = workers[i % len(workers)]
+        pair = client.compute(dask_.delayed(prepare)(part), workers=[worker])
+        X_parts.append(client.submit(operator.itemgetter(0), pair, workers=[worker], pure=False))
+        y_parts.append(client.submit(operator.itemgetter(1), pair, workers=[worker], pure=False))
+        where.append(worker)
+        del pair  # the pair is released once both halves are taken
+    wait(X_parts + y_parts)
+    return X_parts, y_parts, where
+
+
+WATCH_S = 2.0  # how often the workers are checked while LightGBM trains
+
+
+def _worker_states(client: Client) -> dict[str, str]:
+    return client.run_on_scheduler(
+        lambda dask_scheduler: {a: w.status.name for a, w in dask_scheduler.workers.items()}
+    )
+
+
+def _fit_watched(
+    estimator: Any, X: Any, y: Any, client: Client, workers: set[str], dask: DaskParams
+) -> None:
+    """``estimator.fit(X, y)`` while this thread watches the workers that hold the data.
+    lightgbm.dask ties each worker's part to that worker: if one dies (LightGBM itself
+    crashes a worker whose peers never connected) its part can run nowhere and the fit would
+    wait for ever; if one stays paused (memory) its part never starts. Either is one
+    ClusterError (exit 11): a lost worker at once, a paused one after
+    ``dask.socket_timeout_minutes``."""
+    import threading
+
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            estimator.fit(X, y)
+        except BaseException as err:  # handed to the caller's thread
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name="lightgbm-dask-fit", daemon=True)
+    thread.start()
+    paused_since: dict[str, float] = {}
+    while True:
+        thread.join(WATCH_S)
+        if not thread.is_alive():
+            break
+        states = _worker_states(client)
+        lost = sorted(workers - set(states))
+        if lost:
+            raise ClusterError(
+                f"train on Dask: worker {', '.join(lost)} was lost while LightGBM trained (out "
+                "of memory, or LightGBM's network failed); give the workers more memory "
+                "(dask.memory_limit) or more workers"
+            )
+        now = time.monotonic()
+        for worker in workers:
+            if states.get(worker) == "paused":
+                paused_since.setdefault(worker, now)
+            else:
+                paused_since.pop(worker, None)
+        stuck = sorted(
+            w for w, t in paused_since.items() if now - t > 60 * dask.socket_timeout_minutes
+        )
+        if stuck:
+            raise ClusterError(
+                f"train on Dask: worker {', '.join(stuck)} stayed paused (memory above its pause "
+                f"threshold) for dask.socket_timeout_minutes ({dask.socket_timeout_minutes}); "
+                "give the workers more memory (dask.memory_limit) or more workers"
+            )
+    if "error" in outcome:
+        raise outcome["error"]
+
+
 def fit_lightgbm(
     frame: Any,
     *,
@@ -60,39 +162,73 @@ def fit_lightgbm(
     fitted on a Dask DataFrame of features that never sits in this process.
 
     The preprocessing (imputers, one-hot and target encoders) is fitted on a seeded sample of
-    ``dask.sample_rows`` rows, then applied to each partition on the workers; LightGBM trains
-    on all rows across the workers (each worker on its own partitions); ``to_local()`` makes
-    the estimator a plain ``LGBMClassifier`` / ``LGBMRegressor``, so the result is pickled,
-    exported to ONNX and served exactly like the in-process model. Classes are coded 0..k-1
-    here, from the labels of the whole split, so every worker agrees on them."""
+    ``dask.sample_rows`` rows, then applied to each partition on the workers, which keep the
+    transformed arrays (one partition after another on each worker in turn); LightGBM trains
+    on all rows across the workers (each worker on the partitions it holds; a worker that
+    does not join LightGBM's network within ``dask.socket_timeout_minutes`` fails the fit);
+    ``to_local()`` makes the estimator a plain ``LGBMClassifier`` / ``LGBMRegressor``, so the
+    result is pickled, exported to ONNX and served exactly like the in-process model. Classes
+    are coded 0..k-1 here, from the labels of the whole split, so every worker agrees on
+    them."""
+    import dask as dask_
+    import dask.array as da
+    from lightgbm.basic import LightGBMError
+
     head = sample(frame, dask.sample_rows, dask.seed)
     preprocess = pipeline.steps[0][1].fit(head.drop(columns=[target]), head[target])
-    columns = [f"f{i}" for i in range(len(preprocess.get_feature_names_out()))]
-
-    def transform(part: pd.DataFrame) -> pd.DataFrame:
-        values = np.asarray(preprocess.transform(part.drop(columns=[target])), dtype="float64")
-        out = pd.DataFrame(values, columns=columns, index=part.index)
-        out[target] = part[target]
-        return out
-
-    meta = pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
-    meta[target] = frame._meta[target]
-    # one pass over the data: the transformed partitions stay on their workers
-    (ready,) = client.persist([frame.map_partitions(transform, meta=meta)])
-    X = ready[columns].to_dask_array(lengths=True)
-    y_frame = ready[target]
+    width = len(preprocess.get_feature_names_out())
+    X_parts, y_parts, where = _place(
+        frame, functools.partial(_prepare, preprocess=preprocess, target=target), client
+    )
+    rows = client.gather(
+        [client.submit(len, y, workers=[w]) for y, w in zip(y_parts, where, strict=True)]
+    )
+    kept = [i for i, n in enumerate(rows) if n]  # an empty partition gives LightGBM nothing
     classes = None
     if task != "regression":
-        classes = np.sort(y_frame.dropna().unique().compute().to_numpy())
-        y_frame = y_frame.map_partitions(
-            lambda s: pd.Series(np.searchsorted(classes, s.to_numpy()), index=s.index),
-            meta=(target, "int64"),
-        )
-    y = y_frame.to_dask_array(lengths=True)
+        labels = client.gather([client.submit(_labels, y_parts[i]) for i in kept])
+        classes = np.sort(pd.Series(np.concatenate(labels)).unique())
+        y_parts = [
+            client.submit(_code, y, classes, workers=[w], pure=False)
+            for y, w in zip(y_parts, where, strict=True)
+        ]
+    X = da.concatenate(
+        [
+            da.from_delayed(dask_.delayed(X_parts[i]), shape=(rows[i], width), dtype="float64")
+            for i in kept
+        ]
+    )
+    y = da.concatenate(
+        [
+            da.from_delayed(
+                dask_.delayed(y_parts[i]),
+                shape=(rows[i],),
+                dtype="int64" if classes is not None else "float64",
+            )
+            for i in kept
+        ]
+    )
     estimator = lightgbm_dask_estimator(task, train, client)
+    estimator.set_params(time_out=dask.socket_timeout_minutes)
+    log.info(
+        "train on Dask: %d rows x %d features in %d partitions on %d workers",
+        sum(rows),
+        width,
+        len(kept),
+        len({where[i] for i in kept}),
+    )
     with warnings.catch_warnings():  # "n_jobs will be ignored": the workers' threads are used
         warnings.filterwarnings("ignore", message="Parameter n_jobs", category=UserWarning)
-        estimator.fit(X, y)
+        try:
+            _fit_watched(estimator, X, y, client, {where[i] for i in kept}, dask)
+        except LightGBMError as err:
+            raise ClusterError(
+                f"train on Dask: LightGBM's workers failed to train together ({err}): a worker "
+                "was lost, or did not join LightGBM's network within "
+                f"dask.socket_timeout_minutes ({dask.socket_timeout_minutes}); give the workers "
+                "more memory (dask.memory_limit) or more workers"
+            ) from None
+    del X, y, X_parts, y_parts
     local = estimator.to_local()
     if classes is not None:
         _relabel(local, classes)

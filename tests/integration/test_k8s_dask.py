@@ -68,3 +68,23 @@ def test_worker_memory_limit_is_the_containers(cluster: dict[str, Any]) -> None:
     }
     targets = {p["targetPort"] for p in cluster["spec"]["scheduler"]["service"]["ports"]}
     assert targets <= scheduler_ports
+
+
+def test_workers_have_the_local_clusters_memory_settings(cluster: dict[str, Any]) -> None:
+    """The same thresholds and allocator settings as the LocalCluster the template starts,
+    read as Dask reads its environment."""
+    import dask.config
+
+    from mlops_template.distributed import WORKER_MEMORY
+
+    (worker,) = cluster["spec"]["worker"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in worker["env"]}
+    config = dask.config.collect_env(env)["distributed"]
+    assert config["worker"]["memory"] == {
+        key.rsplit(".", 1)[1]: value
+        for key, value in WORKER_MEMORY.items()
+        if key.startswith("distributed.worker.memory.")
+    }
+    prefix = "distributed.nanny.pre-spawn-environ."
+    spawned = {k.removeprefix(prefix): v for k, v in WORKER_MEMORY.items() if k.startswith(prefix)}
+    assert {k: env[k] for k in spawned} == {k: str(v) for k, v in spawned.items()}

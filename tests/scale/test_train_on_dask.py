@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mlops_template import distributed
-from mlops_template.config import DaskParams, Params, parse_params
+from mlops_template.config import DaskParams, Params, TrainParams, parse_params
 from mlops_template.contract import load_contract, validate
 from mlops_template.distributed_train import fit_lightgbm
 from mlops_template.features import build_features
@@ -133,3 +133,59 @@ def test_unreachable_scheduler_names_the_address() -> None:
         distributed.connect(DaskParams(enabled=True, address=address)),
     ):
         pass
+
+
+def test_a_worker_lost_while_lightgbm_trains_fails_the_fit_in_seconds(cluster: Any) -> None:
+    """lightgbm.dask ties each part to its worker: without the watch a lost worker's part
+    could run nowhere and the fit would wait for ever (LightGBM's own time_out is 120 min).
+    Here the fit stops with one ClusterError (exit 11) soon after the worker dies."""
+    import os
+    import threading
+    import time
+
+    import dask.dataframe as dd
+    import pandas as pd
+    from distributed import Client
+
+    from mlops_template.errors import ClusterError
+    from mlops_template.model import Roles, make_pipeline
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100_000, 5))
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(5)])
+    frame["y"] = (X[:, 0] + rng.normal(size=len(X)) > 0).astype(int)
+    lgbm = TrainParams(model="lightgbm").with_overrides(
+        {"n_estimators": 5000, "learning_rate": 0.01}
+    )
+    dask = DaskParams(enabled=True, sample_rows=1000, socket_timeout_minutes=1)
+    with Client(cluster) as client:
+        client.wait_for_workers(2)
+        victim = sorted(client.scheduler_info()["workers"])[1]
+
+        def kill_once_training() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                busy = client.processing(workers=[victim]).get(victim, ())
+                if any("_train_part" in str(key) for key in busy):
+                    break
+                time.sleep(0.2)
+            client.run(os._exit, 1, workers=[victim], on_error="ignore")
+
+        killer = threading.Thread(target=kill_once_training, daemon=True)
+        killer.start()
+        start = time.monotonic()
+        with pytest.raises(ClusterError) as failed:
+            fit_lightgbm(
+                dd.from_pandas(frame, npartitions=4),
+                pipeline=make_pipeline("binary", lgbm, Roles([f"x{j}" for j in range(5)], [], [])),
+                target="y",
+                task="binary",
+                train=lgbm,
+                dask=dask,
+                client=client,
+            )
+        elapsed = time.monotonic() - start
+        killer.join(5)
+    assert failed.value.exit_code == 11
+    assert "train on Dask" in str(failed.value) and "lost" in str(failed.value)
+    assert elapsed < 60, f"{elapsed:.0f} s"
