@@ -146,13 +146,12 @@ def test_a_table_larger_than_a_worker_trains_within_every_limit(
 def _wide_project(project: Path, sample: pd.DataFrame) -> None:
     """A project whose contract is the wide table's and whose model (in-process LightGBM on
     a sample) is stored as the train stage stores it."""
-    import joblib
     import yaml
     from sklearn.pipeline import Pipeline
 
     from mlops_template.config import FeaturesParams
     from mlops_template.features import feature_transformer
-    from mlops_template.model import ModelMeta, file_sha256
+    from mlops_template.model import ModelMeta, file_sha256, save
 
     columns: dict[str, Any] = {f"x{j}": {"dtype": "float"} for j in range(COLUMNS)}
     columns["y"] = {"dtype": "category", "categories": [0, 1]}
@@ -163,9 +162,7 @@ def _wide_project(project: Path, sample: pd.DataFrame) -> None:
     fitted = make_pipeline("binary", train, Roles(inputs, [], [])).fit(sample[inputs], sample["y"])
     features = feature_transformer(FeaturesParams()).fit(None)  # no derived features
     (project / "models").mkdir()
-    joblib.dump(
-        Pipeline([("features", features), ("model", fitted)]), project / "models" / "model.joblib"
-    )
+    save(Pipeline([("features", features), ("model", fitted)]), project / "models" / "model.skops")
     meta = ModelMeta(
         task="binary",
         model="lightgbm",
@@ -174,7 +171,7 @@ def _wide_project(project: Path, sample: pd.DataFrame) -> None:
         classes=[0, 1],
         threshold=0.5,
         contract={"name": "wide", "version": 1},
-        model_sha256=file_sha256(project / "models" / "model.joblib"),
+        model_sha256=file_sha256(project / "models" / "model.skops"),
     )
     (project / "models" / "model.json").write_text(json.dumps(meta.model_dump(mode="json")))
 
