@@ -3,10 +3,11 @@
 grid / random (scikit-learn samplers), bayesian (Optuna TPE) and evolutionary (Optuna NSGA-II)
 all reduce to the same thing: propose a batch of candidate params, cross-validate each one
 (locally with joblib, or on a Dask cluster), keep the best. Trial 0 is always the model's own
-defaults (params.yaml's ``train.<model>`` section), scored by the same CV: a search whose
-candidates all score worse returns the defaults, never something worse picked by CV noise.
-On a small training split (below ``tune.repeat_below_rows``) the k-fold is repeated
-``tune.repeats`` times. The result goes to models/best_params.json, which `train` reads.
+defaults (params.yaml's ``train.<model>`` section), scored by the same CV; a candidate must
+beat it strictly, so a search whose candidates all score worse returns the defaults. With
+``tune.repeats > 1``, on a small training split (below ``tune.repeat_below_rows`` rows) the
+k-fold is repeated that many times. The result goes to models/best_params.json, which `train`
+reads.
 """
 
 from __future__ import annotations
