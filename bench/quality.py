@@ -20,6 +20,11 @@ Goals (issue 20): never below the prior; within 0.005 (accuracy, R²) and 0.01 (
 plain HistGradientBoosting or better. Writes reports/benchmarks/quality.md.
 
     python bench/quality.py [--tables loans,credit] [--flaml-seconds 60] [--tune-seconds 60]
+
+``--tuned-only`` re-runs only the tuned part (`mlops init` + `dvc repro gate` with tuning on,
+in a fresh clone) and keeps everything else of the rows in ``--json`` (FLAML's numbers
+included); ``--out`` names where those rows go, ``--tune-set key=value`` overrides the
+`tune` section further (e.g. ``repeats=1``). Merge runs with ``--render-only --json a,b``.
 """
 
 from __future__ import annotations
@@ -184,7 +189,7 @@ def run_table(
             if name in args.flaml_tables
             else None
         )
-        tuned = run_tuned(project, args.tune_seconds) if args.tune_seconds else None
+        tuned = run_tuned(project, args.tune_seconds, args.tune_set) if args.tune_seconds else None
         log = (project / "bench.log").read_text()
         low = [
             line.split("WARNING", 1)[-1].strip() for line in log.splitlines() if "far below" in line
@@ -212,13 +217,19 @@ def run_table(
         }
 
 
-def run_tuned(project: Path, seconds: int) -> dict[str, Any]:
+def tune_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs for the `tune` section (values read as YAML)."""
+    return {k: yaml.safe_load(v) for k, _, v in (p.partition("=") for p in pairs)}
+
+
+def run_tuned(project: Path, seconds: int, overrides: list[str] | None = None) -> dict[str, Any]:
     """The same project again with ``tune.enabled: true`` at the peer's wall-time budget
     (``tune.timeout_seconds``; n_trials large enough that the timeout binds), through the gate:
     the held-out metrics of the tuned model, its trials and the repro's wall time."""
     params_file = project / "params.yaml"
     raw = yaml.safe_load(params_file.read_text())
     raw["tune"] |= {"enabled": True, "timeout_seconds": seconds, "n_trials": 100_000}
+    raw["tune"] |= tune_overrides(overrides or [])
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
     start = time.perf_counter()
     refused = ""
@@ -237,9 +248,21 @@ def run_tuned(project: Path, seconds: int) -> dict[str, Any]:
         "metrics": json.loads((project / "reports/metrics.json").read_text()),
         "trials": len(trials),
         "best_params": best,
+        "best_is_defaults": bool(best.get("best_is_defaults", False)),
+        "tune_params": {k: v for k, v in raw["tune"].items() if k != "space"},
         "repro_s": wall,
         "refused": refused,
     }
+
+
+def tuned_only(name: str, info: dict[str, Any], csv: Path, args: argparse.Namespace) -> dict:
+    """Only the tuned run of a table: `mlops init`, tuning on, `dvc repro gate`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "project"
+        copy_project(project)
+        (project / f"{name}.csv").write_bytes(csv.read_bytes())
+        timed(project, "mlops", "init", f"{name}.csv", "--target", info["target"], "--force")
+        return run_tuned(project, args.tune_seconds, args.tune_set)
 
 
 def refit_before(name: str, info: dict[str, Any], csv: Path, rev: str) -> tuple[dict, float]:
@@ -316,15 +339,19 @@ def render_tuned(results: list[dict[str, Any]], args: argparse.Namespace) -> lis
         "",
         "The same project again with `tune.enabled: true`, `tune.timeout_seconds: "
         f"{args.tune_seconds}` and `n_trials: 100000` (so the timeout binds; the rest of "
-        "params.yaml's `tune` section as shipped: random search, 3 folds, ROC AUC for "
-        "classification, RMSE for regression), `dvc repro gate` again; FLAML as above. "
+        "params.yaml's `tune` section as shipped: random search whose trial 0 is the "
+        "configured defaults, 3 folds, ROC AUC for classification, RMSE for regression), "
+        "`dvc repro gate` again; FLAML as above. **best = defaults**: no candidate beat trial 0 "
+        "in CV; **tuned before**: the tuned model of the run before trial 0 was the defaults. "
         "**As good as** = the held-out primary metric (ROC AUC binary, accuracy multiclass, "
         "R² regression) not worse than FLAML's by more than 0.005; the stricter count also "
         "asks for log loss not worse by more than 0.01.",
         "",
         "| table | task | metric | default | tuned | FLAML | tuned - FLAML | log loss tuned | "
-        "log loss FLAML | trials | tuned repro (s) | as good (primary / + log loss) |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "log loss FLAML | trials | best = defaults | tuned before (prev. run) | tuned repro (s) | "
+        "as good (primary / + log loss) |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | "
+        "--- |",
     ]
     for r in rows:
         key = PRIMARY[r["task"]]
@@ -336,7 +363,10 @@ def render_tuned(results: list[dict[str, Any]], args: argparse.Namespace) -> lis
             f"| {r['name']} | {r['task']} | {key} | {_fmt(r['ours'].get(key))} | "
             f"{_fmt(tuned[key])} | {_fmt(peer[key])} | {tuned[key] - peer[key]:+.4f} | "
             f"{_fmt(tuned.get('log_loss'))} | {_fmt(peer.get('log_loss'))} | "
-            f"{r['tuned']['trials']} | {r['tuned']['repro_s']:.0f} | {shown} |"
+            f"{r['tuned']['trials']} | "
+            f"{'yes' if r['tuned'].get('best_is_defaults') else 'no'} | "
+            f"{_fmt(((r.get('tuned_previous') or {}).get('metrics') or {}).get(key))} | "
+            f"{r['tuned']['repro_s']:.0f} | {shown} |"
         )
     verdicts = [tuned_vs_flaml(r) for r in rows]
     primary = sum(bool(v and v[0]) for v in verdicts)
@@ -446,6 +476,13 @@ def main() -> None:
     parser.add_argument("--render-only", action="store_true", help="re-render --json (a,b,...)")
     parser.add_argument("--before-only", action="store_true", help="refit 'before' in --json")
     parser.add_argument("--note", default="", help="a paragraph for the report (how it ran)")
+    parser.add_argument(
+        "--tuned-only", action="store_true", help="re-run only the tuned part of --json's rows"
+    )
+    parser.add_argument("--out", default="", help="--tuned-only: write the rows here")
+    parser.add_argument(
+        "--tune-set", action="append", default=[], help="tune.KEY=VALUE for the tuned run"
+    )
     args = parser.parse_args()
     if args.render_only:
         results = [r for f in args.json.split(",") for r in json.loads((ROOT / f).read_text())]
@@ -471,6 +508,28 @@ def main() -> None:
             )
             print(f"{name}: before {row['before']}", flush=True)
             io.write_json(results, ROOT / args.json)
+        return
+    if args.tuned_only:  # the tuned run again; FLAML and the rest kept from --json
+        data = Path(tempfile.mkdtemp(prefix="quality-tables-"))
+        subprocess.run([str(python), str(BENCH / "quality_tables.py"), str(data)], check=True)
+        index = json.loads((data / "tables.json").read_text())
+        base = json.loads((ROOT / args.json).read_text())
+        keep = [n for n in args.tables.split(",") if n] or [r["name"] for r in base]
+        out = ROOT / (args.out or args.json)
+        done = []
+        for row in base:
+            if row["name"] not in keep:
+                continue
+            start = time.perf_counter()
+            tuned = tuned_only(row["name"], index[row["name"]], data / f"{row['name']}.csv", args)
+            row = row | {"tuned": tuned, "tuned_previous": row.get("tuned")}
+            done.append(row)
+            print(
+                f"{row['name']}: tuned {tuned.get('metrics')} best_is_defaults "
+                f"{tuned.get('best_is_defaults')} ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+            io.write_json(done, out)
         return
     data = Path(tempfile.mkdtemp(prefix="quality-tables-"))
     subprocess.run([str(python), str(BENCH / "quality_tables.py"), str(data)], check=True)

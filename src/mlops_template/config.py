@@ -258,6 +258,8 @@ class TuneParams(Section):
     metric: str | None = None  # default: roc_auc (classification) / rmse (regression)
     folds: int = Field(3, ge=2)
     max_rows: int = Field(50_000, ge=100)
+    repeats: int = Field(1, ge=1)  # k-fold repeated this many times on a small split ...
+    repeat_below_rows: int = Field(4_000, ge=0)  # ... below this many training rows
     grid_points: int = Field(3, ge=2)  # values per numeric range in grid search
     n_workers: int = Field(1, ge=1)
     pruning: bool = False

@@ -155,10 +155,20 @@ def make_estimator(task: Task, params: TrainParams) -> Any:
     return build(task, params.estimator_params(), params.seed)
 
 
-def cv_splitter(task: Task, folds: int, seed: int) -> Any:
-    """Stratified k-fold for classification, plain k-fold for regression; shuffled, seeded."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+def cv_splitter(task: Task, folds: int, seed: int, repeats: int = 1) -> Any:
+    """Stratified k-fold for classification, plain k-fold for regression; shuffled, seeded;
+    with ``repeats > 1`` the k-fold is repeated that many times with different shuffles."""
+    from sklearn.model_selection import (
+        KFold,
+        RepeatedKFold,
+        RepeatedStratifiedKFold,
+        StratifiedKFold,
+    )
 
+    if repeats > 1:
+        if task == "regression":
+            return RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+        return RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     if task == "regression":
         return KFold(folds, shuffle=True, random_state=seed)
     return StratifiedKFold(folds, shuffle=True, random_state=seed)

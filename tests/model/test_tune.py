@@ -111,6 +111,9 @@ def test_stage_never_reads_test_split(
     tune.run(tiny)
     assert not paths.TEST_FEATURES.exists() and not paths.TEST_SPLIT.exists()
     best = json.loads(paths.BEST_PARAMS.read_text())
+    assert best["defaults_trial"] == 0 and isinstance(best["best_is_defaults"], bool)
+    trials = pd.read_csv(paths.TUNE_TRIALS)
+    assert trials["defaults"].tolist() == [True, False, False, False]
     assert best["source"] == "tune:grid" and set(best["params"]) == {
         "learning_rate",
         "max_leaf_nodes",
@@ -128,7 +131,11 @@ def test_stage_never_reads_test_split(
             "select count(*) from tags where key='mlflow.parentRunId' and value=?", parent[0]
         ).fetchone()[0]
         best_tags = db.execute("select count(*) from tags where key='best' and value='true'")
-    assert len(parent) == 1 and children == 4 and best_tags.fetchone()[0] >= 1
+        n_best = best_tags.fetchone()[0]
+        n_defaults = db.execute(
+            "select count(*) from tags where key='defaults' and value='true'"
+        ).fetchone()[0]
+    assert len(parent) == 1 and children == 4 and n_best >= 1 and n_defaults == 1
 
 
 def test_disabled_stage_writes_marker_fast(
@@ -181,3 +188,82 @@ def test_local_workers_share_the_cores_whatever_omp_num_threads_says(
     monkeypatch.setenv("OMP_NUM_THREADS", str(cores))
     threads = local_map(_openmp_threads, [()] * 4, workers=2)
     assert threads == [max(1, cores // 2)] * 4
+
+
+IN_SPACE = {  # tiny's defaults (learning_rate 0.1, min_samples_leaf 20) lie inside
+    "hist_gradient_boosting": {
+        "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+        "min_samples_leaf": {"low": 5, "high": 50},
+    }
+}
+
+
+@pytest.mark.parametrize("space", [IN_SPACE, SPACE], ids=["defaults-in-space", "outside"])
+@pytest.mark.parametrize("method", ["grid", "random", "bayesian", "evolutionary"])
+def test_the_defaults_are_trial_zero_for_every_method(
+    feats: pd.DataFrame, tiny: Params, method: str, space: dict[str, Any]
+) -> None:
+    """Trial 0 is params.yaml's own values (inside the space: enqueued in the Optuna study;
+    outside it, e.g. learning_rate 0.1 not among SPACE's choices: scored before the study)."""
+    result = _tune(feats, tiny, method=method, n_trials=3, space=space)
+    section = tiny.train.hist_gradient_boosting
+    first = result.trials.iloc[0]
+    assert len(result.trials) == 3
+    assert result.trials["defaults"].tolist() == [True, False, False]
+    for name in space["hist_gradient_boosting"]:
+        assert first[name] == getattr(section, name)
+    assert first["score"] == pytest.approx(result.trials["score"].iloc[0])
+    others = result.trials.iloc[1:]
+    assert not any(
+        all(row[k] == getattr(section, k) for k in space["hist_gradient_boosting"])
+        for row in others.to_dict("records")
+    ), "the later trials are the search's own candidates"
+
+
+@pytest.mark.parametrize("method", ["grid", "random", "bayesian", "evolutionary"])
+def test_a_search_whose_candidates_all_lose_returns_the_defaults(
+    feats: pd.DataFrame, tiny: Params, method: str
+) -> None:
+    """Every candidate can only grow one leaf (min_samples_leaf above the rows): a constant
+    model, ROC AUC 0.5. The search must hand back the defaults, not the least bad of those."""
+    bad = {
+        "hist_gradient_boosting": {
+            "min_samples_leaf": {"choices": [100_000, 200_000]},
+            "max_leaf_nodes": {"choices": [2]},
+        }
+    }
+    result = _tune(feats, tiny, method=method, n_trials=3, space=bad)
+    section = tiny.train.hist_gradient_boosting
+    assert result.best_is_defaults
+    assert result.best_params == {
+        "min_samples_leaf": section.min_samples_leaf,
+        "max_leaf_nodes": section.max_leaf_nodes,
+    }
+    scores = result.trials["score"]
+    assert result.best_score == scores.iloc[0] > 0.6
+    assert (scores.iloc[1:] == 0.5).all()
+
+
+def test_a_tie_keeps_the_defaults(feats: pd.DataFrame, tiny: Params) -> None:
+    """A candidate equal to the defaults scores the same: it does not replace them."""
+    space = {"hist_gradient_boosting": {"max_leaf_nodes": {"choices": [31]}}}
+    result = _tune(feats, tiny, method="grid", n_trials=2, space=space)
+    assert result.trials["score"].nunique() == 1 and len(result.trials) == 2
+    assert result.best_is_defaults
+
+
+def test_small_training_splits_repeat_the_k_fold(feats: pd.DataFrame, tiny: Params) -> None:
+    """Below tune.repeat_below_rows rows each trial's k-fold runs tune.repeats times, with
+    different shuffles (another score than one k-fold); at or above it, once."""
+    from mlops_template.model import cv_splitter
+
+    one = {"hist_gradient_boosting": {"max_leaf_nodes": {"choices": [15]}}}
+    small = _tune(feats, tiny, n_trials=1, space=one, repeats=3, repeat_below_rows=len(feats) + 1)
+    large = _tune(feats, tiny, n_trials=1, space=one, repeats=3, repeat_below_rows=len(feats))
+    off = _tune(feats, tiny, n_trials=1, space=one, repeats=1, repeat_below_rows=len(feats) + 1)
+    assert (small.cv_repeats, large.cv_repeats, off.cv_repeats) == (3, 1, 1)
+    assert large.best_score == off.best_score != small.best_score
+    X, y = feats.drop(columns=["is_fraud"]), feats["is_fraud"]
+    splits = list(cv_splitter("binary", 2, 0, repeats=3).split(X, y))
+    assert len(splits) == 6
+    assert len({tuple(val[:20]) for _, val in splits}) == 6

@@ -2,8 +2,12 @@
 
 grid / random (scikit-learn samplers), bayesian (Optuna TPE) and evolutionary (Optuna NSGA-II)
 all reduce to the same thing: propose a batch of candidate params, cross-validate each one
-(locally with joblib, or on a Dask cluster), keep the best. The result goes to
-models/best_params.json, which `train` reads.
+(locally with joblib, or on a Dask cluster), keep the best. Trial 0 is always the model's own
+defaults (params.yaml's ``train.<model>`` section), scored by the same CV; a candidate must
+beat it strictly, so a search whose candidates all score worse returns the defaults. With
+``tune.repeats > 1``, on a small training split (below ``tune.repeat_below_rows`` rows) the
+k-fold is repeated that many times. The result goes to models/best_params.json, which `train`
+reads.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ class TuneResult:
     best_params: dict[str, Any]
     best_score: float
     metric: str
-    trials: pd.DataFrame  # one row per trial: number, params..., score, seconds
+    trials: pd.DataFrame  # one row per trial: number, params..., score, seconds, defaults
+    best_is_defaults: bool = False  # no candidate beat trial 0 (the configured defaults)
+    cv_repeats: int = 1  # times the k-fold ran per trial (tune.repeats on a small split)
 
 
 def metric_for(task: Task, tune: TuneParams) -> tuple[str, bool]:
@@ -82,9 +88,11 @@ def cv_score(
     folds: int,
     seed: int,
     metric: str,
+    repeats: int = 1,
     on_fold: Callable[[int, float], bool] | None = None,
 ) -> float:
-    """Mean validation score of one candidate over k folds of the training rows given."""
+    """Mean validation score of one candidate over k folds (``repeats`` times, reshuffled)
+    of the training rows given."""
     import numpy as np
 
     from mlops_template import metrics
@@ -99,7 +107,7 @@ def cv_score(
 
     params = train.with_overrides(overrides)
     roles = column_roles(X)
-    splitter = cv_splitter(task, folds, seed)
+    splitter = cv_splitter(task, folds, seed, repeats)
     every = np.unique(y.to_numpy()) if task == "multiclass" else np.empty(0)
     scores = []
     for fit_idx, val_idx in splitter.split(X, y):
@@ -128,7 +136,34 @@ def _timed(*args: Any) -> tuple[float, float]:
     return cv_score(*args), time.perf_counter() - start
 
 
-def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def defaults(train: TrainParams, space: dict[str, Any]) -> dict[str, Any]:
+    """The configured value of each searched hyper-parameter: what `train` uses untuned."""
+    section = getattr(train, train.model)
+    return {name: getattr(section, name) for name in space}
+
+
+def in_space(values: dict[str, Any], space: dict[str, Any]) -> bool:
+    """Whether a point lies in the search space (Optuna can only be told about such points)."""
+    for name, d in space.items():
+        v = values[name]
+        if d.choices is not None:
+            ok = v in d.choices
+        else:
+            number = isinstance(v, int | float) and not isinstance(v, bool)
+            ok = number and d.low <= v <= d.high and not (d.integer and v != int(v))
+        if not ok:
+            return False
+    return True
+
+
+def cv_repeats(tune: TuneParams, rows: int) -> int:
+    """How many times the k-fold is repeated: ``tune.repeats`` on a small training split."""
+    return tune.repeats if rows < tune.repeat_below_rows else 1
+
+
+def _grid_or_random(
+    tune: TuneParams, space: dict[str, Any], n: int | None = None
+) -> Iterator[dict[str, Any]]:
     """The candidates, drawn as they are needed: with a large ``n_trials`` and a timeout
     (the wall time binds), drawing them all first took longer than the timeout itself."""
     import numpy as np
@@ -146,7 +181,8 @@ def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> Iterator[dict[st
                 grid[name] = list(np.linspace(d.low, d.high, tune.grid_points))
             if d.integer:
                 grid[name] = sorted({round(float(v)) for v in grid[name]})
-        cands: Iterable[dict[str, Any]] = itertools.islice(ParameterGrid(grid), tune.n_trials)
+        n = tune.n_trials if n is None else n
+        cands: Iterable[dict[str, Any]] = itertools.islice(ParameterGrid(grid), n)
     else:
         dists: dict[str, Any] = {}
         for name, d in space.items():
@@ -158,7 +194,8 @@ def _grid_or_random(tune: TuneParams, space: dict[str, Any]) -> Iterator[dict[st
                 dists[name] = stats.loguniform(d.low, d.high)
             else:
                 dists[name] = stats.uniform(d.low, d.high - d.low)
-        cands = ParameterSampler(dists, tune.n_trials, random_state=tune.seed)
+        n = tune.n_trials if n is None else n
+        cands = ParameterSampler(dists, n, random_state=tune.seed) if n else []
     return ({k: (v.item() if hasattr(v, "item") else v) for k, v in c.items()} for c in cands)
 
 
@@ -222,27 +259,50 @@ def tune(
         keep = X.sample(n=params.max_rows, random_state=params.seed).index
         X, y = X.loc[keep], y.loc[keep]
     X, y = X.reset_index(drop=True), y.reset_index(drop=True)
+    repeats = cv_repeats(params, len(X))
+    if repeats > 1:
+        log.info(
+            "tune: %d training rows < tune.repeat_below_rows=%d: %d-fold CV repeated %d times",
+            len(X),
+            params.repeat_below_rows,
+            params.folds,
+            repeats,
+        )
+    start = defaults(train, space)
     runner = _Runner(params, dask or DaskParams())
     deadline = time.monotonic() + (params.timeout_seconds or float("inf"))
     rows: list[dict[str, Any]] = []
 
+    def record(cand: dict[str, Any], row: dict[str, Any]) -> None:
+        rows.append({"number": len(rows), **cand, **row, "defaults": not rows})
+
     def evaluate(cands: list[dict[str, Any]]) -> list[float]:
-        args = [(X, y, task, train, c, params.folds, params.seed, metric) for c in cands]
+        args = [(X, y, task, train, c, params.folds, params.seed, metric, repeats) for c in cands]
         results = runner.map(args)
         for c, (score, secs) in zip(cands, results, strict=True):
-            rows.append({"number": len(rows), **c, "score": score, "seconds": round(secs, 3)})
-            log.info("tune trial %d/%d: %s=%.5f %s", len(rows), params.n_trials, metric, score, c)
+            record(c, {"score": score, "seconds": round(secs, 3)})
+            log.info(
+                "tune trial %d/%d%s: %s=%.5f %s",
+                len(rows),
+                params.n_trials,
+                " (defaults)" if len(rows) == 1 else "",
+                metric,
+                score,
+                c,
+            )
         return [s for s, _ in results]
 
     def evaluate_pruned(cand: dict[str, Any], report: Callable[[int, float], bool]) -> float:
         """One trial in this process, reporting each fold to the Optuna pruner."""
-        start, state = time.perf_counter(), "complete"
+        began, state = time.perf_counter(), "complete"
+        args = (X, y, task, train, cand, params.folds, params.seed, metric, repeats)
         try:
-            score = cv_score(X, y, task, train, cand, params.folds, params.seed, metric, report)
+            score = cv_score(*args, on_fold=report)
         except Pruned as stop:
             score, state = stop.score, "pruned"
-        row = {"number": len(rows), **cand, "score": score if state == "complete" else None}
-        rows.append(row | {"seconds": round(time.perf_counter() - start, 3), "state": state})
+        secs = round(time.perf_counter() - began, 3)
+        kept = score if state == "complete" else None
+        record(cand, {"score": kept, "seconds": secs, "state": state})
         log.info(
             "tune trial %d/%d (%s): %s=%.5f %s",
             len(rows),
@@ -261,15 +321,15 @@ def tune(
         log.warning("tune.pruning works with n_workers: 1 and no Dask; ignored here")
     try:
         if params.method in ("grid", "random"):
-            cands = _grid_or_random(params, space)
+            # Trial 0: the defaults, alone in the first batch (a search always has them).
+            cands = itertools.chain([start], _grid_or_random(params, space, params.n_trials - 1))
             # Independent candidates: hand the workers several per worker at once, so a slow
             # trial does not leave the other workers idle; the deadline is checked between
             # (after the first batch: a search always has a result).
             chunk = runner.workers if runner.workers == 1 else 4 * runner.workers
-            while batch := list(itertools.islice(cands, chunk)):
+            evaluate([next(cands)])
+            while time.monotonic() <= deadline and (batch := list(itertools.islice(cands, chunk))):
                 evaluate(batch)
-                if time.monotonic() > deadline:
-                    break
         else:
             _optuna(
                 params,
@@ -279,6 +339,7 @@ def tune(
                 runner.workers,
                 deadline,
                 evaluate_pruned if prune else None,
+                start,
             )
     finally:
         runner.close()
@@ -286,10 +347,21 @@ def tune(
     if "state" not in trials:
         trials["state"] = "complete"
     trials["score"] = trials["score"].astype("float64")
+    # idxmax/idxmin take the first of equal scores: a candidate must beat trial 0 (the
+    # defaults) strictly to replace them.
     best = trials["score"].idxmax() if higher else trials["score"].idxmin()
     best_params = {k: trials.loc[best, k] for k in space}
     best_params = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_params.items()}
-    return TuneResult(best_params, float(trials.loc[best, "score"]), metric, trials)
+    if bool(trials.loc[best, "defaults"]):
+        log.info("tune: no candidate beat the defaults (trial 0); keeping them")
+    return TuneResult(
+        best_params,
+        float(trials.loc[best, "score"]),
+        metric,
+        trials,
+        bool(trials.loc[best, "defaults"]),
+        repeats,
+    )
 
 
 def _optuna(
@@ -300,7 +372,10 @@ def _optuna(
     batch: int,
     deadline: float,
     evaluate_pruned: Any = None,
+    start: dict[str, Any] | None = None,
 ) -> None:
+    """Ask/tell in batches. ``start`` (the defaults) is trial 0: enqueued, so the sampler
+    learns from it, when it lies in the space; else scored first, outside the study."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -316,8 +391,16 @@ def _optuna(
         direction="maximize" if higher else "minimize", sampler=sampler, pruner=pruner
     )
     done = 0
+    if start is not None and in_space(start, space):
+        study.enqueue_trial(start)
+        batch_first = 1  # trial 0 alone: it is scored even if the deadline allows nothing else
+    elif start is not None:
+        evaluate([start])
+        done = batch_first = 1
+    else:
+        batch_first = batch
     while done < tune.n_trials and (done == 0 or time.monotonic() < deadline):
-        n = min(batch, tune.n_trials - done)
+        n = min(batch if done else batch_first, tune.n_trials - done)
         trials = [study.ask() for _ in range(n)]
         cands = []
         for t in trials:
@@ -378,6 +461,7 @@ def importance(result: TuneResult, space: dict[str, Any], higher: bool) -> pd.Da
             dists[name] = FloatDistribution(d.low, d.high, log=d.log)
     study = optuna.create_study(direction="maximize" if higher else "minimize")
     done = result.trials[result.trials["state"] == "complete"]
+    done = done[[in_space({k: row[k] for k in space}, space) for row in done.to_dict("records")]]
     for row in done.to_dict("records"):
         values = {k: row[k] for k in space}
         study.add_trial(
@@ -406,6 +490,8 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
                 "model": params.train.model,
                 "n_trials": len(result.trials),
                 "metric": result.metric,
+                "defaults_trial": 0,
+                "cv_repeats": result.cv_repeats,
             }
         )
         for row in result.trials.to_dict("records"):
@@ -416,6 +502,8 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
                     mlflow.log_metric(result.metric, row["score"])
                 mlflow.set_tag("state", row["state"])
                 mlflow.set_tag("best", str(best).lower())
+                mlflow.set_tag("defaults", str(bool(row["defaults"])).lower())
+        mlflow.set_tag("best_is_defaults", str(result.best_is_defaults).lower())
         mlflow.log_metric(f"best_{result.metric}", result.best_score)
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
         return str(parent.info.run_id)
@@ -453,6 +541,8 @@ def run(params: Params) -> None:
             "model": params.train.model,
             "metric": result.metric,
             "score": result.best_score,
+            "best_is_defaults": result.best_is_defaults,
+            "defaults_trial": 0,
             "mlflow_run_id": run_id,
             "params": result.best_params,
         },
