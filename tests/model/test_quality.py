@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from mlops_template.config import (
     EvaluateParams,
     FeaturesParams,
     ReferenceParams,
+    Task,
     TrainParams,
     load_params,
 )
@@ -70,6 +72,40 @@ def _shuffled_breast_cancer() -> tuple[pd.DataFrame, pd.DataFrame]:
     return fit.reset_index(drop=True), test.reset_index(drop=True)
 
 
+def _gate_inputs(
+    fit: pd.DataFrame, test: pd.DataFrame, target: str, task: Task, name: str
+) -> tuple[evaluate.Evaluation, dict[str, Any]]:
+    """The real train, evaluate and baselines on ``fit`` / ``test`` (all other columns are
+    inputs); writes what the gate reads (metrics, dataset identity, baselines) here."""
+    columns = [c for c in fit.columns if c != target]
+    trained = train.train(
+        fit,
+        raw_columns=columns,
+        target=target,
+        task=task,
+        params=TrainParams(),
+        feature_spec=FeaturesParams(),
+    )
+    meta = ModelMeta(
+        task=task,
+        model="hist_gradient_boosting",
+        target=target,
+        input_columns=columns,
+        classes=trained.classes,
+        threshold=trained.threshold,
+        contract={"name": name, "version": 1},
+    )
+    params = EvaluateParams(importance_rows=100, importance_repeats=1)
+    result = evaluate.evaluate(trained.model, test, meta=meta, params=params)
+    simple, _ = baselines.measure(
+        fit, test, target=target, task=task, classes=meta.classes, params=ReferenceParams(), seed=0
+    )
+    io.write_json(result.metrics, paths.METRICS)
+    io.write_json(evaluate.dataset_identity(meta), paths.DATASET)
+    io.write_json(simple, paths.BASELINES)
+    return result, simple
+
+
 def test_gate_refuses_a_model_worse_than_the_prior(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,38 +113,7 @@ def test_gate_refuses_a_model_worse_than_the_prior(
     baseline at all) stops with exit 5 and names both numbers."""
     monkeypatch.chdir(tmp_path)
     fit, test = _shuffled_breast_cancer()
-    columns = [c for c in fit.columns if c != "target"]
-    trained = train.train(
-        fit,
-        raw_columns=columns,
-        target="target",
-        task="binary",
-        params=TrainParams(),
-        feature_spec=FeaturesParams(),
-    )
-    meta = ModelMeta(
-        task="binary",
-        model="hist_gradient_boosting",
-        target="target",
-        input_columns=columns,
-        classes=trained.classes,
-        threshold=trained.threshold,
-        contract={"name": "shuffled", "version": 1},
-    )
-    params = EvaluateParams(importance_rows=100, importance_repeats=1)
-    result = evaluate.evaluate(trained.model, test, meta=meta, params=params)
-    simple, _ = baselines.measure(
-        fit,
-        test,
-        target="target",
-        task="binary",
-        classes=meta.classes,
-        params=ReferenceParams(),
-        seed=0,
-    )
-    io.write_json(result.metrics, paths.METRICS)
-    io.write_json(evaluate.dataset_identity(meta), paths.DATASET)
-    io.write_json(simple, paths.BASELINES)
+    result, simple = _gate_inputs(fit, test, "target", "binary", "shuffled")
     model_loss, prior_loss = result.metrics["log_loss"], simple["prior"]["metrics"]["log_loss"]
     assert model_loss > prior_loss  # what the gate must catch
 
@@ -208,45 +213,19 @@ def test_a_class_missing_from_the_test_rows_still_gets_roc_auc_and_passes_the_ga
     fit, test = frame[~late].reset_index(drop=True), frame[late].reset_index(drop=True)
     assert "snow" in set(fit["weather"]) and "snow" not in set(test["weather"])
     columns = ["temp", "rain"]
-    trained = train.train(
-        fit[[*columns, "weather"]],
-        raw_columns=columns,
-        target="weather",
-        task="multiclass",
-        params=TrainParams(),
-        feature_spec=FeaturesParams(),
-    )
-    meta = ModelMeta(
-        task="multiclass",
-        model="hist_gradient_boosting",
-        target="weather",
-        input_columns=columns,
-        classes=trained.classes,
-        threshold=None,
-        contract={"name": "weather", "version": 1},
-    )
-    params = EvaluateParams(importance_rows=100, importance_repeats=1)
     with caplog.at_level(logging.WARNING, logger=evaluate.log.name):
-        result = evaluate.evaluate(
-            trained.model, test[[*columns, "weather"]], meta=meta, params=params
+        result, _ = _gate_inputs(
+            fit[[*columns, "weather"]],
+            test[[*columns, "weather"]],
+            "weather",
+            "multiclass",
+            "weather",
         )
     assert 0.5 < result.metrics["roc_auc"] <= 1.0
     note = "ROC AUC over 4 of 5 classes; absent from the test rows: snow"
     assert result.extra["roc_auc_classes"]["left_out"] == ["snow"]
     assert result.extra["roc_auc_classes"]["note"] == note
     assert any(note in r.getMessage() for r in caplog.records)
-    simple, _ = baselines.measure(
-        fit[[*columns, "weather"]],
-        test[[*columns, "weather"]],
-        target="weather",
-        task="multiclass",
-        classes=meta.classes,
-        params=ReferenceParams(),
-        seed=0,
-    )
-    io.write_json(result.metrics, paths.METRICS)
-    io.write_json(evaluate.dataset_identity(meta), paths.DATASET)
-    io.write_json(simple, paths.BASELINES)
     gate_params = load_params(DEMO_PARAMS)
     gate_params.data.task = "multiclass"
     gated = gate.run_gate(gate_params)
