@@ -250,12 +250,17 @@ def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series) -> Any:
     return pipeline.fit(X, y)
 
 
-def every_class_output(output: np.ndarray, classes: Any, every: np.ndarray) -> np.ndarray:
-    """A CV fold model's class probabilities widened to every class of the split (0 for a
-    class its training rows lacked: a class of a single row is in one fold only)."""
+def fold_output(model: Any, X: pd.DataFrame, task: Task, every: np.ndarray) -> tuple[Any, Any]:
+    """A CV fold model's output on ``X`` and the classes its columns stand for: for multiclass,
+    widened to ``every`` class of the split (0 for a class the fold's training rows lacked: a
+    class of a single row is in one fold only)."""
+    output = model_output(model, X, task)
+    classes = getattr(model, "classes_", None)
+    if classes is None or task != "multiclass" or len(classes) == len(every):
+        return output, classes
     wide = np.zeros((len(output), len(every)))
     wide[:, np.searchsorted(every, np.asarray(classes))] = output
-    return wide
+    return wide, every
 
 
 def model_output(model: Any, X: pd.DataFrame, task: Task) -> np.ndarray:

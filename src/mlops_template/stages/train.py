@@ -27,9 +27,9 @@ from mlops_template.model import (
     ModelMeta,
     column_roles,
     cv_splitter,
-    every_class_output,
     file_sha256,
     fit,
+    fold_output,
     make_pipeline,
     model_output,
     python_version,
@@ -65,10 +65,7 @@ def cross_validate(
     for i, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
         start = time.perf_counter()
         model = fit(clone(pipeline), X.iloc[fit_idx], y.iloc[fit_idx])
-        classes = getattr(model, "classes_", None)
-        output = model_output(model, X.iloc[val_idx], task)
-        if classes is not None and task == "multiclass" and len(classes) < len(every):
-            output, classes = every_class_output(output, classes, every), every
+        output, classes = fold_output(model, X.iloc[val_idx], task, every)
         if oof is None:
             oof = np.zeros((len(X), *output.shape[1:]))
         oof[val_idx] = output

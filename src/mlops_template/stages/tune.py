@@ -99,10 +99,9 @@ def cv_score(
     from mlops_template.model import (
         column_roles,
         cv_splitter,
-        every_class_output,
         fit,
+        fold_output,
         make_pipeline,
-        model_output,
     )
 
     params = train.with_overrides(overrides)
@@ -113,10 +112,7 @@ def cv_score(
     for fit_idx, val_idx in splitter.split(X, y):
         model = make_pipeline(task, params, roles)
         fit(model, X.iloc[fit_idx], y.iloc[fit_idx])
-        out = model_output(model, X.iloc[val_idx], task)
-        classes = getattr(model, "classes_", None)
-        if classes is not None and task == "multiclass" and len(classes) < len(every):
-            out, classes = every_class_output(out, classes, every), every
+        out, classes = fold_output(model, X.iloc[val_idx], task, every)
         scores.append(metrics.score(task, y.iloc[val_idx], out, classes)[metric])
         if on_fold is not None and on_fold(len(scores), float(np.nanmean(scores))):
             raise Pruned(float(np.nanmean(scores)))
