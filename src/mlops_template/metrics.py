@@ -98,17 +98,12 @@ def roc_auc_note(y: np.ndarray, classes: np.ndarray | None, rows: str = "rows") 
     used, left_out = roc_auc_classes(np.asarray(y), np.asarray(classes))
     if not left_out:
         return None
-    absent = [str(c) for c in classes if not (np.asarray(y) == c).any()]
-    whole = [c for c in left_out if c not in absent]
-    why = "; ".join(
-        part
-        for part in (
-            f"absent from the {rows}: {', '.join(absent)}" if absent else "",
-            f"the only class in the {rows}: {', '.join(whole)}" if whole else "",
-        )
-        if part
-    )
-    return f"ROC AUC over {len(used)} of {len(classes)} classes; {why}"
+    present = {str(v) for v in pd.unique(np.asarray(y))}
+    absent = [c for c in left_out if c not in present]
+    whole = [c for c in left_out if c in present]  # the one class all the rows have
+    why = [f"absent from the {rows}: {', '.join(absent)}"] if absent else []
+    why += [f"the only class in the {rows}: {', '.join(whole)}"] if whole else []
+    return f"ROC AUC over {len(used)} of {len(classes)} classes; {'; '.join(why)}"
 
 
 def pr_auc(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
