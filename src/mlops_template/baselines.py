@@ -83,9 +83,12 @@ def measure(
     classes: list[Any] | None,
     params: ReferenceParams,
     seed: int,
+    train_rows: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """reports/baselines.json (the simpler models' held-out metrics; binary labels cut at
-    0.5) and the wall times (MLflow only: they are no function of the inputs)."""
+    0.5) and the wall times (MLflow only: they are no function of the inputs).
+    ``train_rows``: the training split's row count when ``train`` is a sample of it (on
+    Dask): the reference is skipped above ``max_rows`` of those, as in process."""
     from sklearn.dummy import DummyClassifier, DummyRegressor
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
@@ -107,10 +110,10 @@ def measure(
     if not params.enabled:
         result["reference"] = {"skipped": "evaluate.reference.enabled is false"}
         return result, timings
-    if len(train) > params.max_rows:
+    rows = len(train) if train_rows is None else train_rows
+    if rows > params.max_rows:
         result["reference"] = {
-            "skipped": f"{len(train):,} training rows > evaluate.reference.max_rows "
-            f"{params.max_rows:,}"
+            "skipped": f"{rows:,} training rows > evaluate.reference.max_rows {params.max_rows:,}"
         }
         return result, timings
     hgb = HistGradientBoostingRegressor if task == "regression" else HistGradientBoostingClassifier

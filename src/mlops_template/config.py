@@ -300,7 +300,9 @@ class DaskParams(Section):
     threads_per_worker: int = Field(1, ge=1)  # ... their threads ...
     memory_limit: str = "2GiB"  # ... and each one's memory limit
     partition_rows: int = Field(500_000, ge=1_000)  # rows per partition when a file is split
-    sample_rows: int = Field(200_000, ge=100)  # the seeded sample that fits the preprocessing
+    # the seeded sample that fits the preprocessing, and that evaluate's importance, predictions
+    # file and monitoring reference use (its metrics are on every held-out row)
+    sample_rows: int = Field(200_000, ge=100)
     # lightgbm.dask: LightGBM's time_out; a worker that never joins fails the fit after this long
     socket_timeout_minutes: int = Field(10, ge=1)
     seed: int = 42

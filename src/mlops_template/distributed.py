@@ -132,9 +132,11 @@ def read_parquet(path: Any, dask: DaskParams) -> Any:
     return frame
 
 
-def sample(frame: Any, rows: int, seed: int) -> pd.DataFrame:
-    """A seeded sample of about ``rows`` rows of a Dask DataFrame, in this process."""
-    total = len(frame)
+def sample(frame: Any, rows: int, seed: int, total: int | None = None) -> pd.DataFrame:
+    """A seeded sample of about ``rows`` rows of a Dask DataFrame, in this process.
+    ``total``: the frame's row count, when the caller knows it (counting reads every
+    partition)."""
+    total = len(frame) if total is None else total
     if total <= rows:
         return frame.compute()
     return frame.sample(frac=rows / total, random_state=seed).compute()
@@ -166,13 +168,26 @@ def _read_file(path: str) -> pd.DataFrame:
         return pd.read_parquet(fh)
 
 
+def _empty_like(path: str) -> pd.DataFrame:
+    """The columns and dtypes of a Parquet file (what ``read_parquet(path).head(0)`` gives),
+    from its first row: this process never reads a partition of a dataset it hands to the
+    workers."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(path, "rb") as fh, pq.ParquetFile(fh) as pf:
+        first = next(pf.iter_batches(batch_size=1), None)
+        table = pf.schema_arrow.empty_table() if first is None else first
+        return table.to_pandas().head(0)
+
+
 def read_dataset(location: str) -> tuple[Any, list[str]]:
     """A Dask DataFrame with one partition per Parquet file of ``location`` (so a contract
     violation can name its file), and the files."""
     import dask.dataframe as dd
 
     files = dataset_files(location)
-    meta = _read_file(files[0]).head(0)
+    meta = _empty_like(files[0])
     return dd.from_map(_read_file, files, meta=meta, enforce_metadata=False), files
 
 

@@ -15,7 +15,7 @@ from mlops_template import baselines, io, metrics, paths, tracking
 from mlops_template.config import EvaluateParams, Params, Task
 from mlops_template.contract import load_contract
 from mlops_template.errors import GateFailed
-from mlops_template.model import ModelMeta, load, predict
+from mlops_template.model import ModelMeta, Prediction, load, predict
 from mlops_template.stages import checks
 
 log = logging.getLogger(__name__)
@@ -188,10 +188,31 @@ def evaluate(
 ) -> Evaluation:
     """Score the inference pipeline on the raw held-out split, labelling with the model's own
     decision threshold (the one the service uses)."""
-    task, target, id_column = meta.task, meta.target, meta.id_column
-    inputs = test.drop(columns=[target])
-    y = test[target].to_numpy()
+    inputs = test.drop(columns=[meta.target])
+    y = test[meta.target].to_numpy()
     prediction = predict(model, inputs, meta)
+    return assemble(
+        model, y, prediction, inputs, test, prediction, meta=meta, params=params, seed=seed
+    )
+
+
+def assemble(
+    model: Any,
+    y: np.ndarray,
+    prediction: Prediction,
+    columns: pd.DataFrame,
+    sample: pd.DataFrame,
+    sample_prediction: Prediction,
+    *,
+    meta: ModelMeta,
+    params: EvaluateParams,
+    seed: int = 42,
+) -> Evaluation:
+    """The evaluation from the target and the model's prediction of every held-out row
+    (``columns``: the rows' slice column) and, for what needs the raw inputs (permutation
+    importance, the predictions file), from ``sample``: held-out rows with their prediction
+    (in process, the whole split; on Dask, a seeded sample)."""
+    task, target, id_column = meta.task, meta.target, meta.id_column
     output = prediction.output
     cls = np.asarray(meta.classes) if meta.classes is not None else None
     scores = metrics.score(task, y, output, cls, _cut(meta.threshold))
@@ -206,18 +227,20 @@ def evaluate(
         assert cls is not None
         plots = classification_plots(y, output, prediction.labels, cls, seed)
     skip = [id_column] if id_column else []
-    plots["importance"] = importance(model, inputs, y, task, params, seed, skip)
+    inputs = sample.drop(columns=[target])
+    y_sample = sample[target].to_numpy()
+    plots["importance"] = importance(model, inputs, y_sample, task, params, seed, skip)
 
     slices: dict[str, Any] = {}
     if params.slice_column:
-        slices = slice_metrics(inputs, y, output, task, cls, params.slice_column, meta.threshold)
+        slices = slice_metrics(columns, y, output, task, cls, params.slice_column, meta.threshold)
 
-    predictions = pd.DataFrame(index=test.index)
+    predictions = pd.DataFrame(index=sample.index)
     if id_column:
-        predictions[id_column] = test[id_column]
-    predictions[target] = y
+        predictions[id_column] = sample[id_column]
+    predictions[target] = y_sample
     predictions = pd.concat(
-        [predictions.reset_index(drop=True), prediction.frame(meta.classes)], axis=1
+        [predictions.reset_index(drop=True), sample_prediction.frame(meta.classes)], axis=1
     )
     if task == "binary":  # the positive class's probability only, as before
         assert cls is not None
@@ -239,6 +262,82 @@ def evaluate(
             }
             log.warning("evaluate: %s", note)
     return Evaluation(scores, plots, slices, predictions, extra)
+
+
+@dataclass
+class OnDask:
+    """`evaluate` on the cluster: the evaluation, the sample of held-out rows it used for
+    what needs the raw inputs, and the simpler models' report and timings."""
+
+    result: Evaluation
+    sample: pd.DataFrame
+    simpler: dict[str, Any]
+    timings: dict[str, float]
+
+
+def evaluate_on_dask(model: Any, meta: ModelMeta, params: Params) -> OnDask:
+    """`evaluate` with ``dask.enabled``: the held-out split stays on the workers.
+
+    The model predicts every partition on a worker and only the target, its output and the
+    slice column come home, so the metrics, curves, confusion matrix and slices are exact
+    (every held-out row, the same numbers as in process). What needs the feature table itself
+    runs on a seeded sample of ``dask.sample_rows`` rows (``dask.seed``): permutation
+    importance (and the feature-value check), the predictions file, the monitoring
+    reference, and the simpler models' test rows (reports/baselines.json; they train on at
+    most ``evaluate.reference.max_rows`` training rows). slices.json's ``evaluated_on`` says
+    which is which."""
+    from mlops_template import distributed
+    from mlops_template.distributed_evaluate import held_out
+    from mlops_template.distributed_evaluate import sample as sample_of
+    from mlops_template.model import decide
+
+    keep = [params.evaluate.slice_column] if params.evaluate.slice_column else []
+    with distributed.connect(params.dask) as client:
+        frame = distributed.read_parquet(paths.TEST_SPLIT, params.dask)
+        every = held_out(frame, model, meta, keep, client)
+        sample, total = sample_of(frame, params.dask, total=len(every.y))
+        simpler, timings = simpler_models_on_dask(params, meta)
+    prediction = decide(every.raw, meta)
+    sample_prediction = predict(model, sample.drop(columns=[meta.target]), meta)
+    result = assemble(
+        model,
+        every.y,
+        prediction,
+        every.columns,
+        sample,
+        sample_prediction,
+        meta=meta,
+        params=params.evaluate,
+        seed=params.train.seed,
+    )
+    result.extra["evaluated_on"] = evaluated_on(total, len(sample), params)
+    log.info(
+        "evaluate on Dask: metrics on all %d held-out rows; importance, predictions and the "
+        "reference on a seeded sample of %d",
+        total,
+        len(sample),
+    )
+    return OnDask(result, sample, simpler, timings)
+
+
+def evaluated_on(rows: int, sampled: int, params: Params) -> dict[str, Any]:
+    """slices.json's note of what `evaluate` on Dask measured on every held-out row and what
+    on the seeded sample."""
+    return {
+        "where": "dask",
+        "held_out_rows": rows,
+        "exact": "metrics.json, slices, confusion_matrix, plots roc, precision_recall, "
+        "confusion: every held-out row",
+        "sample": {
+            "rows": sampled,
+            "of": rows,
+            "seed": params.dask.seed,
+            "key": "dask.sample_rows",
+            "used_for": "plots/importance.csv and the feature-value check in checks.json, "
+            f"{paths.PREDICTIONS}, {paths.REFERENCE}, the simpler models' test rows "
+            f"({paths.BASELINES})",
+        },
+    }
 
 
 def write(result: Evaluation) -> None:
@@ -273,6 +372,9 @@ def enforce_checks(result: Evaluation, params: EvaluateParams) -> None:
     """reports/checks.json (feature value, slice quality and gap); then warn about checks that
     only report and stop with exit status 5 on the others (every report is written first)."""
     outcome = checks.check_evaluation(result.plots["importance"], result.slices, params)
+    if "evaluated_on" in result.extra:  # on Dask: importance comes from the seeded sample
+        sample = result.extra["evaluated_on"]["sample"]
+        outcome["features"]["sample"] = {k: sample[k] for k in ("rows", "of", "seed", "key")}
     io.write_json(outcome, paths.CHECKS)
     stop, warn = checks.failures(outcome)
     for message in warn:
@@ -284,14 +386,59 @@ def enforce_checks(result: Evaluation, params: EvaluateParams) -> None:
 def simpler_models(params: Params, meta: ModelMeta) -> tuple[dict[str, Any], dict[str, float]]:
     """reports/baselines.json: the class prior / mean and (within evaluate.reference) a plain
     HistGradientBoosting, fitted on the training features and scored on the test features."""
+    return _measured(
+        pd.read_parquet(paths.TRAIN_FEATURES), pd.read_parquet(paths.TEST_FEATURES), params, meta
+    )
+
+
+def simpler_models_on_dask(
+    params: Params, meta: ModelMeta
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """:func:`simpler_models` on seeded samples of the feature splits (inside a
+    :func:`distributed.connect`): at most ``evaluate.reference.max_rows`` training rows (every
+    row when the reference is fitted at all, as in process) and ``dask.sample_rows`` test
+    rows; ``sample`` in the report says so."""
+    from mlops_template import distributed
+    from mlops_template.distributed_evaluate import sample
+
+    seed = params.dask.seed
+    train = distributed.read_parquet(paths.TRAIN_FEATURES, params.dask)
+    train_rows = len(train)
+    train_sample = distributed.sample(train, params.evaluate.reference.max_rows, seed, train_rows)
+    test, test_rows = sample(
+        distributed.read_parquet(paths.TEST_FEATURES, params.dask), params.dask
+    )
+    report, timings = _measured(train_sample, test, params, meta, train_rows)
+    report["sample"] = {
+        "train": {
+            "rows": len(train_sample),
+            "of": train_rows,
+            "key": "evaluate.reference.max_rows",
+        },
+        "test": {"rows": len(test), "of": test_rows, "key": "dask.sample_rows"},
+        "seed": seed,
+        "note": "on Dask the simpler models are measured on seeded samples; the model's "
+        "metrics in metrics.json are on every held-out row",
+    }
+    return report, timings
+
+
+def _measured(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    params: Params,
+    meta: ModelMeta,
+    train_rows: int | None = None,
+) -> tuple[dict[str, Any], dict[str, float]]:
     report, timings = baselines.measure(
-        pd.read_parquet(paths.TRAIN_FEATURES),
-        pd.read_parquet(paths.TEST_FEATURES),
+        train,
+        test,
         target=meta.target,
         task=meta.task,
         classes=meta.classes,
         params=params.evaluate.reference,
         seed=params.train.seed,
+        train_rows=train_rows,
     )
     for name in ("prior", "reference"):
         shown = ", ".join(f"{k}={v:.4f}" for k, v in report[name].get("metrics", {}).items())
@@ -338,14 +485,23 @@ def log_to_mlflow(
 def run(params: Params) -> None:
     """Entry point of the `evaluate` stage (``mlops stage evaluate``)."""
     model, meta = load()
-    test = pd.read_parquet(paths.TEST_SPLIT)
-    result = evaluate(model, test, meta=meta, params=params.evaluate, seed=params.train.seed)
+    if params.dask.enabled:
+        on_dask = evaluate_on_dask(model, meta, params)
+        result, held_out = on_dask.result, on_dask.sample
+    else:
+        held_out = pd.read_parquet(paths.TEST_SPLIT)
+        result = evaluate(
+            model, held_out, meta=meta, params=params.evaluate, seed=params.train.seed
+        )
     write(result)
     io.write_json(dataset_identity(meta), paths.DATASET)
     pii = load_contract(params.data.contract).pii_columns
-    reference = reference_sample(test, result.predictions, meta.target, pii)
+    reference = reference_sample(held_out, result.predictions, meta.target, pii)
     io.write_parquet(reference, paths.REFERENCE)
-    simpler, timings = simpler_models(params, meta)
+    if params.dask.enabled:
+        simpler, timings = on_dask.simpler, on_dask.timings
+    else:
+        simpler, timings = simpler_models(params, meta)
     io.write_json(simpler, paths.BASELINES)
     run_id = log_to_mlflow(result, params, meta, baseline_metrics(simpler, timings))
     shown = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items())
