@@ -294,7 +294,8 @@ MEMORY_SIZE = r"^\d+(\.\d+)?\s*([kMGT]i?B|B)$"  # what dask.utils.parse_bytes re
 class DaskParams(Section):
     """Where the pipeline runs: in this process (``enabled: false``) or on a Dask cluster."""
 
-    enabled: bool = False  # true: tune, train (lightgbm), data (parquet), score, monitor on Dask
+    # true: tune, train (lightgbm), data (parquet), evaluate, score, monitor on Dask
+    enabled: bool = False
     address: str = ""  # tcp://host:8786 (env MLOPS_DASK_ADDRESS overrides); "": a LocalCluster
     workers: int = Field(2, ge=1)  # LocalCluster: worker processes ...
     threads_per_worker: int = Field(1, ge=1)  # ... their threads ...
