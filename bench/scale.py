@@ -280,10 +280,11 @@ def write_report(results: dict[tuple[int, str], list[dict[str, Any]]], args: Any
             n = _median(runs, "rows")
             worker = _median(runs, "worker_peak_mib")
             evaluate = _median(runs, "eval_s")
+            ratio = "" if script_total != script_total else f"{total / script_total:.2f}x"
             shown = "" if evaluate != evaluate else f"{evaluate:.1f}"
             lines.append(
                 f"| {rows:,} | {setup} | {fit:.1f} | {n / fit:,.0f} | {shown} | {total:.1f} | "
-                f"{total / script_total:.2f}x | {_median(runs, 'peak_rss_mib'):.0f} | "
+                f"{ratio} | {_median(runs, 'peak_rss_mib'):.0f} | "
                 f"{'' if worker != worker else f'{worker:.0f}'} | {_median(runs, 'auc'):.4f} |"
             )
     out = Path(args.out)
