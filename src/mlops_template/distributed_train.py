@@ -37,6 +37,16 @@ def lightgbm_dask_estimator(task: Task, train: TrainParams, client: Client) -> A
     return DaskLGBMClassifier(client=client, **kwargs)
 
 
+def _categorical(pipeline: Any, train: TrainParams) -> dict[str, Any]:
+    """The positions of the categorical codes that model.make_pipeline gave the in-process
+    estimator (none: {}), for the Dask one: both split on the same columns as categories."""
+    from mlops_template.estimators import ESTIMATORS
+
+    key = ESTIMATORS[train.model].categorical_param
+    value = pipeline.steps[-1][1].get_params().get(key) if key else None
+    return {key: value} if value else {}
+
+
 def _relabel(model: Any, classes: np.ndarray) -> None:
     """Give a classifier trained on class codes 0..k-1 the original labels (what
     ``LGBMClassifier.fit`` records when given them): ``classes_`` and ``predict`` then return
@@ -161,15 +171,16 @@ def fit_lightgbm(
     """``pipeline`` [preprocess, LGBM estimator] (as :func:`model.make_pipeline` builds it)
     fitted on a Dask DataFrame of features that never sits in this process.
 
-    The preprocessing (imputers, one-hot and target encoders) is fitted on a seeded sample of
-    ``dask.sample_rows`` rows, then applied to each partition on the workers, which keep the
-    transformed arrays (one partition after another on each worker in turn); LightGBM trains
-    on all rows across the workers (each worker on the partitions it holds; a worker that
-    does not join LightGBM's network within ``dask.socket_timeout_minutes`` fails the fit);
-    ``to_local()`` makes the estimator a plain ``LGBMClassifier`` / ``LGBMRegressor``, so the
-    result is pickled, exported to ONNX and served exactly like the in-process model. Classes
-    are coded 0..k-1 here, from the labels of the whole split, so every worker agrees on
-    them."""
+    The preprocessing (the categorical columns' codes, the target encoders) is fitted on a
+    seeded sample of ``dask.sample_rows`` rows (a category the sample lacks is coded as
+    missing, as an unseen one is at serving), then applied to each partition on the workers,
+    which keep the transformed arrays (one partition after another on each worker in turn);
+    LightGBM trains on all rows across the workers (each worker on the partitions it holds; a
+    worker that does not join LightGBM's network within ``dask.socket_timeout_minutes``
+    fails the fit); ``to_local()`` makes the estimator a plain ``LGBMClassifier`` /
+    ``LGBMRegressor``, so the result is saved, exported to ONNX and served exactly like the
+    in-process model. Classes are coded 0..k-1 here, from the labels of the whole split, so
+    every worker agrees on them."""
     import dask as dask_
     import dask.array as da
     from lightgbm.basic import LightGBMError
@@ -209,7 +220,7 @@ def fit_lightgbm(
         ]
     )
     estimator = lightgbm_dask_estimator(task, train, client)
-    estimator.set_params(time_out=dask.socket_timeout_minutes)
+    estimator.set_params(time_out=dask.socket_timeout_minutes, **_categorical(pipeline, train))
     log.info(
         "train on Dask: %d rows x %d features in %d partitions on %d workers",
         sum(rows),
