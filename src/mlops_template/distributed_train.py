@@ -9,6 +9,7 @@ import logging
 import operator
 import time
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,11 +61,67 @@ def _relabel(model: Any, classes: np.ndarray) -> None:
     model._class_map = dict(zip(encoder.classes_, encoder.transform(encoder.classes_), strict=True))
 
 
-def _prepare(part: pd.DataFrame, preprocess: Any, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """One partition as LightGBM's input: the transformed features (float64, C order) and
-    the raw target."""
-    X = preprocess.transform(part.drop(columns=[target]))
-    return np.ascontiguousarray(X, dtype="float64"), part[target].to_numpy()
+def _prepare(
+    part: pd.DataFrame, preprocess: Any, target: str, encoded: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One partition as LightGBM's input: the transformed features (float64, C order; the
+    target-encoded columns out of fold, when ``encoded``) and the raw target."""
+    X = preprocess.transform(_nan_strings(part.drop(columns=[target])))
+    X = np.array(X, dtype="float64", order="C")
+    if encoded is not None:
+        encoded.out_of_fold.apply(part, X, encoded.positions)
+    return X, part[target].to_numpy()
+
+
+def _nan_strings(part: pd.DataFrame) -> pd.DataFrame:
+    """Dask's string columns (pyarrow, ``pd.NA`` for missing) as the in-process pipeline gets
+    them (pandas' "str", NaN): scikit-learn's imputers and encoders refuse ``pd.NA``."""
+    strings = {
+        c: "str"
+        for c, dtype in part.dtypes.items()
+        if isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA
+    }
+    return part.astype(strings) if strings else part
+
+
+@dataclass
+class _Encoded:
+    """The high-cardinality columns' out-of-fold encodings and their positions in the
+    preprocessed matrix."""
+
+    out_of_fold: Any
+    positions: dict[str, list[int]]
+
+
+def _target_encode(
+    frame: Any, preprocess: Any, target: str, task: Task, seed: int
+) -> _Encoded | None:
+    """The high-cardinality columns' target encoding from a Dask group-by over the whole
+    split (distributed_encoding): the pipeline's encoder gets every row's statistics, the
+    training rows their out-of-fold ones; None when there are no such columns."""
+    from mlops_template import distributed_encoding
+
+    if "high_cardinality" not in preprocess.named_transformers_:
+        return None
+    columns = [str(c) for c in preprocess.named_transformers_["high_cardinality"].feature_names_in_]
+    encoder = preprocess.named_transformers_["high_cardinality"].named_steps["encode"]
+    classes = getattr(encoder, "classes_", None)
+    out_of_fold = distributed_encoding.fit(
+        frame,
+        encoder,
+        columns=columns,
+        target=target,
+        task=task,
+        classes=None if classes is None else np.asarray(classes),
+        seed=seed,
+    )
+    where = preprocess.output_indices_["high_cardinality"]
+    width = (where.stop - where.start) // len(columns)  # one per class for multiclass
+    positions = {
+        c: list(range(where.start + i * width, where.start + (i + 1) * width))
+        for i, c in enumerate(columns)
+    }
+    return _Encoded(out_of_fold, positions)
 
 
 def _labels(y: np.ndarray) -> np.ndarray:
@@ -185,12 +242,12 @@ def fit_lightgbm(
     import dask.array as da
     from lightgbm.basic import LightGBMError
 
-    head = sample(frame, dask.sample_rows, dask.seed)
+    head = _nan_strings(sample(frame, dask.sample_rows, dask.seed))
     preprocess = pipeline.steps[0][1].fit(head.drop(columns=[target]), head[target])
+    encoded = _target_encode(frame, preprocess, target, task, dask.seed)
     width = len(preprocess.get_feature_names_out())
-    X_parts, y_parts, where = _place(
-        frame, functools.partial(_prepare, preprocess=preprocess, target=target), client
-    )
+    prepare = functools.partial(_prepare, preprocess=preprocess, target=target, encoded=encoded)
+    X_parts, y_parts, where = _place(frame, prepare, client)
     rows = client.gather(
         [client.submit(len, y, workers=[w]) for y, w in zip(y_parts, where, strict=True)]
     )
