@@ -2,7 +2,7 @@
 categoricals (the same columns as in process), and a 2,000-value one is target-encoded from a
 Dask group-by over every training row (not the 500-row sample that fits the rest of the
 preprocessing): the saved encoder equals scikit-learn's fitted on the whole split, and the
-model scores like the in-process one."""
+model scores like the in-process one and exports to ONNX."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import TargetEncoder
 
-from mlops_template.config import DaskParams, TrainParams
+from mlops_template.config import DaskParams, FeaturesParams, TrainParams
 from mlops_template.distributed_train import fit_lightgbm
+from mlops_template.features import feature_transformer
 from mlops_template.model import column_roles, make_pipeline
+from mlops_template.onnx_path import export
 
 MERCHANTS = 2_000
 
@@ -75,3 +78,7 @@ def test_categories_on_the_cluster(cluster: Any) -> None:
     auc_remote = roc_auc_score(test["is_fraud"], remote.predict_proba(X_test)[:, 1])
     assert abs(auc_remote - auc_local) <= 0.01, (auc_remote, auc_local)
     assert auc_remote > 0.75
+    # the encoder filled from the group-by still converts: ONNX within the package's tolerance
+    served = Pipeline([("features", feature_transformer(FeaturesParams())), ("model", remote)])
+    onnx_bytes, record = export(served, X_test, "binary")
+    assert record["runtime"] == "onnx" and onnx_bytes is not None, record
