@@ -67,7 +67,7 @@ def _prepare(
     """One partition as LightGBM's input: the transformed features (float64, C order; the
     target-encoded columns out of fold, when ``encoded``) and the raw target."""
     X = preprocess.transform(_nan_strings(part.drop(columns=[target])))
-    X = np.array(X, dtype="float64", order="C")
+    X = np.ascontiguousarray(X, dtype="float64")  # a copy only when needed
     if encoded is not None:
         encoded.out_of_fold.apply(part, X, encoded.positions)
     return X, part[target].to_numpy()
