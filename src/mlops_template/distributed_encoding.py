@@ -51,27 +51,21 @@ def _partition_sums(
     classes: np.ndarray | None,
     seed: int,
 ) -> pd.DataFrame:
-    """One partition's rows as (column, value, fold, n, s0.., q0..): summed by the group-by."""
+    """One partition's sums per (column, value, fold): n, s0.., q0.. (summed again across
+    partitions by the group-by). Summed here first, column by column, so a partition never
+    holds more than one column's rows in this long form."""
     fold = row_folds(part, FOLDS, seed)
     y = _targets(part[target], task, classes)
     sums = {f"s{k}": y[:, k] for k in range(y.shape[1])}
     squares = {f"q{k}": y[:, k] ** 2 for k in range(y.shape[1])}
-    blocks = [
-        pd.DataFrame(
-            {
-                "column": name,
-                "value": part[name].astype("object").where(part[name].notna(), MISSING),
-                "fold": fold,
-                "n": 1.0,
-            }
-            | sums
-            | squares
-        )
-        for name in columns
-    ]
+    blocks = []
+    for name in columns:
+        values = part[name].astype("object").where(part[name].notna(), MISSING).astype("str")
+        long = pd.DataFrame({"value": values.to_numpy(), "fold": fold, "n": 1.0} | sums | squares)
+        block = long.groupby(["value", "fold"], sort=False).sum().reset_index()
+        blocks.append(block.assign(column=name))
     out = pd.concat(blocks, ignore_index=True)
-    out["value"] = out["value"].astype("str")
-    return out
+    return out[["column", "value", "fold", *out.columns.drop(["column", "value", "fold"])]]
 
 
 def _encode(n: np.ndarray, s: np.ndarray, q: np.ndarray, total: np.ndarray) -> np.ndarray:
