@@ -138,8 +138,20 @@ def sample(frame: Any, rows: int, seed: int, total: int | None = None) -> pd.Dat
     partition)."""
     total = len(frame) if total is None else total
     if total <= rows:
-        return frame.compute()
-    return frame.sample(frac=rows / total, random_state=seed).compute()
+        return nan_strings(frame.compute())
+    return nan_strings(frame.sample(frac=rows / total, random_state=seed).compute())
+
+
+def nan_strings(part: pd.DataFrame) -> pd.DataFrame:
+    """Dask's string columns (pyarrow, ``pd.NA`` for missing) as the in-process pipeline gets
+    them (pandas' "str", NaN): scikit-learn's imputers and encoders refuse ``pd.NA``. Every
+    partition or sample a model sees on the cluster goes through it."""
+    strings = {
+        c: "str"
+        for c, dtype in part.dtypes.items()
+        if isinstance(dtype, pd.StringDtype) and dtype.na_value is pd.NA
+    }
+    return part.astype(strings) if strings else part
 
 
 def dataset_files(location: str, name: str = "data.path") -> list[str]:

@@ -44,7 +44,7 @@ class HeldOut:
 
 def _outputs(part: pd.DataFrame, model: Any, meta: ModelMeta, keep: list[str]) -> pd.DataFrame:
     """One partition's target, kept columns and raw model output (on a worker)."""
-    X = part[meta.input_columns]
+    X = distributed.nan_strings(part[meta.input_columns])
     raw = model.predict(X) if meta.task == "regression" else model.predict_proba(X)
     raw = np.asarray(raw, dtype="float64").reshape(len(part), -1)
     out = {c: part[c].to_numpy() for c in [meta.target, *keep]}

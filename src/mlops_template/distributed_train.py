@@ -9,13 +9,14 @@ import logging
 import operator
 import time
 import warnings
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mlops_template.config import DaskParams, Task, TrainParams
-from mlops_template.distributed import sample
+from mlops_template.distributed import nan_strings, sample
 from mlops_template.errors import ClusterError
 
 if TYPE_CHECKING:
@@ -37,6 +38,16 @@ def lightgbm_dask_estimator(task: Task, train: TrainParams, client: Client) -> A
     return DaskLGBMClassifier(client=client, **kwargs)
 
 
+def _categorical(pipeline: Any, train: TrainParams) -> dict[str, Any]:
+    """The positions of the categorical codes that model.make_pipeline gave the in-process
+    estimator (none: {}), for the Dask one: both split on the same columns as categories."""
+    from mlops_template.estimators import ESTIMATORS
+
+    key = ESTIMATORS[train.model].categorical_param
+    value = pipeline.steps[-1][1].get_params().get(key) if key else None
+    return {key: value} if value else {}
+
+
 def _relabel(model: Any, classes: np.ndarray) -> None:
     """Give a classifier trained on class codes 0..k-1 the original labels (what
     ``LGBMClassifier.fit`` records when given them): ``classes_`` and ``predict`` then return
@@ -50,11 +61,56 @@ def _relabel(model: Any, classes: np.ndarray) -> None:
     model._class_map = dict(zip(encoder.classes_, encoder.transform(encoder.classes_), strict=True))
 
 
-def _prepare(part: pd.DataFrame, preprocess: Any, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """One partition as LightGBM's input: the transformed features (float64, C order) and
-    the raw target."""
-    X = preprocess.transform(part.drop(columns=[target]))
-    return np.ascontiguousarray(X, dtype="float64"), part[target].to_numpy()
+def _prepare(
+    part: pd.DataFrame, preprocess: Any, target: str, encoded: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One partition as LightGBM's input: the transformed features (float64, C order; the
+    target-encoded columns out of fold, when ``encoded``) and the raw target."""
+    X = preprocess.transform(nan_strings(part.drop(columns=[target])))
+    X = np.ascontiguousarray(X, dtype="float64")  # a copy only when needed
+    if encoded is not None:
+        encoded.out_of_fold.apply(part, X, encoded.positions)
+    return X, part[target].to_numpy()
+
+
+@dataclass
+class _Encoded:
+    """The high-cardinality columns' out-of-fold encodings and their positions in the
+    preprocessed matrix."""
+
+    out_of_fold: Any
+    positions: dict[str, list[int]]
+
+
+def _target_encode(
+    frame: Any, preprocess: Any, target: str, task: Task, seed: int
+) -> _Encoded | None:
+    """The high-cardinality columns' target encoding from a Dask group-by over the whole
+    split (distributed_encoding): the pipeline's encoder gets every row's statistics, the
+    training rows their out-of-fold ones; None when there are no such columns."""
+    from mlops_template import distributed_encoding
+
+    if "high_cardinality" not in preprocess.named_transformers_:
+        return None
+    columns = [str(c) for c in preprocess.named_transformers_["high_cardinality"].feature_names_in_]
+    encoder = preprocess.named_transformers_["high_cardinality"].named_steps["encode"]
+    classes = getattr(encoder, "classes_", None)
+    out_of_fold = distributed_encoding.fit(
+        frame,
+        encoder,
+        columns=columns,
+        target=target,
+        task=task,
+        classes=None if classes is None else np.asarray(classes),
+        seed=seed,
+    )
+    where = preprocess.output_indices_["high_cardinality"]
+    width = (where.stop - where.start) // len(columns)  # one per class for multiclass
+    positions = {
+        c: list(range(where.start + i * width, where.start + (i + 1) * width))
+        for i, c in enumerate(columns)
+    }
+    return _Encoded(out_of_fold, positions)
 
 
 def _labels(y: np.ndarray) -> np.ndarray:
@@ -161,25 +217,26 @@ def fit_lightgbm(
     """``pipeline`` [preprocess, LGBM estimator] (as :func:`model.make_pipeline` builds it)
     fitted on a Dask DataFrame of features that never sits in this process.
 
-    The preprocessing (imputers, one-hot and target encoders) is fitted on a seeded sample of
-    ``dask.sample_rows`` rows, then applied to each partition on the workers, which keep the
-    transformed arrays (one partition after another on each worker in turn); LightGBM trains
-    on all rows across the workers (each worker on the partitions it holds; a worker that
-    does not join LightGBM's network within ``dask.socket_timeout_minutes`` fails the fit);
-    ``to_local()`` makes the estimator a plain ``LGBMClassifier`` / ``LGBMRegressor``, so the
-    result is pickled, exported to ONNX and served exactly like the in-process model. Classes
-    are coded 0..k-1 here, from the labels of the whole split, so every worker agrees on
-    them."""
+    The preprocessing (the categorical columns' codes, the target encoders) is fitted on a
+    seeded sample of ``dask.sample_rows`` rows (a category the sample lacks is coded as
+    missing, as an unseen one is at serving), then applied to each partition on the workers,
+    which keep the transformed arrays (one partition after another on each worker in turn);
+    LightGBM trains on all rows across the workers (each worker on the partitions it holds; a
+    worker that does not join LightGBM's network within ``dask.socket_timeout_minutes``
+    fails the fit); ``to_local()`` makes the estimator a plain ``LGBMClassifier`` /
+    ``LGBMRegressor``, so the result is saved, exported to ONNX and served exactly like the
+    in-process model. Classes are coded 0..k-1 here, from the labels of the whole split, so
+    every worker agrees on them."""
     import dask as dask_
     import dask.array as da
     from lightgbm.basic import LightGBMError
 
     head = sample(frame, dask.sample_rows, dask.seed)
     preprocess = pipeline.steps[0][1].fit(head.drop(columns=[target]), head[target])
+    encoded = _target_encode(frame, preprocess, target, task, dask.seed)
     width = len(preprocess.get_feature_names_out())
-    X_parts, y_parts, where = _place(
-        frame, functools.partial(_prepare, preprocess=preprocess, target=target), client
-    )
+    prepare = functools.partial(_prepare, preprocess=preprocess, target=target, encoded=encoded)
+    X_parts, y_parts, where = _place(frame, prepare, client)
     rows = client.gather(
         [client.submit(len, y, workers=[w]) for y, w in zip(y_parts, where, strict=True)]
     )
@@ -209,7 +266,7 @@ def fit_lightgbm(
         ]
     )
     estimator = lightgbm_dask_estimator(task, train, client)
-    estimator.set_params(time_out=dask.socket_timeout_minutes)
+    estimator.set_params(time_out=dask.socket_timeout_minutes, **_categorical(pipeline, train))
     log.info(
         "train on Dask: %d rows x %d features in %d partitions on %d workers",
         sum(rows),

@@ -101,7 +101,10 @@ class Estimator:
     params.yaml), ``scale_numeric``: standardise numeric inputs first (linear models),
     ``on_dask``: it also trains on a Dask cluster (``dask.enabled``: distributed_train.py),
     ``native_missing``: numeric inputs reach it with NaN kept (no imputer: it learns where a
-    missing value goes, so "missing means never" stays a signal), ``trusted_types``: the
+    missing value goes, so "missing means never" stays a signal), ``categorical_param``: the
+    estimator's keyword that takes the positions of the low-cardinality categorical columns,
+    which then reach it as integer codes (missing and unseen values NaN) instead of one-hot
+    columns ("" : one-hot), ``trusted_types``: the
     types (module.qualname) its fitted estimator holds that skops does not trust by default,
     so that models/model.skops can be loaded."""
 
@@ -111,6 +114,7 @@ class Estimator:
     scale_numeric: bool = False
     on_dask: bool = False
     native_missing: bool = False
+    categorical_param: str = ""
     trusted_types: tuple[str, ...] = ()
 
     def builder(self) -> Builder:
@@ -154,6 +158,10 @@ ESTIMATORS: dict[str, Estimator] = {
             "min_child_samples": {"low": 5, "high": 100},
         },
         on_dask=True,
+        native_missing=True,
+        # LightGBM's alias of categorical_feature that goes to the Dataset as it is (the
+        # constructor's `categorical_feature` would be ignored with a warning)
+        categorical_param="categorical_column",
         trusted_types=(
             "lightgbm.sklearn.LGBMClassifier",
             "lightgbm.sklearn.LGBMRegressor",

@@ -12,9 +12,11 @@
   with the model, so evaluate, `mlops score`, the service and the monitor agree.
 
 Numeric columns keep their missing values for models that route NaN themselves
-(``Estimator.native_missing``: HistGradientBoosting);
+(``Estimator.native_missing``: HistGradientBoosting, LightGBM);
 other models get the training median. Categorical columns at any cardinality: up to
-``ONEHOT_MAX_CATEGORIES`` values are one-hot encoded (dense; these are few columns); above
+``ONEHOT_MAX_CATEGORIES`` values are one-hot encoded (dense; these are few columns), or
+given as integer codes to a model that splits on categories itself
+(``Estimator.categorical_param``: LightGBM; missing and unseen values are NaN); above
 that a cross-fitted ``TargetEncoder`` turns the column into one number per class, so memory
 does not grow with the number of distinct values and unseen values at serving time get the
 training mean.
@@ -179,20 +181,15 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+    from sklearn.preprocessing import StandardScaler, TargetEncoder
 
+    entry = ESTIMATORS[params.model]
     numeric: Any = AsFloat()  # NaN kept: the model learns where missing goes
-    if not ESTIMATORS[params.model].native_missing:
+    if not entry.native_missing:
         numeric_steps: list[tuple[str, Any]] = [("impute", SimpleImputer(strategy="median"))]
-        if ESTIMATORS[params.model].scale_numeric:
+        if entry.scale_numeric:
             numeric_steps.append(("scale", StandardScaler()))
         numeric = Pipeline(numeric_steps)
-    categorical = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="most_frequent")),
-            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
     target_type = {"binary": "binary", "multiclass": "multiclass", "regression": "continuous"}
     high = Pipeline(
         [
@@ -205,12 +202,40 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
     )
     transformers = [
         ("numeric", numeric, roles.numeric),
-        ("categorical", categorical, roles.categorical),
+        ("categorical", _categorical_step(bool(entry.categorical_param)), roles.categorical),
     ]
     if roles.high_cardinality:  # only then: pipelines without it keep their exact shape
         transformers.append(("high_cardinality", high, roles.high_cardinality))
     preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
-    return Pipeline([("preprocess", preprocess), ("estimator", make_estimator(task, params))])
+    estimator = make_estimator(task, params)
+    if entry.categorical_param and roles.categorical:
+        first = len(roles.numeric)  # the categorical codes follow the numeric columns
+        codes = list(range(first, first + len(roles.categorical)))
+        estimator.set_params(**{entry.categorical_param: codes})
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def _categorical_step(native: bool) -> Any:
+    """Low-cardinality categorical columns: integer codes (float64; a missing value, or one
+    the training rows lacked, is NaN, which the model treats as missing) for a model that
+    splits on categories itself; else the most frequent value for missing, then one-hot."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
+
+    if native:
+        return OrdinalEncoder(
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+            dtype=np.float64,
+        )
+    return Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="most_frequent")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
 
 
 def early_stopping_blocker(estimator: Any, y: pd.Series | np.ndarray) -> str:
