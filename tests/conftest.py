@@ -16,6 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 for key, value in TELEMETRY.items():
     os.environ.setdefault(key, value)
 
+# Under pytest-xdist every core already runs a test process: one OpenMP thread each (and in
+# the stages they start). Each process's scikit-learn threads spinning at barriers against
+# the other's made the model tests 2.2x slower on 2 cores (docs/benchmarks.md). Set before
+# anything loads OpenMP; an explicit OMP_NUM_THREADS wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def raw_params() -> dict[str, Any]:
