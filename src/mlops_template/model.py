@@ -121,6 +121,8 @@ def _random_forest(task: Task, p: dict[str, Any], seed: int) -> Any:
 def _hist_gradient_boosting(task: Task, p: dict[str, Any], seed: int) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+    # model.fit's and make_pipeline's, not the estimator's
+    p = _without(_without(p, "early_stopping_refit"), "native_categorical")
     if task == "regression":
         return HistGradientBoostingRegressor(**_without(p, "class_weight"), random_state=seed)
     return HistGradientBoostingClassifier(**p, random_state=seed)
@@ -179,7 +181,12 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+    from sklearn.preprocessing import (
+        OneHotEncoder,
+        OrdinalEncoder,
+        StandardScaler,
+        TargetEncoder,
+    )
 
     numeric: Any = AsFloat()  # NaN kept: the model learns where missing goes
     if not ESTIMATORS[params.model].native_missing:
@@ -187,12 +194,17 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
         if ESTIMATORS[params.model].scale_numeric:
             numeric_steps.append(("scale", StandardScaler()))
         numeric = Pipeline(numeric_steps)
-    categorical = Pipeline(
+    native = bool(params.estimator_params().get("native_categorical", False))
+    categorical: Any = Pipeline(
         [
             ("impute", SimpleImputer(strategy="most_frequent")),
             ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
     )
+    if native:  # codes the trees split on as categories; missing and unseen values: NaN
+        categorical = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+        )
     target_type = {"binary": "binary", "multiclass": "multiclass", "regression": "continuous"}
     high = Pipeline(
         [
@@ -210,7 +222,13 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
     if roles.high_cardinality:  # only then: pipelines without it keep their exact shape
         transformers.append(("high_cardinality", high, roles.high_cardinality))
     preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
-    return Pipeline([("preprocess", preprocess), ("estimator", make_estimator(task, params))])
+    estimator = make_estimator(task, params)
+    if native and roles.categorical:  # their codes follow the numeric columns
+        start = len(roles.numeric)
+        estimator.set_params(
+            categorical_features=list(range(start, start + len(roles.categorical)))
+        )
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
 def early_stopping_blocker(estimator: Any, y: pd.Series | np.ndarray) -> str:
@@ -237,17 +255,39 @@ def early_stopping_blocker(estimator: Any, y: pd.Series | np.ndarray) -> str:
     return ""
 
 
-def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series) -> Any:
+def refits_after_stopping(params: TrainParams) -> bool:
+    """Whether :func:`fit` fits again on every row once early stopping chose the iteration
+    count (``early_stopping_refit`` of the chosen model's section; models without it: no)."""
+    return bool(params.estimator_params().get("early_stopping_refit", False))
+
+
+def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, refit: bool = False) -> Any:
     """``pipeline.fit(X, y)``, with HistGradientBoosting's early stopping turned off for this
     fit (a warning says why) when its stratified validation split cannot be drawn from ``y``
-    (:func:`early_stopping_blocker`): the model trains on every iteration instead of crashing."""
-    reason = early_stopping_blocker(pipeline.steps[-1][1], y)
+    (:func:`early_stopping_blocker`): the model trains on every iteration instead of crashing.
+
+    ``refit`` (:func:`refits_after_stopping`): when early stopping ran, the estimator is fitted
+    again on every row of ``X`` (the same preprocessed features) with the number of iterations
+    it stopped at and early stopping off: the rows it held out for stopping train the trees
+    too. The fitted pipeline then holds ``max_iter`` = that count, ``early_stopping=False``."""
+    name, estimator = pipeline.steps[-1]
+    reason = early_stopping_blocker(estimator, y)
     if reason:
         log.warning(
             "early stopping off for this fit: %s (too few for its validation split)", reason
         )
-        pipeline.set_params(**{f"{pipeline.steps[-1][0]}__early_stopping": False})
-    return pipeline.fit(X, y)
+        pipeline.set_params(**{f"{name}__early_stopping": False})
+    if not refit:
+        return pipeline.fit(X, y)
+    features = pipeline[:-1].fit_transform(X, y)  # fits the preprocessing steps in place
+    estimator.fit(features, y)
+    if len(getattr(estimator, "validation_score_", ())) == 0:  # it did not stop early
+        return pipeline
+    chosen = int(estimator.n_iter_)
+    log.debug("early stopping chose %d iterations: refitting on all %d rows", chosen, len(X))
+    estimator.set_params(early_stopping=False, max_iter=chosen)
+    estimator.fit(features, y)
+    return pipeline
 
 
 def fold_output(model: Any, X: pd.DataFrame, task: Task, every: np.ndarray) -> tuple[Any, Any]:

@@ -33,6 +33,7 @@ from mlops_template.model import (
     make_pipeline,
     model_output,
     python_version,
+    refits_after_stopping,
     save,
 )
 
@@ -62,9 +63,10 @@ def cross_validate(
     oof: np.ndarray | None = None
     splitter = cv_splitter(task, params.cv.folds, params.seed)
     every = np.unique(y.to_numpy()) if task == "multiclass" else np.empty(0)
+    refit = refits_after_stopping(params)
     for i, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
         start = time.perf_counter()
-        model = fit(clone(pipeline), X.iloc[fit_idx], y.iloc[fit_idx])
+        model = fit(clone(pipeline), X.iloc[fit_idx], y.iloc[fit_idx], refit=refit)
         output, classes = fold_output(model, X.iloc[val_idx], task, every)
         if oof is None:
             oof = np.zeros((len(X), *output.shape[1:]))
@@ -191,7 +193,8 @@ def train(
     timings["cv_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fitted = fit(pipeline, X, y) if fit_all is None else fit_all(pipeline)
+    refit = refits_after_stopping(params)
+    fitted = fit(pipeline, X, y, refit=refit) if fit_all is None else fit_all(pipeline)
     timings["fit_seconds"] = time.perf_counter() - start
     where = "on Dask" if fit_all is not None else f"on {len(X)} rows"
     log.info("fitted %s %s in %.1fs", params.model, where, timings["fit_seconds"])
