@@ -257,8 +257,40 @@ def early_stopping_blocker(estimator: Any, y: pd.Series | np.ndarray) -> str:
 
 def refits_after_stopping(params: TrainParams) -> bool:
     """Whether :func:`fit` fits again on every row once early stopping chose the iteration
-    count (``early_stopping_refit`` of the chosen model's section; models without it: no)."""
-    return bool(params.estimator_params().get("early_stopping_refit", False))
+    count (``early_stopping_refit: true`` of the chosen model's section; models without it,
+    and ``cv``, which refits nothing: no)."""
+    return params.estimator_params().get("early_stopping_refit", False) is True
+
+
+def iterations_from_cv(params: TrainParams) -> bool:
+    """Whether the final fit takes its iteration count from train's CV folds
+    (``early_stopping_refit: cv``; :func:`stopped_at`, :func:`with_iterations`)."""
+    return params.estimator_params().get("early_stopping_refit", False) == "cv"
+
+
+def stopped_at(pipeline: Any) -> int | None:
+    """The iteration count early stopping chose in a fitted pipeline; None when it did not
+    run (turned off, ``auto`` below 10,000 rows, blocked by :func:`early_stopping_blocker`)."""
+    estimator = pipeline.steps[-1][1]
+    if len(getattr(estimator, "validation_score_", ())) == 0:
+        return None
+    return int(estimator.n_iter_)
+
+
+def with_iterations(pipeline: Any, counts: list[int]) -> Any:
+    """``pipeline`` (unfitted) set to train ``median(counts)`` iterations on every row, early
+    stopping off: the count the CV folds' early stopping chose, without a second fit. No
+    counts (no fold stopped early): the pipeline is left as it is."""
+    if not counts:
+        return pipeline
+    chosen = max(1, round(float(np.median(counts))))
+    name = pipeline.steps[-1][0]
+    log.info(
+        "early_stopping_refit cv: %d iterations on every row (the CV folds stopped at %s)",
+        chosen,
+        ", ".join(map(str, counts)),
+    )
+    return pipeline.set_params(**{f"{name}__early_stopping": False, f"{name}__max_iter": chosen})
 
 
 def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, refit: bool = False) -> Any:

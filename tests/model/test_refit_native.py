@@ -1,7 +1,9 @@
 """Two opt-in HistGradientBoosting settings (train.hist_gradient_boosting):
 ``early_stopping_refit`` fits again on every training row with the iteration count early
-stopping chose; ``native_categorical`` splits string columns as categories (ordinal codes),
-which skl2onnx cannot convert: the model is served with scikit-learn and the export says why."""
+stopping chose (``true``), or trains the final fit on every row with the median count train's
+CV folds stopped at (``cv``, no second fit); ``native_categorical`` splits string columns as
+categories (ordinal codes), which skl2onnx cannot convert: the model is served with
+scikit-learn and the export says why."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -17,6 +20,7 @@ from mlops_template.features import feature_transformer
 from mlops_template.model import (
     column_roles,
     fit,
+    iterations_from_cv,
     make_pipeline,
     model_output,
     read_pipeline,
@@ -24,6 +28,7 @@ from mlops_template.model import (
     save,
 )
 from mlops_template.onnx_path import export
+from mlops_template.stages import train
 
 
 def _table(rows: int = 2_000, seed: int = 0) -> pd.DataFrame:
@@ -65,6 +70,61 @@ def test_refit_uses_every_row_with_the_count_early_stopping_chose() -> None:
     assert not np.array_equal(
         model_output(refitted, X, "binary"), model_output(stopped, X, "binary")
     )
+
+
+def test_refit_cv_trains_every_row_once_with_the_folds_median_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = _table()
+    params = TrainParams().with_overrides({"early_stopping_refit": "cv"})
+    assert iterations_from_cv(params) and not refits_after_stopping(params)  # folds: no refit
+    assert not iterations_from_cv(TrainParams().with_overrides({"early_stopping_refit": True}))
+    fits: list[tuple[int, object]] = []  # rows and early_stopping of every estimator fit
+    real_fit = HistGradientBoostingClassifier.fit
+
+    def counted(self: HistGradientBoostingClassifier, X: object, y: np.ndarray, **kw: object):
+        fits.append((len(y), self.early_stopping))
+        return real_fit(self, X, y, **kw)
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "fit", counted)
+    stopped: list[int] = []
+    X, y = frame.drop(columns="label"), frame["label"]
+    train.cross_validate(
+        make_pipeline("binary", params, column_roles(X)), X, y, "binary", params, stopped
+    )
+    assert len(stopped) == params.cv.folds
+    assert all(n < params.hist_gradient_boosting.max_iter for n in stopped)  # each stopped
+    fits.clear()
+
+    result = train.train(
+        frame,
+        raw_columns=["x", "shop"],
+        target="label",
+        task="binary",
+        params=params,
+        feature_spec=FeaturesParams(),
+    )
+    # one fit per fold and one final fit on every row, early stopping off only in the last
+    assert fits == [(1_600, True)] * params.cv.folds + [(2_000, False)]
+    estimator = result.model.steps[-1][1].steps[-1][1]
+    assert estimator.early_stopping is False
+    assert estimator.max_iter == estimator.n_iter_ == round(float(np.median(stopped)))
+
+
+def test_refit_cv_without_a_fold_that_stopped_early_leaves_the_final_fit_alone() -> None:
+    frame = _table(500)
+    params = TrainParams().with_overrides(
+        {"early_stopping_refit": "cv", "early_stopping": False, "max_iter": 30}
+    )
+    result = train.train(
+        frame,
+        raw_columns=["x", "shop"],
+        target="label",
+        task="binary",
+        params=params,
+        feature_spec=FeaturesParams(),
+    )
+    assert result.model.steps[-1][1].steps[-1][1].n_iter_ == 30
 
 
 def test_refit_leaves_a_fit_without_early_stopping_alone() -> None:
