@@ -46,7 +46,7 @@ def _table(rows: int = 2_000, seed: int = 0) -> pd.DataFrame:
 def test_refit_uses_every_row_with_the_count_early_stopping_chose() -> None:
     frame = _table()
     X, y = frame.drop(columns="label"), frame["label"]
-    assert not refits_after_stopping(TrainParams())  # shipped off
+    assert not refits_after_stopping(TrainParams())  # shipped: cv, no second fit
     params = TrainParams().with_overrides({"early_stopping_refit": True})
     assert refits_after_stopping(params)
     pipeline = make_pipeline("binary", params, column_roles(X))
@@ -76,8 +76,8 @@ def test_refit_cv_trains_every_row_once_with_the_folds_median_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     frame = _table()
-    params = TrainParams().with_overrides({"early_stopping_refit": "cv"})
-    assert iterations_from_cv(params) and not refits_after_stopping(params)  # folds: no refit
+    params = TrainParams()
+    assert iterations_from_cv(params) and not refits_after_stopping(params)  # shipped: cv
     assert not iterations_from_cv(TrainParams().with_overrides({"early_stopping_refit": True}))
     fits: list[tuple[int, object]] = []  # rows and early_stopping of every estimator fit
     real_fit = HistGradientBoostingClassifier.fit
