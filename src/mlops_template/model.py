@@ -123,6 +123,8 @@ def _random_forest(task: Task, p: dict[str, Any], seed: int) -> Any:
 def _hist_gradient_boosting(task: Task, p: dict[str, Any], seed: int) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
+    # model.fit's and make_pipeline's, not the estimator's
+    p = _without(_without(p, "early_stopping_refit"), "native_categorical")
     if task == "regression":
         return HistGradientBoostingRegressor(**_without(p, "class_weight"), random_state=seed)
     return HistGradientBoostingClassifier(**p, random_state=seed)
@@ -200,15 +202,20 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
             ),
         ]
     )
+    # lightgbm always splits on categories; hist_gradient_boosting when its section's
+    # native_categorical is true (skl2onnx cannot convert those trees)
+    native = bool(entry.categorical_param) and params.estimator_params().get(
+        "native_categorical", True
+    )
     transformers = [
         ("numeric", numeric, roles.numeric),
-        ("categorical", _categorical_step(bool(entry.categorical_param)), roles.categorical),
+        ("categorical", _categorical_step(native), roles.categorical),
     ]
     if roles.high_cardinality:  # only then: pipelines without it keep their exact shape
         transformers.append(("high_cardinality", high, roles.high_cardinality))
     preprocess = ColumnTransformer(transformers, verbose_feature_names_out=False)
     estimator = make_estimator(task, params)
-    if entry.categorical_param and roles.categorical:
+    if native and roles.categorical:
         first = len(roles.numeric)  # the categorical codes follow the numeric columns
         codes = list(range(first, first + len(roles.categorical)))
         estimator.set_params(**{entry.categorical_param: codes})
@@ -262,17 +269,71 @@ def early_stopping_blocker(estimator: Any, y: pd.Series | np.ndarray) -> str:
     return ""
 
 
-def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series) -> Any:
+def refits_after_stopping(params: TrainParams) -> bool:
+    """Whether :func:`fit` fits again on every row once early stopping chose the iteration
+    count (``early_stopping_refit: true`` of the chosen model's section; models without it,
+    and ``cv``, which refits nothing: no)."""
+    return params.estimator_params().get("early_stopping_refit", False) is True
+
+
+def iterations_from_cv(params: TrainParams) -> bool:
+    """Whether the final fit takes its iteration count from train's CV folds
+    (``early_stopping_refit: cv``; :func:`stopped_at`, :func:`with_iterations`)."""
+    return params.estimator_params().get("early_stopping_refit", False) == "cv"
+
+
+def stopped_at(pipeline: Any) -> int | None:
+    """The iteration count early stopping chose in a fitted pipeline; None when it did not
+    run (turned off, ``auto`` below 10,000 rows, blocked by :func:`early_stopping_blocker`)."""
+    estimator = pipeline.steps[-1][1]
+    if len(getattr(estimator, "validation_score_", ())) == 0:
+        return None
+    return int(estimator.n_iter_)
+
+
+def with_iterations(pipeline: Any, counts: list[int]) -> Any:
+    """``pipeline`` (unfitted) set to train ``median(counts)`` iterations on every row, early
+    stopping off: the count the CV folds' early stopping chose, without a second fit. No
+    counts (no fold stopped early): the pipeline is left as it is."""
+    if not counts:
+        return pipeline
+    chosen = max(1, round(float(np.median(counts))))
+    name = pipeline.steps[-1][0]
+    log.info(
+        "early_stopping_refit cv: %d iterations on every row (the CV folds stopped at %s)",
+        chosen,
+        ", ".join(map(str, counts)),
+    )
+    return pipeline.set_params(**{f"{name}__early_stopping": False, f"{name}__max_iter": chosen})
+
+
+def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, refit: bool = False) -> Any:
     """``pipeline.fit(X, y)``, with HistGradientBoosting's early stopping turned off for this
     fit (a warning says why) when its stratified validation split cannot be drawn from ``y``
-    (:func:`early_stopping_blocker`): the model trains on every iteration instead of crashing."""
-    reason = early_stopping_blocker(pipeline.steps[-1][1], y)
+    (:func:`early_stopping_blocker`): the model trains on every iteration instead of crashing.
+
+    ``refit`` (:func:`refits_after_stopping`): when early stopping ran, the estimator is fitted
+    again on every row of ``X`` (the same preprocessed features) with the number of iterations
+    it stopped at and early stopping off: the rows it held out for stopping train the trees
+    too. The fitted pipeline then holds ``max_iter`` = that count, ``early_stopping=False``."""
+    name, estimator = pipeline.steps[-1]
+    reason = early_stopping_blocker(estimator, y)
     if reason:
         log.warning(
             "early stopping off for this fit: %s (too few for its validation split)", reason
         )
-        pipeline.set_params(**{f"{pipeline.steps[-1][0]}__early_stopping": False})
-    return pipeline.fit(X, y)
+        pipeline.set_params(**{f"{name}__early_stopping": False})
+    if not refit:
+        return pipeline.fit(X, y)
+    features = pipeline[:-1].fit_transform(X, y)  # fits the preprocessing steps in place
+    estimator.fit(features, y)
+    if len(getattr(estimator, "validation_score_", ())) == 0:  # it did not stop early
+        return pipeline
+    chosen = int(estimator.n_iter_)
+    log.debug("early stopping chose %d iterations: refitting on all %d rows", chosen, len(X))
+    estimator.set_params(early_stopping=False, max_iter=chosen)
+    estimator.fit(features, y)
+    return pipeline
 
 
 def fold_output(model: Any, X: pd.DataFrame, task: Task, every: np.ndarray) -> tuple[Any, Any]:

@@ -372,6 +372,11 @@ def export(
 ) -> tuple[bytes | None, dict[str, Any]]:
     """Convert and check on ``X_test``; returns (ONNX bytes or None, decision record)."""
     feature_step, core = split_pipeline(model)
+    categorical = getattr(core.steps[-1][1], "is_categorical_", None)
+    if categorical is not None and bool(np.any(categorical)):  # train.<model>.native_categorical
+        reason = "native categorical splits (skl2onnx cannot convert them)"
+        log.warning("onnx: %s; serving with scikit-learn", reason)
+        return None, {"runtime": "sklearn", "onnx_error": reason}
     features = feature_step.transform(X_test)
     try:
         onnx_bytes = convert(core, features)

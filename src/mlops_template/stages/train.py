@@ -30,10 +30,14 @@ from mlops_template.model import (
     file_sha256,
     fit,
     fold_output,
+    iterations_from_cv,
     make_pipeline,
     model_output,
     python_version,
+    refits_after_stopping,
     save,
+    stopped_at,
+    with_iterations,
 )
 
 if TYPE_CHECKING:
@@ -47,12 +51,18 @@ LOW_FOLD_GAP = 0.1
 
 
 def cross_validate(
-    pipeline: Any, X: pd.DataFrame, y: pd.Series, task: Task, params: TrainParams
+    pipeline: Any,
+    X: pd.DataFrame,
+    y: pd.Series,
+    task: Task,
+    params: TrainParams,
+    stopped: list[int] | None = None,
 ) -> tuple[dict[str, float], pd.Series, np.ndarray | None]:
     """k-fold CV on (a seeded sample of at most cv.max_rows of) the training split.
 
     Returns the mean and std per metric, and the labels and out-of-fold outputs of the rows
-    cross-validated (what `evaluate.threshold: auto` chooses the threshold on)."""
+    cross-validated (what `evaluate.threshold: auto` chooses the threshold on). ``stopped``:
+    the iteration count of each fold whose early stopping ran is appended to it."""
     from sklearn.base import clone
 
     if len(X) > params.cv.max_rows:
@@ -62,9 +72,13 @@ def cross_validate(
     oof: np.ndarray | None = None
     splitter = cv_splitter(task, params.cv.folds, params.seed)
     every = np.unique(y.to_numpy()) if task == "multiclass" else np.empty(0)
+    refit = refits_after_stopping(params)
     for i, (fit_idx, val_idx) in enumerate(splitter.split(X, y), start=1):
         start = time.perf_counter()
-        model = fit(clone(pipeline), X.iloc[fit_idx], y.iloc[fit_idx])
+        model = fit(clone(pipeline), X.iloc[fit_idx], y.iloc[fit_idx], refit=refit)
+        count = stopped_at(model)
+        if stopped is not None and count is not None:
+            stopped.append(count)
         output, classes = fold_output(model, X.iloc[val_idx], task, every)
         if oof is None:
             oof = np.zeros((len(X), *output.shape[1:]))
@@ -187,11 +201,15 @@ def train(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    cv_metrics, cv_y, oof = cross_validate(pipeline, X, y, task, params)
+    stopped: list[int] = []
+    cv_metrics, cv_y, oof = cross_validate(pipeline, X, y, task, params, stopped)
     timings["cv_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    fitted = fit(pipeline, X, y) if fit_all is None else fit_all(pipeline)
+    refit = refits_after_stopping(params)
+    if iterations_from_cv(params):  # early_stopping_refit: cv, every row, no second fit
+        pipeline = with_iterations(pipeline, stopped)
+    fitted = fit(pipeline, X, y, refit=refit) if fit_all is None else fit_all(pipeline)
     timings["fit_seconds"] = time.perf_counter() - start
     where = "on Dask" if fit_all is not None else f"on {len(X)} rows"
     log.info("fitted %s %s in %.1fs", params.model, where, timings["fit_seconds"])

@@ -102,16 +102,18 @@ def cv_score(
         fit,
         fold_output,
         make_pipeline,
+        refits_after_stopping,
     )
 
     params = train.with_overrides(overrides)
+    refit = refits_after_stopping(params)
     roles = column_roles(X)
     splitter = cv_splitter(task, folds, seed, repeats)
     every = np.unique(y.to_numpy()) if task == "multiclass" else np.empty(0)
     scores = []
     for fit_idx, val_idx in splitter.split(X, y):
         model = make_pipeline(task, params, roles)
-        fit(model, X.iloc[fit_idx], y.iloc[fit_idx])
+        fit(model, X.iloc[fit_idx], y.iloc[fit_idx], refit=refit)
         out, classes = fold_output(model, X.iloc[val_idx], task, every)
         scores.append(metrics.score(task, y.iloc[val_idx], out, classes)[metric])
         if on_fold is not None and on_fold(len(scores), float(np.nanmean(scores))):
