@@ -11,11 +11,17 @@ metrics and fit time:
 - **NaN kept**: numeric NaN kept, categorical columns still one-hot;
 - **native**: numeric NaN kept and native categoricals (what ships).
 
+``--compare reg_lambda`` instead fits the shipped variant (native) with each
+``train.lightgbm.reg_lambda`` of ``--reg-lambdas`` (default 0.0 and 1.0) and writes its table
+into the same report between the ``reg_lambda`` markers (and .json to
+lightgbm_reg_lambda.json), leaving the rest of it.
+
 Tables: the demo (synthetic card transactions, ``--demo-rows``) and the real public tables of
 bench/quality_tables.py (``--tables``), each through `mlops init` + `dvc repro features` in a
 fresh clone so the features and the split are the project's own.
 
     python bench/lightgbm_categorical.py [--tables credit,attrition] [--demo-rows 100000]
+        [--compare categorical|reg_lambda] [--reg-lambdas 0,1] [--data QUALITY_TABLES_DIR]
 
 Writes reports/benchmarks/lightgbm_categorical.md (and .json).
 """
@@ -43,11 +49,24 @@ from mlops_template.config import TrainParams
 from quality import BENCH, KEYS, ROOT, peer_env, score
 from your_data import copy_project, timed
 
-VARIANTS = {
-    "before": {"native_missing": False, "categorical_param": ""},
-    "NaN kept": {"categorical_param": ""},
-    "native": {},
+# comparison -> variant -> (changes to the lightgbm entry, changes to train.lightgbm)
+Variants = dict[str, tuple[dict[str, Any], dict[str, Any]]]
+COMPARISONS: dict[str, Variants] = {
+    "categorical": {
+        "before": ({"native_missing": False, "categorical_param": ""}, {}),
+        "NaN kept": ({"categorical_param": ""}, {}),
+        "native": ({}, {}),
+    },
+    "reg_lambda": {},  # filled from --reg-lambdas
 }
+
+
+def reg_lambda_variants(values: str) -> Variants:
+    """``"0,1"`` -> the native variant with ``train.lightgbm.reg_lambda`` 0.0 and 1.0."""
+    return {f"reg_lambda {v:g}": ({}, {"reg_lambda": v}) for v in map(float, values.split(","))}
+
+
+MARKERS = ("<!-- reg_lambda: start -->", "<!-- reg_lambda: end -->")
 
 
 @contextmanager
@@ -61,13 +80,15 @@ def lightgbm_entry(**changes: Any) -> Iterator[None]:
         estimators.ESTIMATORS["lightgbm"] = shipped
 
 
-def compare(task: str, train: pd.DataFrame, test: pd.DataFrame, target: str) -> dict[str, Any]:
+def compare(
+    variants: Variants, task: str, train: pd.DataFrame, test: pd.DataFrame, target: str
+) -> dict[str, Any]:
     """Each variant's held-out metrics and fit seconds on the same split."""
-    params = TrainParams().model_copy(update={"model": "lightgbm"})
     X, y = train.drop(columns=[target]), train[target]
     roles = model_now.column_roles(X)
     out: dict[str, Any] = {"roles": dataclasses.asdict(roles)}
-    for name, changes in VARIANTS.items():
+    for name, (changes, hyper) in variants.items():
+        params = TrainParams().model_copy(update={"model": "lightgbm"}).with_overrides(hyper)
         with lightgbm_entry(**changes):
             pipeline = model_now.make_pipeline(task, params, roles)  # type: ignore[arg-type]
         start = time.perf_counter()
@@ -79,7 +100,7 @@ def compare(task: str, train: pd.DataFrame, test: pd.DataFrame, target: str) -> 
     return out
 
 
-def real_table(name: str, info: dict[str, Any], csv: Path) -> dict[str, Any]:
+def real_table(variants: Variants, name: str, info: dict[str, Any], csv: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp) / "project"
         copy_project(project)
@@ -91,11 +112,11 @@ def real_table(name: str, info: dict[str, Any], csv: Path) -> dict[str, Any]:
         train = pd.read_parquet(project / "data/features/train.parquet")
         test = pd.read_parquet(project / "data/features/test.parquet")
     return {"name": name, "task": task, "rows": len(train) + len(test)} | compare(
-        task, train, test, target
+        variants, task, train, test, target
     )
 
 
-def demo_table(rows: int) -> dict[str, Any]:
+def demo_table(variants: Variants, rows: int) -> dict[str, Any]:
     from mlops_template.config import parse_params
     from mlops_template.contract import load_contract, validate
     from mlops_template.features import build_features
@@ -109,7 +130,7 @@ def demo_table(rows: int) -> dict[str, Any]:
     cut = int(rows * 0.8)
     train, test = frame.iloc[:cut], frame.iloc[cut:]
     return {"name": f"demo ({rows:,} rows)", "task": "binary", "rows": rows} | compare(
-        "binary", train, test, contract.target
+        variants, "binary", train, test, contract.target
     )
 
 
@@ -128,33 +149,68 @@ def render(results: list[dict[str, Any]], machine: str) -> str:
         machine,
         "",
     ]
+    return "\n".join(lines + tables(results, COMPARISONS["categorical"], "##"))
+
+
+def tables(results: list[dict[str, Any]], variants: Variants, level: str) -> list[str]:
+    """One markdown table per task: each metric per variant, fit seconds first / last."""
+    names = list(variants)
+    first, last = names[0], names[-1]
+    lines: list[str] = []
     for task in ("binary", "multiclass", "regression"):
         rows = [r for r in results if r["task"] == task]
         if not rows:
             continue
         keys = KEYS[task]
-        head = " | ".join(f"{k} {v}" for k in keys for v in VARIANTS)
+        head = " | ".join(f"{k} {v}" for k in keys for v in names)
         lines += [
-            f"## {task}",
+            f"{level} {task}",
             "",
-            f"| table | rows | categorical cols | {head} | fit s (before / native) |",
-            "| --- | ---: | ---: |" + " ---: |" * (len(keys) * len(VARIANTS)) + " ---: |",
+            f"| table | rows | categorical cols | {head} | fit s ({first} / {last}) |",
+            "| --- | ---: | ---: |" + " ---: |" * (len(keys) * len(names)) + " ---: |",
         ]
         for r in rows:
-            cells = [f"{r[v][k]:.4f}" for k in keys for v in VARIANTS]
+            cells = [f"{r[v][k]:.4f}" for k in keys for v in names]
             lines.append(
                 f"| {r['name']} | {r['rows']:,} | {len(r['roles']['categorical'])} | "
                 + " | ".join(cells)
-                + f" | {r['before']['fit_s']:.2f} / {r['native']['fit_s']:.2f} |"
+                + f" | {r[first]['fit_s']:.2f} / {r[last]['fit_s']:.2f} |"
             )
         lines.append("")
-    return "\n".join(lines)
+    return lines
+
+
+def render_reg_lambda(results: list[dict[str, Any]], variants: Variants, machine: str) -> str:
+    values = ", ".join(name.split()[-1] for name in variants)
+    lines = [
+        MARKERS[0],
+        "## reg_lambda (native categoricals)",
+        "",
+        "Generated by `python bench/lightgbm_categorical.py --compare reg_lambda "
+        f"--reg-lambdas {values.replace(' ', '')}`: the shipped variant (native categoricals "
+        f"+ NaN kept) with `train.lightgbm.reg_lambda` {values}, the other `train.lightgbm` "
+        "defaults, the same features and split as above, one fit each.",
+        "",
+        machine,
+        "",
+    ]
+    return "\n".join([*lines, *tables(results, variants, "###"), MARKERS[1]])
+
+
+def splice(report: str, section: str) -> str:
+    """``report`` with the text between the markers replaced by ``section`` (or appended)."""
+    start, end = report.find(MARKERS[0]), report.find(MARKERS[1])
+    if start < 0 or end < 0:
+        return report.rstrip("\n") + "\n\n" + section + "\n"
+    return report[:start] + section + report[end + len(MARKERS[1]) :]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", default="", help="comma-separated; default: all")
     parser.add_argument("--demo-rows", type=int, default=100_000)
+    parser.add_argument("--compare", choices=list(COMPARISONS), default="categorical")
+    parser.add_argument("--reg-lambdas", default="0,1", help="--compare reg_lambda: values")
     parser.add_argument("--data", type=Path, help="bench/quality_tables.py's output, if made")
     parser.add_argument(
         "--peer-env", type=Path, default=Path(tempfile.gettempdir()) / "mlops-quality-peer"
@@ -169,14 +225,24 @@ def main() -> None:
         subprocess.run([str(python), str(BENCH / "quality_tables.py"), str(data)], check=True)
     index = json.loads((data / "tables.json").read_text())
     names = [n for n in args.tables.split(",") if n] or list(index)
-    results = [demo_table(args.demo_rows)] if args.demo_rows else []
+    variants = COMPARISONS[args.compare] or reg_lambda_variants(args.reg_lambdas)
+    out = ROOT / "reports/benchmarks"
+    stem = "lightgbm_categorical" if args.compare == "categorical" else "lightgbm_reg_lambda"
+    results = [demo_table(variants, args.demo_rows)] if args.demo_rows else []
     print(json.dumps(results[-1:], default=str), flush=True)
     for name in names:
-        results.append(real_table(name, index[name], data / f"{name}.csv"))
+        results.append(real_table(variants, name, index[name], data / f"{name}.csv"))
         print(json.dumps(results[-1], default=str), flush=True)
-        io.write_json(results, ROOT / "reports/benchmarks/lightgbm_categorical.json")
-    text = render(results, machine)
-    io.write_text(text, ROOT / "reports/benchmarks/lightgbm_categorical.md")
+        io.write_json(results, out / f"{stem}.json")
+    report = out / "lightgbm_categorical.md"
+    if args.compare == "categorical":  # keeps the reg_lambda section of an earlier run
+        text, earlier = render(results, machine), report.read_text() if report.exists() else ""
+        start, end = earlier.find(MARKERS[0]), earlier.find(MARKERS[1])
+        if 0 <= start < end:
+            text = splice(text, earlier[start : end + len(MARKERS[1])])
+    else:
+        text = splice(report.read_text(), render_reg_lambda(results, variants, machine))
+    io.write_text(text, report)
     print(text)
 
 
