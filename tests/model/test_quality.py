@@ -232,3 +232,21 @@ def test_a_class_missing_from_the_test_rows_still_gets_roc_auc_and_passes_the_ga
     statuses = {r.metric: r.status for r in gated.rows}
     assert statuses["roc_auc"] == "pass"  # was "fail: missing from the candidate"
     assert paths.GATE_OK.exists()
+
+
+def test_the_cv_report_says_how_many_rows_it_cross_validated() -> None:
+    """Above train.cv.max_rows CV runs on a seeded sample: cv_metrics.json names the rows
+    cross-validated and the split's (on Dask the caller passes the split's count)."""
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"x": rng.normal(size=600)})
+    y = pd.Series(np.where(X["x"] > 0, "yes", "no"))
+    params = TrainParams.model_validate({"cv": {"folds": 2, "max_rows": 200}})
+    pipeline = make_pipeline("binary", params, column_roles(X))
+    sampled, _, _ = train.cross_validate(pipeline, X, y, "binary", params)
+    assert (sampled["cv_rows"], sampled["cv_split_rows"]) == (200, 600)
+    whole, _, _ = train.cross_validate(pipeline, X.head(150), y.head(150), "binary", params)
+    assert (whole["cv_rows"], whole["cv_split_rows"]) == (150, 150)
+    on_dask, _, _ = train.cross_validate(
+        pipeline, X.head(200), y.head(200), "binary", params, split_rows=5_000
+    )
+    assert (on_dask["cv_rows"], on_dask["cv_split_rows"]) == (200, 5_000)

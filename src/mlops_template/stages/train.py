@@ -57,14 +57,18 @@ def cross_validate(
     task: Task,
     params: TrainParams,
     stopped: list[int] | None = None,
+    split_rows: int | None = None,
 ) -> tuple[dict[str, float], pd.Series, np.ndarray | None]:
     """k-fold CV on (a seeded sample of at most cv.max_rows of) the training split.
 
-    Returns the mean and std per metric, and the labels and out-of-fold outputs of the rows
-    cross-validated (what `evaluate.threshold: auto` chooses the threshold on). ``stopped``:
-    the iteration count of each fold whose early stopping ran is appended to it."""
+    Returns the mean and std per metric, the rows cross-validated (``cv_rows``) of the
+    split's (``cv_split_rows``: ``split_rows`` when ``X`` is already a sample of it, as on
+    Dask), and the labels and out-of-fold outputs of the rows cross-validated (what
+    `evaluate.threshold: auto` chooses the threshold on). ``stopped``: the iteration count of
+    each fold whose early stopping ran is appended to it."""
     from sklearn.base import clone
 
+    split_rows = len(X) if split_rows is None else split_rows
     if len(X) > params.cv.max_rows:
         sample = X.sample(n=params.cv.max_rows, random_state=params.seed).index
         X, y = X.loc[sample], y.loc[sample]
@@ -99,6 +103,7 @@ def cross_validate(
     summary[f"cv_{primary}_max"] = round(float(np.nanmax(scores)), 6)
     low = low_folds(scores)
     summary["cv_low_folds"] = float(len(low))
+    summary["cv_rows"], summary["cv_split_rows"] = len(X), split_rows  # a seeded sample if less
     for i in low:
         others = ", ".join(f"{v:.4f}" for j, v in enumerate(scores) if j != i)
         log.warning(
@@ -181,6 +186,7 @@ def train(
     feature_spec: FeaturesParams,
     evaluate: EvaluateParams | None = None,
     fit_all: Callable[[Any], Any] | None = None,
+    split_rows: int | None = None,
 ) -> TrainResult:
     """Cross-validate, fit on the whole training split, and wrap with the feature function.
 
@@ -188,7 +194,8 @@ def train(
     input columns that the returned pipeline expects at inference time. For a binary task
     the decision threshold is chosen here (``evaluate.threshold``) and stored with the model.
     ``fit_all``: fits the (unfitted) pipeline on the whole split elsewhere (on a Dask
-    cluster, :func:`run_on_dask`); ``features`` is then the seeded sample CV runs on.
+    cluster, :func:`run_on_dask`); ``features`` is then the seeded sample CV runs on, of the
+    split's ``split_rows``.
     """
     from sklearn.pipeline import Pipeline
 
@@ -202,7 +209,7 @@ def train(
 
     start = time.perf_counter()
     stopped: list[int] = []
-    cv_metrics, cv_y, oof = cross_validate(pipeline, X, y, task, params, stopped)
+    cv_metrics, cv_y, oof = cross_validate(pipeline, X, y, task, params, stopped, split_rows)
     timings["cv_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -341,8 +348,14 @@ def run_on_dask(params: Params, raw_columns: list[str], target: str) -> TrainRes
 
     with distributed.connect(params.dask) as client:
         frame = distributed.read_parquet(paths.TRAIN_FEATURES, params.dask)
-        cv_sample = distributed.sample(frame, params.train.cv.max_rows, params.train.seed)
-        log.info("train on Dask: %d partitions; CV on a seeded sample", frame.npartitions)
+        rows = len(frame)
+        cv_sample = distributed.sample(frame, params.train.cv.max_rows, params.train.seed, rows)
+        log.info(
+            "train on Dask: %d partitions, %d rows; CV on a seeded sample of %d",
+            frame.npartitions,
+            rows,
+            len(cv_sample),
+        )
 
         def fit_all(pipeline: Any) -> Any:
             return fit_lightgbm(
@@ -364,6 +377,7 @@ def run_on_dask(params: Params, raw_columns: list[str], target: str) -> TrainRes
             feature_spec=params.features,
             evaluate=params.evaluate,
             fit_all=fit_all,
+            split_rows=rows,
         )
 
 
