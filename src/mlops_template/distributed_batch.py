@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 
 from mlops_template.config import DaskParams
-from mlops_template.distributed import _read_file, connect, read_dataset, replace_path
+from mlops_template.distributed import (
+    _read_file,
+    connect,
+    nan_strings,
+    read_dataset,
+    replace_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,7 @@ def _score_partition(
         bad.to_csv(f"{rejected_out}/{name}.csv", index=False)
     if not len(good):
         return 0, len(bad)
-    X = good[meta.input_columns]
+    X = nan_strings(good[meta.input_columns])
     if onnx_bytes is not None:
         session = OnnxModel(onnx_bytes)
         features = split_pipeline(model)[0].transform(X)
