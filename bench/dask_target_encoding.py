@@ -18,34 +18,11 @@ import argparse
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from machine import ROOT, describe, settle  # bench/ is on sys.path when run as a script
+from merchant_table import MERCHANTS, merchants
 from mlops_template import io
-
-MERCHANTS = 2_000
-
-
-def merchants(rows: int, seed: int) -> pd.DataFrame:
-    """A tenth of the merchants are risky (60 % fraud vs 5 %); ``channel`` (4 values, some
-    missing) and ``amount`` (some missing) add a little."""
-    rng = np.random.default_rng(seed)
-    risky = np.random.default_rng(0).random(MERCHANTS) < 0.1
-    merchant = rng.integers(0, MERCHANTS, rows)
-    channel = pd.Series(rng.choice(["app", "web", "store", "phone"], rows), dtype="str")
-    channel[rng.random(rows) < 0.05] = np.nan
-    amount = rng.lognormal(3, 1, rows)
-    amount[rng.random(rows) < 0.1] = np.nan
-    rate = np.where(risky[merchant], 0.6, 0.05) + (channel == "web").to_numpy() * 0.05
-    return pd.DataFrame(
-        {
-            "merchant": pd.Series([f"m{m:05d}" for m in merchant], dtype="str"),
-            "channel": channel,
-            "amount": amount,
-            "is_fraud": (rng.random(rows) < rate).astype(int),
-        }
-    )
 
 
 def _scores(model: Any, test: pd.DataFrame) -> dict[str, float]:

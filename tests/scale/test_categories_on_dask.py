@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
+from bench.merchant_table import merchants
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import TargetEncoder
@@ -19,29 +19,6 @@ from mlops_template.distributed_train import fit_lightgbm
 from mlops_template.features import feature_transformer
 from mlops_template.model import column_roles, make_pipeline
 from mlops_template.onnx_path import export
-
-MERCHANTS = 2_000
-
-
-def merchants(rows: int, seed: int) -> pd.DataFrame:
-    """Each merchant has its own fraud rate (a tenth of them are risky: 60 % vs 5 %);
-    ``channel`` (4 values, some missing) and ``amount`` (some missing) add a little."""
-    rng = np.random.default_rng(seed)
-    risky = np.random.default_rng(0).random(MERCHANTS) < 0.1  # the same merchants every call
-    merchant = rng.integers(0, MERCHANTS, rows)
-    channel = pd.Series(rng.choice(["app", "web", "store", "phone"], rows), dtype="str")
-    channel[rng.random(rows) < 0.05] = np.nan
-    amount = rng.lognormal(3, 1, rows)
-    amount[rng.random(rows) < 0.1] = np.nan
-    rate = np.where(risky[merchant], 0.6, 0.05) + (channel == "web").to_numpy() * 0.05
-    return pd.DataFrame(
-        {
-            "merchant": pd.Series([f"m{m:05d}" for m in merchant], dtype="str"),
-            "channel": channel,
-            "amount": amount,
-            "is_fraud": (rng.random(rows) < rate).astype(int),
-        }
-    )
 
 
 def test_categories_on_the_cluster(cluster: Any) -> None:
