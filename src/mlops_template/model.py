@@ -16,7 +16,8 @@ Numeric columns keep their missing values for models that route NaN themselves
 other models get the training median. Categorical columns at any cardinality: up to
 ``ONEHOT_MAX_CATEGORIES`` values are one-hot encoded (dense; these are few columns), or
 given as integer codes to a model that splits on categories itself
-(``Estimator.categorical_param``: LightGBM; missing and unseen values are NaN); above
+(``Estimator.categorical_param``: LightGBM, HistGradientBoosting unless its
+``native_categorical`` is false; missing and unseen values are NaN); above
 that a cross-fitted ``TargetEncoder`` turns the column into one number per class, so memory
 does not grow with the number of distinct values and unseen values at serving time get the
 training mean.
@@ -61,7 +62,7 @@ class Roles:
     """Feature columns by how the pipeline treats them."""
 
     numeric: list[str]
-    categorical: list[str]  # one-hot
+    categorical: list[str]  # split as categories by the model, or one-hot
     high_cardinality: list[str]  # target-encoded
 
 
@@ -203,7 +204,7 @@ def make_pipeline(task: Task, params: TrainParams, roles: Roles) -> Any:
         ]
     )
     # lightgbm always splits on categories; hist_gradient_boosting when its section's
-    # native_categorical is true (skl2onnx cannot convert those trees)
+    # native_categorical is true (the default)
     native = bool(entry.categorical_param) and params.estimator_params().get(
         "native_categorical", True
     )

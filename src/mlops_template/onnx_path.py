@@ -136,19 +136,98 @@ def _double_trees(converter: Any) -> Any:
     return convert
 
 
+def _in_bitset(bits: np.ndarray, code: int) -> bool:
+    return bool((int(bits[code // 32]) >> (code % 32)) & 1)
+
+
+def _categorical_tree_writer(estimator: Any) -> Any:
+    """skl2onnx's writer of one HistGradientBoosting tree, for trees with native categorical
+    splits (``train.hist_gradient_boosting.native_categorical``), which skl2onnx 1.20 writes as
+    numeric thresholds on the wrong columns.
+
+    With categorical features the estimator re-encodes its input (its ``_preprocessor``: the
+    categorical columns first, as codes of the values it saw in training) and the trees split
+    on that layout. This writer maps each node back to the model step's input column, and turns
+    a categorical split ("code in the left bitset") into a chain of ``BRANCH_EQ`` nodes on the
+    original values: the values on the side a missing value does *not* take are listed, every
+    other value (missing, or never seen in training) falls through to the missing side, as
+    scikit-learn's predictor routes them. The chain's nodes share their target subtree;
+    onnxruntime fuses such chains into one set-membership test (LightGBM's categorical splits
+    reach ONNX the same way)."""
+    from skl2onnx.common import tree_ensemble
+
+    mask = estimator.is_categorical_
+    column = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)]).tolist()
+    encoder = estimator._preprocessor.named_transformers_["encoder"]
+    values = [np.asarray(c, dtype="float64") for c in encoder.categories_]
+    values = [v[~np.isnan(v)] for v in values]  # the codes 0..n-1 of the values seen
+
+    def write(
+        attr_pairs: dict[str, Any],
+        is_classifier: bool,
+        tree: Any,
+        tree_id: int,
+        tree_weight: float,
+        weight_id_bias: int,
+        leaf_weights_are_counts: bool,
+        adjust_threshold_for_sklearn: bool = False,
+        dtype: Any = None,
+    ) -> None:
+        head = (attr_pairs, is_classifier, tree_id, tree_weight)
+        tail = (weight_id_bias, leaf_weights_are_counts)
+        options = {"adjust_threshold_for_sklearn": adjust_threshold_for_sklearn, "dtype": dtype}
+
+        # node: id, feature, mode, value, true child, false child, value of the node
+        def add(*node: Any, missing: int = 0) -> None:
+            tree_ensemble.add_node(
+                *head, *node, *tail, **options, nodes_missing_value_tracks_true=missing
+            )
+
+        next_id = len(tree.nodes)
+        for i, node in enumerate(tree.nodes):
+            if node["is_leaf"]:
+                add(i, 0, "LEAF", 0.0, 0, 0, node["value"])
+                continue
+            f, left, right = int(node["feature_idx"]), int(node["left"]), int(node["right"])
+            missing_left = int(node["missing_go_to_left"])
+            branch = (column[f], "BRANCH_LEQ", node["num_threshold"], left, right, node["value"])
+            if not node["is_categorical"]:
+                add(i, *branch, missing=missing_left)
+                continue
+            bits = tree.raw_left_cat_bitsets[node["bitset_idx"]]
+            listed = [
+                v for code, v in enumerate(values[f]) if _in_bitset(bits, code) != missing_left
+            ]
+            target, fallthrough = (right, left) if missing_left else (left, right)
+            listed = listed or [np.nan]  # no value on that side: a test that never holds
+            ids = [i, *range(next_id, next_id + len(listed) - 1)]
+            next_id += len(listed) - 1
+            for k, (node_id, value) in enumerate(zip(ids, listed, strict=True)):
+                false = ids[k + 1] if k + 1 < len(ids) else fallthrough
+                add(node_id, column[f], "BRANCH_EQ", float(value), target, false, node["value"])
+
+    return write
+
+
 @contextmanager
-def _patched_skl2onnx() -> Iterator[None]:
+def _patched_skl2onnx(estimator: Any = None) -> Iterator[None]:
     """While converting: (1) skl2onnx 1.20 passes a Python bool for leaf nodes of
     HistGradientBoosting trees, which onnx rejects (``ints`` attribute): coerce it to 0/1;
     (2) numeric SimpleImputer in float64 (:func:`_convert_imputer`); (3) HistGradientBoosting
-    trees in float64 (:func:`_double_trees`)."""
+    trees in float64 (:func:`_double_trees`); (4) their native categorical splits, when
+    ``estimator`` has them (:func:`_categorical_tree_writer`)."""
     from skl2onnx.common import _registration, tree_ensemble
+    from skl2onnx.operator_converters import random_forest
     from skl2onnx.operator_converters.random_forest import (
         convert_sklearn_random_forest_classifier,
         convert_sklearn_random_forest_regressor_converter,
     )
 
     original = tree_ensemble.add_node
+    writer = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
+    if getattr(estimator, "is_categorical_", None) is not None:
+        categorical = _categorical_tree_writer(estimator)
+        random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = categorical
     pool = _registration._converter_pool
     saved = dict(pool)
     trees = {
@@ -174,6 +253,7 @@ def _patched_skl2onnx() -> Iterator[None]:
         yield
     finally:
         tree_ensemble.add_node = original
+        random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = writer
         pool.update(saved)
 
 
@@ -303,7 +383,7 @@ def convert(core: Any, features: pd.DataFrame) -> bytes:
     estimator = core.steps[-1][1]
     _register_lightgbm(estimator)
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "classes_") else None
-    with _patched_skl2onnx():
+    with _patched_skl2onnx(estimator):
         onx = convert_sklearn(
             core,
             initial_types=types,
@@ -372,11 +452,6 @@ def export(
 ) -> tuple[bytes | None, dict[str, Any]]:
     """Convert and check on ``X_test``; returns (ONNX bytes or None, decision record)."""
     feature_step, core = split_pipeline(model)
-    categorical = getattr(core.steps[-1][1], "is_categorical_", None)
-    if categorical is not None and bool(np.any(categorical)):  # train.<model>.native_categorical
-        reason = "native categorical splits (skl2onnx cannot convert them)"
-        log.warning("onnx: %s; serving with scikit-learn", reason)
-        return None, {"runtime": "sklearn", "onnx_error": reason}
     features = feature_step.transform(X_test)
     try:
         onnx_bytes = convert(core, features)

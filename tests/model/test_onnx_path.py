@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.pipeline import Pipeline
 
@@ -81,6 +82,97 @@ def test_lightgbm_passes_the_gate(params: Any) -> None:
     pipeline, X = _fitted(params, "lightgbm")
     X = X.copy()
     X.loc[X.index[:200], ["customer_tenure_days", "distance_from_home_km"]] = None
+    onnx_bytes, record = export(pipeline, X, "binary")
+    assert record["runtime"] == "onnx" and onnx_bytes is not None, record
+    features = pipeline.steps[0][1].transform(X)
+    served = OnnxModel(onnx_bytes).predict_proba(features)
+    np.testing.assert_allclose(served, pipeline.predict_proba(X), rtol=0, atol=TOLERANCE)
+
+
+def _native(task: Any, frame: pd.DataFrame, target: str) -> tuple[Pipeline, pd.DataFrame]:
+    """HistGradientBoosting with native categorical splits (the shipped default), in the
+    saved inference pipeline's shape: [features (none declared) -> model]."""
+    from mlops_template.config import FeaturesParams, TrainParams
+
+    X = frame.drop(columns=target)
+    params = TrainParams().with_overrides({"native_categorical": True})
+    core = make_pipeline(task, params, column_roles(X))
+    pipeline = Pipeline([("features", feature_transformer(FeaturesParams())), ("model", core)])
+    return pipeline.fit(X, frame[target]), X
+
+
+def _categorical_splits(pipeline: Pipeline) -> tuple[int, int]:
+    """(categorical splits, those that send a missing value left) over every tree."""
+    estimator = pipeline.steps[-1][1].steps[-1][1]
+    nodes = [n for trees in estimator._predictors for tree in trees for n in tree.nodes]
+    split = [n for n in nodes if n["is_categorical"] and not n["is_leaf"]]
+    return len(split), sum(int(n["missing_go_to_left"]) for n in split)
+
+
+def _tips(target: str) -> tuple[str, pd.DataFrame]:
+    """A real table plotly ships: 244 restaurant bills; sex, smoker, day, time as strings."""
+    import plotly.data
+
+    frame = plotly.data.tips()
+    return ("multiclass" if target == "day" else "regression"), frame
+
+
+@pytest.mark.parametrize("target", ["day", "tip"])
+def test_native_categorical_splits_export_on_a_real_table(target: str) -> None:
+    """tips: 4 string classes from 3 string columns (multiclass), and the tip (regression),
+    every category split a chain of equality tests on the column's codes: within 1e-6, with
+    unseen and missing values of every string column (they take the missing side)."""
+    task, frame = _tips(target)
+    pipeline, X = _native(task, frame, target)
+    splits, missing_left = _categorical_splits(pipeline)
+    assert 0 < missing_left < splits  # both kinds of chain are written
+    strings = [c for c in X.columns if X[c].dtype == "str"]
+    X = X.copy()
+    X.loc[X.index[:20], strings] = "never seen"
+    X.loc[X.index[20:40], strings] = None
+    onnx_bytes, record = export(pipeline, X, task)
+    assert record["runtime"] == "onnx" and onnx_bytes is not None, record
+    assert record["onnx_max_abs_diff"] <= TOLERANCE
+    served = OnnxModel(onnx_bytes)
+    features = pipeline.steps[0][1].transform(X)
+    if task == "regression":
+        np.testing.assert_allclose(served.predict(features), pipeline.predict(X), atol=TOLERANCE)
+    else:
+        expected = pipeline.predict_proba(X)
+        np.testing.assert_allclose(served.predict_proba(features), expected, atol=TOLERANCE)
+    # an unseen value is scored as a missing one, in both runtimes
+    unseen = features.iloc[:20]
+    missing = unseen.assign(**{c: pd.Series(None, unseen.index, dtype="str") for c in strings})
+    run = served.predict if task == "regression" else served.predict_proba
+    np.testing.assert_array_equal(run(unseen), run(missing))
+
+
+def test_native_categorical_splits_export_with_numbers_between_strings() -> None:
+    """Binary; string columns before, between and after numeric ones (the estimator moves its
+    categorical columns first: each split must test the column it was learned on), NaN in
+    numbers and strings."""
+    rng = np.random.default_rng(3)
+    rows = 3_000
+    shop = pd.Series(rng.choice([f"s{i:02d}" for i in range(20)], rows), dtype="str")
+    shop[rng.random(rows) < 0.05] = None
+    hour = rng.integers(0, 24, rows).astype("float64")
+    hour[rng.random(rows) < 0.1] = np.nan
+    channel = pd.Series(rng.choice(["web", "app", "store"], rows), dtype="str")
+    risky = shop.isin(["s01", "s04", "s07", "s13"]).to_numpy()
+    logit = 2.0 * risky + (channel == "web").to_numpy() + np.nan_to_num(hour, nan=30) / 12 - 2
+    frame = pd.DataFrame(
+        {
+            "channel": channel,
+            "amount": rng.lognormal(3, 1, rows),
+            "shop": shop,
+            "hour": hour,
+            "label": (logit + rng.logistic(size=rows) > 0).astype(int),
+        }
+    )
+    pipeline, X = _native("binary", frame, "label")
+    assert _categorical_splits(pipeline)[0] > 0
+    X = X.copy()
+    X.loc[X.index[:50], "shop"] = "opened after training"
     onnx_bytes, record = export(pipeline, X, "binary")
     assert record["runtime"] == "onnx" and onnx_bytes is not None, record
     features = pipeline.steps[0][1].transform(X)

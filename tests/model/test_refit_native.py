@@ -2,8 +2,8 @@
 ``early_stopping_refit`` fits again on every training row with the iteration count early
 stopping chose (``true``), or trains the final fit on every row with the median count train's
 CV folds stopped at (``cv``, no second fit); ``native_categorical`` splits string columns as
-categories (ordinal codes), which skl2onnx cannot convert: the model is served with
-scikit-learn and the export says why."""
+categories (ordinal codes), and the ONNX export writes those splits as chains of equality
+tests (tests/model/test_onnx_path.py checks them on real tables)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from mlops_template.model import (
     refits_after_stopping,
     save,
 )
-from mlops_template.onnx_path import export
+from mlops_template.onnx_path import TOLERANCE, export
 from mlops_template.stages import train
 
 
@@ -137,7 +137,7 @@ def test_refit_leaves_a_fit_without_early_stopping_alone() -> None:
     assert fitted.steps[-1][1].n_iter_ == 30
 
 
-def test_native_categorical_splits_serve_with_sklearn_and_round_trip(tmp_path: Path) -> None:
+def test_native_categorical_splits_export_to_onnx_and_round_trip(tmp_path: Path) -> None:
     from sklearn.pipeline import Pipeline
 
     frame = _table()
@@ -149,7 +149,8 @@ def test_native_categorical_splits_serve_with_sklearn_and_round_trip(tmp_path: P
     estimator = pipeline.steps[-1][1]
     assert isinstance(estimator, HistGradientBoostingClassifier)
     assert estimator.is_categorical_.tolist() == [False, True]  # x, then shop's codes
-    onehot = fit(make_pipeline("binary", TrainParams(), column_roles(X)), X, y)
+    onehot_params = TrainParams().with_overrides({"native_categorical": False})
+    onehot = fit(make_pipeline("binary", onehot_params, column_roles(X)), X, y)
     assert onehot.steps[-1][1].is_categorical_ is None
 
     X_test = test.drop(columns="label")
@@ -158,11 +159,8 @@ def test_native_categorical_splits_serve_with_sklearn_and_round_trip(tmp_path: P
     inference = Pipeline([("features", feature_transformer(FeaturesParams())), ("model", pipeline)])
     inference.steps[0][1].fit(None)
     onnx_bytes, record = export(inference, X_test, "binary")
-    assert onnx_bytes is None
-    assert record == {
-        "runtime": "sklearn",
-        "onnx_error": "native categorical splits (skl2onnx cannot convert them)",
-    }
+    assert record["runtime"] == "onnx" and onnx_bytes is not None, record
+    assert record["onnx_max_abs_diff"] <= TOLERANCE
     save(pipeline, tmp_path / "model.skops")  # the trusted loader reads it back, same outputs
     loaded = read_pipeline(tmp_path / "model.skops")
     np.testing.assert_array_equal(model_output(loaded, X_test, "binary"), output)
