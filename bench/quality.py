@@ -360,7 +360,7 @@ def render_tuned(results: list[dict[str, Any]], args: argparse.Namespace) -> lis
         "params.yaml's `tune` section as shipped: random search whose trial 0 is the "
         "configured defaults, 3 folds, ROC AUC for classification, RMSE for regression), "
         "`dvc repro gate` again; FLAML as above. **best = defaults**: no candidate beat trial 0 "
-        "in CV; **tuned before**: the tuned model of the run before trial 0 was the defaults. "
+        "in CV; **tuned before**: the tuned model of the run this report replaced. "
         "**As good as** = the held-out primary metric (ROC AUC binary, accuracy multiclass, "
         "R² regression) not worse than FLAML's by more than 0.005; the stricter count also "
         "asks for log loss not worse by more than 0.01.",
