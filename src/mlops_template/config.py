@@ -264,6 +264,9 @@ class TuneParams(Section):
     n_workers: int = Field(1, ge=1)
     pruning: bool = False
     seed: int = 42
+    # model kinds searched beside train.model (each's own defaults first, then its space): a
+    # linear model wins on some small tables (attrition: CV ROC AUC 0.836 vs 0.789)
+    models: list[ModelName] = Field(default_factory=lambda: ["linear"])
     space: dict[ModelName, dict[str, SpaceDim]] = Field(default_factory=lambda: _default_space())
 
     @model_validator(mode="before")

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mlops_template.config import DaskParams, Params, TuneParams, parse_params
+from mlops_template.errors import ConfigError
 from mlops_template.features import build_features
 from tests.repo import DEMO_CONTRACT
 
@@ -27,7 +28,9 @@ SPACE = {
 def tiny(raw_params: dict[str, Any]) -> Params:
     raw_params["train"]["hist_gradient_boosting"]["max_iter"] = 15
     raw_params["train"]["hist_gradient_boosting"]["early_stopping"] = False
-    raw_params["tune"].update(enabled=True, method="grid", n_trials=4, folds=2, space=SPACE)
+    raw_params["tune"].update(
+        enabled=True, method="grid", n_trials=4, folds=2, space=SPACE, models=[]
+    )  # one kind: the tests below are about the search of one model's space
     return parse_params(raw_params)
 
 
@@ -267,3 +270,97 @@ def test_small_training_splits_repeat_the_k_fold(feats: pd.DataFrame, tiny: Para
     splits = list(cv_splitter("binary", 2, 0, repeats=3).split(X, y))
     assert len(splits) == 6
     assert len({tuple(val[:20]) for _, val in splits}) == 6
+
+
+def linear_table(rows: int, seed: int) -> pd.DataFrame:
+    """A label from a weighted sum of 12 numbers plus logistic noise, 400 rows: what a linear
+    model gets right and 15 shallow trees only approximate."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(rows, 12))
+    logit = X @ np.linspace(-1.5, 1.5, 12) + rng.logistic(size=rows)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(12)])
+    return frame.assign(is_fraud=(logit > 0).astype(int))
+
+
+TWO_KINDS = {
+    "hist_gradient_boosting": {"learning_rate": {"choices": [0.03, 0.3]}},
+    "linear": {"C": {"low": 0.01, "high": 10.0, "log": True}},
+}
+
+
+@pytest.mark.parametrize("method", ["grid", "random", "bayesian", "evolutionary"])
+def test_tune_models_adds_a_kind_whose_defaults_come_second(
+    feats: pd.DataFrame, tiny: Params, method: str
+) -> None:
+    """tune.models: trial 0 is train.model's defaults, trial 1 the linear model's own
+    (train.linear), then the kinds take turns (Optuna: the kind is a parameter)."""
+    result = _tune(feats, tiny, method=method, n_trials=6, space=TWO_KINDS, models=["linear"])
+    trials = result.trials
+    assert trials["model"].tolist()[:2] == ["hist_gradient_boosting", "linear"]
+    assert trials["defaults"].tolist() == [True] + [False] * 5
+    assert trials["C"].iloc[1] == tiny.train.linear.C
+    assert trials["learning_rate"].iloc[0] == tiny.train.hist_gradient_boosting.learning_rate
+    if method in ("grid", "random"):
+        assert trials["model"].tolist()[2:] == ["hist_gradient_boosting", "linear"] * 2
+    best = trials.loc[trials["score"].idxmax()]
+    assert result.model == best["model"] and result.best_score == best["score"]
+    assert set(result.best_params) == set(TWO_KINDS[result.model])
+    assert result.searched == ("hist_gradient_boosting", "linear")
+
+
+def test_the_kind_tune_finds_best_is_the_one_train_trains(
+    tiny: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a table with a linear signal the linear model wins the CV: best_params.json names
+    it, and `train` builds a logistic regression with the tuned C, though params.yaml still
+    says hist_gradient_boosting."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_template import paths
+    from mlops_template.model import make_pipeline
+    from mlops_template.stages import tune
+    from mlops_template.stages.train import tuned_params
+
+    shutil.copy(DEMO_CONTRACT, tmp_path / "contract.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    paths.TRAIN_FEATURES.parent.mkdir(parents=True)
+    linear_table(400, seed=0).to_parquet(paths.TRAIN_FEATURES)
+    update = {"space": TWO_KINDS, "models": ["linear"], "method": "random", "n_trials": 4}
+    tune_params = TuneParams.model_validate(tiny.tune.model_dump() | update)
+    params = tiny.model_copy(update={"tune": tune_params})
+    tune.run(params)
+    best = json.loads(paths.BEST_PARAMS.read_text())
+    assert best["model"] == "linear" and best["searched"] == ["hist_gradient_boosting", "linear"]
+    assert set(best["params"]) == {"C"}
+    trials = pd.read_csv(paths.TUNE_TRIALS)
+    by_kind = trials.groupby("model")["score"].max()
+    assert by_kind["linear"] > by_kind["hist_gradient_boosting"]
+    merged, source = tuned_params(params)
+    assert merged.train.model == "linear" and best["params"]["C"] == merged.train.linear.C
+    assert source == "tune:random (a linear model: it beat hist_gradient_boosting in tune's CV)"
+    assert set(pd.read_csv(paths.TUNE_IMPORTANCE)["parameter"]) == {"C"}
+    X = linear_table(50, seed=1).drop(columns="is_fraud")
+    from mlops_template.model import column_roles
+
+    pipeline = make_pipeline("binary", merged.train, column_roles(X))
+    assert isinstance(pipeline.steps[-1][1], LogisticRegression)
+    assert best["params"]["C"] == pipeline.steps[-1][1].C
+    # params.yaml's train.model changed since: the stale result is refused, naming both
+    other = params.model_copy(
+        update={"train": params.train.model_copy(update={"model": "lightgbm"})}
+    )
+    with pytest.raises(ConfigError, match=r"tuned for model 'hist_gradient_boosting'.*lightgbm"):
+        tuned_params(other)
+
+
+def test_on_dask_only_kinds_that_train_on_a_cluster_are_searched(tiny: Params) -> None:
+    from mlops_template.stages.tune import kinds
+
+    tune = tiny.tune.model_copy(update={"models": ["linear", "lightgbm", "linear"]})
+    assert kinds(tiny.train, tune) == ["hist_gradient_boosting", "linear", "lightgbm"]
+    lightgbm = tiny.train.model_copy(update={"model": "lightgbm"})
+    assert kinds(lightgbm, tune, DaskParams(enabled=True)) == ["lightgbm"]

@@ -43,6 +43,7 @@ def test_default_params_are_valid(raw_params: dict[str, Any]) -> None:
             "tune.space.hist_gradient_boosting.max_iter",
         ),
         ({"space": {"gbm": {}}}, "tune.space.gbm"),
+        ({"models": ["gbm"]}, "tune.models"),
     ],
 )
 def test_invalid_tune_section_names_key(
@@ -78,4 +79,15 @@ def test_space_inconsistent_with_model_fails_in_check(
 def test_unknown_metric_named(raw_params: dict[str, Any]) -> None:
     params = parse_params(_with(raw_params, metric="auc_roc"))
     with pytest.raises(ConfigError, match=r"tune\.metric"):
+        check(params)
+
+
+def test_a_kind_tune_models_adds_needs_its_space(raw_params: dict[str, Any]) -> None:
+    """tune.models: [random_forest] with a space that has no random_forest section: check
+    names the missing section before any work."""
+    space = {"hist_gradient_boosting": {"learning_rate": {"low": 0.01, "high": 0.3}}}
+    params = parse_params(_with(raw_params, space=space, models=["random_forest"], enabled=True))
+    with pytest.raises(
+        ConfigError, match=r"tune\.space\.random_forest: empty search space for tune\.models"
+    ):
         check(params)

@@ -390,13 +390,18 @@ def tuned_params(params: Params) -> tuple[Params, str]:
     best = json.loads(paths.BEST_PARAMS.read_text())
     if not best.get("params"):
         return params, "params.yaml"
-    if best.get("model") != params.train.model:
+    tuned_for = (best.get("searched") or [best.get("model")])[0]  # train.model at tune time
+    if tuned_for != params.train.model:
         raise ConfigError(
-            f"{paths.BEST_PARAMS}: tuned for model {best.get('model')!r} but train.model is "
+            f"{paths.BEST_PARAMS}: tuned for model {tuned_for!r} but train.model is "
             f"{params.train.model!r}; run `mlops stage tune` again"
         )
-    train_params = params.train.with_overrides(best["params"])
-    return params.model_copy(update={"train": train_params}), str(best["source"])
+    model = best.get("model", params.train.model)  # the best kind tune.models let it try
+    train_params = params.train.model_copy(update={"model": model}).with_overrides(best["params"])
+    source = str(best["source"])
+    if model != params.train.model:
+        source += f" (a {model} model: it beat {params.train.model} in tune's CV)"
+    return params.model_copy(update={"train": train_params}), source
 
 
 def _forget_thread_count(pipeline: Pipeline) -> None:

@@ -4,7 +4,10 @@ grid / random (scikit-learn samplers), bayesian (Optuna TPE) and evolutionary (O
 all reduce to the same thing: propose a batch of candidate params, cross-validate each one
 (locally with joblib, or on a Dask cluster), keep the best. Trial 0 is always the model's own
 defaults (params.yaml's ``train.<model>`` section), scored by the same CV; a candidate must
-beat it strictly, so a search whose candidates all score worse returns the defaults. With
+beat it strictly, so a search whose candidates all score worse returns the defaults. The
+search covers ``train.model`` and the model kinds ``tune.models`` adds (each kind's own
+defaults are its first trial, then the kinds take turns; Optuna picks the kind as one more
+parameter): the best kind is what `train` trains. With
 ``tune.repeats > 1``, on a small training split (below ``tune.repeat_below_rows`` rows) the
 k-fold is repeated that many times. The result goes to models/best_params.json, which `train`
 reads.
@@ -36,9 +39,11 @@ class TuneResult:
     best_params: dict[str, Any]
     best_score: float
     metric: str
-    trials: pd.DataFrame  # one row per trial: number, params..., score, seconds, defaults
+    trials: pd.DataFrame  # one row per trial: number, model, params..., score, seconds, defaults
     best_is_defaults: bool = False  # no candidate beat trial 0 (the configured defaults)
     cv_repeats: int = 1  # times the k-fold ran per trial (tune.repeats on a small split)
+    model: str = ""  # the kind of the best trial (train.model or one of tune.models)
+    searched: tuple[str, ...] = ()  # train.model first, then the kinds tune.models added
 
 
 def metric_for(task: Task, tune: TuneParams) -> tuple[str, bool]:
@@ -52,24 +57,43 @@ def metric_for(task: Task, tune: TuneParams) -> tuple[str, bool]:
     return name, HIGHER_IS_BETTER[name]
 
 
+def kinds(train: TrainParams, tune: TuneParams, dask: DaskParams | None = None) -> list[str]:
+    """The model kinds searched: ``train.model``, then ``tune.models`` (with ``dask.enabled``
+    only those that train on a cluster, as `train` will)."""
+    from mlops_template.estimators import ESTIMATORS
+
+    out = [train.model]
+    for model in tune.models:
+        if model in out:
+            continue
+        if dask is not None and dask.enabled and not ESTIMATORS[model].on_dask:
+            log.info("tune: %s trains in one process only; not searched with dask.enabled", model)
+            continue
+        out.append(model)
+    return out
+
+
 def check(params: Params) -> None:
-    """Fail before any work: empty space, unknown hyper-parameter, invalid bounds for the model."""
-    tune, model = params.tune, params.train.model
-    space = tune.space.get(model)
-    if not space:
-        raise ConfigError(f"tune.space.{model}: empty search space for the chosen train.model")
-    section = getattr(params.train, model)
-    for name, dim in space.items():
-        if name not in type(section).model_fields:
-            raise ConfigError(f"tune.space.{model}.{name}: not a hyper-parameter of {model}")
-        samples = dim.choices if dim.choices is not None else [dim.low, dim.high]
-        for value in samples:
-            try:
-                section.model_copy().__setattr__(name, value)
-            except Exception as err:  # pydantic ValidationError: bound outside the model's range
-                raise ConfigError(
-                    f"tune.space.{model}.{name}: {value!r} is invalid: {err}"
-                ) from None
+    """Fail before any work: empty space, unknown hyper-parameter, invalid bounds, for each
+    model kind searched."""
+    tune = params.tune
+    for model in kinds(params.train, tune, params.dask):
+        space = tune.space.get(model)
+        if not space:
+            chosen = "the chosen train.model" if model == params.train.model else "tune.models"
+            raise ConfigError(f"tune.space.{model}: empty search space for {chosen}")
+        section = getattr(params.train, model)
+        for name, dim in space.items():
+            if name not in type(section).model_fields:
+                raise ConfigError(f"tune.space.{model}.{name}: not a hyper-parameter of {model}")
+            samples = dim.choices if dim.choices is not None else [dim.low, dim.high]
+            for value in samples:
+                try:
+                    section.model_copy().__setattr__(name, value)
+                except Exception as err:  # pydantic ValidationError: outside the model's range
+                    raise ConfigError(
+                        f"tune.space.{model}.{name}: {value!r} is invalid: {err}"
+                    ) from None
     metric_for(params.data.task, tune)
 
 
@@ -105,7 +129,9 @@ def cv_score(
         refits_after_stopping,
     )
 
-    params = train.with_overrides(overrides)
+    values = {k: v for k, v in overrides.items() if k != "model"}
+    params = train.model_copy(update={"model": overrides.get("model", train.model)})
+    params = params.with_overrides(values)
     refit = refits_after_stopping(params)
     roles = column_roles(X)
     splitter = cv_splitter(task, folds, seed, repeats)
@@ -134,9 +160,10 @@ def _timed(*args: Any) -> tuple[float, float]:
     return cv_score(*args), time.perf_counter() - start
 
 
-def defaults(train: TrainParams, space: dict[str, Any]) -> dict[str, Any]:
-    """The configured value of each searched hyper-parameter: what `train` uses untuned."""
-    section = getattr(train, train.model)
+def defaults(train: TrainParams, space: dict[str, Any], model: str = "") -> dict[str, Any]:
+    """The configured value of each searched hyper-parameter of ``model`` (default
+    ``train.model``): what `train` uses untuned."""
+    section = getattr(train, model or train.model)
     return {name: getattr(section, name) for name in space}
 
 
@@ -197,6 +224,21 @@ def _grid_or_random(
     return ({k: (v.item() if hasattr(v, "item") else v) for k, v in c.items()} for c in cands)
 
 
+def _candidates(
+    tune: TuneParams, spaces: dict[str, dict[str, Any]], n: int
+) -> Iterator[dict[str, Any]]:
+    """Up to ``n`` candidates ``{"model": kind, **values}``, the kinds taking turns (a kind
+    whose grid is used up leaves the turns to the others)."""
+
+    def tagged(model: str, space: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        for values in _grid_or_random(tune, space, n):
+            yield {"model": model, **values}
+
+    streams = [tagged(model, space) for model, space in spaces.items()]
+    turns = itertools.chain.from_iterable(itertools.zip_longest(*streams))
+    return itertools.islice((c for c in turns if c is not None), n)
+
+
 def local_map(fn: Callable[..., T], args: list[tuple[Any, ...]], workers: int) -> list[T]:
     """``[fn(*a) for a in args]`` on ``workers`` local processes (joblib), each limited to its
     share of the cores for OpenMP/BLAS threads, whatever OMP_NUM_THREADS says: joblib keeps a
@@ -245,12 +287,15 @@ def tune(
     params: TuneParams,
     dask: DaskParams | None = None,
 ) -> TuneResult:
-    """Search ``params.space[train.model]`` with k-fold CV on ``features`` (training split only)."""
-    space = params.space.get(train.model)
-    if not space:
-        raise ConfigError(
-            f"tune.space.{train.model}: empty search space for the chosen train.model"
-        )
+    """Search ``params.space`` of ``train.model`` and of the kinds ``params.models`` adds,
+    with k-fold CV on ``features`` (training split only)."""
+    searched = kinds(train, params, dask)
+    spaces: dict[str, dict[str, Any]] = {}
+    for model in searched:
+        spaces[model] = params.space.get(model) or {}
+        if not spaces[model]:
+            chosen = "the chosen train.model" if model == train.model else "tune.models"
+            raise ConfigError(f"tune.space.{model}: empty search space for {chosen}")
     metric, higher = metric_for(task, params)
     X, y = features.drop(columns=[target]), features[target]
     if len(X) > params.max_rows:
@@ -266,7 +311,8 @@ def tune(
             params.folds,
             repeats,
         )
-    start = defaults(train, space)
+    # trial 0: train's configured model as it stands; then each other kind's own defaults
+    starts = [{"model": m, **defaults(train, spaces[m], m)} for m in searched]
     runner = _Runner(params, dask or DaskParams())
     deadline = time.monotonic() + (params.timeout_seconds or float("inf"))
     rows: list[dict[str, Any]] = []
@@ -320,7 +366,8 @@ def tune(
     try:
         if params.method in ("grid", "random"):
             # Trial 0: the defaults, alone in the first batch (a search always has them).
-            cands = itertools.chain([start], _grid_or_random(params, space, params.n_trials - 1))
+            drawn = _candidates(params, spaces, max(0, params.n_trials - len(starts)))
+            cands = itertools.islice(itertools.chain(starts, drawn), params.n_trials)
             # Independent candidates: hand the workers several per worker at once, so a slow
             # trial does not leave the other workers idle; the deadline is checked between
             # (after the first batch: a search always has a result).
@@ -331,13 +378,13 @@ def tune(
         else:
             _optuna(
                 params,
-                space,
+                spaces,
                 higher,
                 evaluate,
                 runner.workers,
                 deadline,
                 evaluate_pruned if prune else None,
-                start,
+                starts,
             )
     finally:
         runner.close()
@@ -348,10 +395,16 @@ def tune(
     # idxmax/idxmin take the first of equal scores: a candidate must beat trial 0 (the
     # defaults) strictly to replace them.
     best = trials["score"].idxmax() if higher else trials["score"].idxmin()
-    best_params = {k: trials.loc[best, k] for k in space}
+    model = str(trials.loc[best, "model"])
+    best_params = {k: trials.loc[best, k] for k in spaces[model]}
     best_params = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_params.items()}
+    for name, value in best_params.items():  # a column shared with a float-valued kind
+        if spaces[model][name].integer and isinstance(value, float):
+            best_params[name] = int(value)
     if bool(trials.loc[best, "defaults"]):
         log.info("tune: no candidate beat the defaults (trial 0); keeping them")
+    elif model != train.model:
+        log.info("tune: the best trial is a %s model (train.model: %s)", model, train.model)
     return TuneResult(
         best_params,
         float(trials.loc[best, "score"]),
@@ -359,21 +412,25 @@ def tune(
         trials,
         bool(trials.loc[best, "defaults"]),
         repeats,
+        model,
+        tuple(searched),
     )
 
 
 def _optuna(
     tune: TuneParams,
-    space: dict[str, Any],
+    spaces: dict[str, dict[str, Any]],
     higher: bool,
     evaluate: Any,
     batch: int,
     deadline: float,
     evaluate_pruned: Any = None,
-    start: dict[str, Any] | None = None,
+    starts: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Ask/tell in batches. ``start`` (the defaults) is trial 0: enqueued, so the sampler
-    learns from it, when it lies in the space; else scored first, outside the study."""
+    """Ask/tell in batches. ``starts`` (each kind's defaults, trial 0 first) are enqueued, so
+    the sampler learns from them, when each lies in its space; else scored first, outside the
+    study. With several kinds the kind is one more (categorical) parameter, ``model``, and
+    each kind's parameters are named ``<kind>.<name>`` (kinds may share a name, not a range)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -388,28 +445,37 @@ def _optuna(
     study = optuna.create_study(
         direction="maximize" if higher else "minimize", sampler=sampler, pruner=pruner
     )
+    several = len(spaces) > 1
+
+    def named(model: str, name: str) -> str:
+        return f"{model}.{name}" if several else name
+
+    starts = list(starts or [])[: tune.n_trials]
     done = 0
-    if start is not None and in_space(start, space):
-        study.enqueue_trial(start)
+    batch_first = batch
+    if starts and all(in_space(c, spaces[c["model"]]) for c in starts):
+        for start in starts:
+            values = {named(start["model"], k): v for k, v in start.items() if k != "model"}
+            study.enqueue_trial(values | ({"model": start["model"]} if several else {}))
         batch_first = 1  # trial 0 alone: it is scored even if the deadline allows nothing else
-    elif start is not None:
-        evaluate([start])
-        done = batch_first = 1
-    else:
-        batch_first = batch
+    elif starts:
+        evaluate(starts)
+        done = batch_first = len(starts)
     while done < tune.n_trials and (done == 0 or time.monotonic() < deadline):
         n = min(batch if done else batch_first, tune.n_trials - done)
         trials = [study.ask() for _ in range(n)]
         cands = []
         for t in trials:
-            c: dict[str, Any] = {}
-            for name, d in space.items():
+            model = t.suggest_categorical("model", list(spaces)) if several else next(iter(spaces))
+            c: dict[str, Any] = {"model": model}
+            for name, d in spaces[model].items():
+                key = named(model, name)
                 if d.choices is not None:
-                    c[name] = t.suggest_categorical(name, d.choices)
+                    c[name] = t.suggest_categorical(key, d.choices)
                 elif d.integer:
-                    c[name] = t.suggest_int(name, d.low, d.high, log=d.log)
+                    c[name] = t.suggest_int(key, d.low, d.high, log=d.log)
                 else:
-                    c[name] = t.suggest_float(name, d.low, d.high, log=d.log)
+                    c[name] = t.suggest_float(key, d.low, d.high, log=d.log)
             cands.append(c)
         done += n
         if evaluate_pruned is not None:
@@ -441,7 +507,8 @@ def history(result: TuneResult, higher: bool) -> pd.DataFrame:
 
 
 def importance(result: TuneResult, space: dict[str, Any], higher: bool) -> pd.DataFrame:
-    """Parameter importance (Optuna fANOVA) over the finished trials, whatever the method."""
+    """Parameter importance (Optuna fANOVA) over the finished trials of the best trial's model
+    kind (``space``: that kind's), whatever the method."""
     import optuna
     from optuna.distributions import (
         CategoricalDistribution,
@@ -459,6 +526,8 @@ def importance(result: TuneResult, space: dict[str, Any], higher: bool) -> pd.Da
             dists[name] = FloatDistribution(d.low, d.high, log=d.log)
     study = optuna.create_study(direction="maximize" if higher else "minimize")
     done = result.trials[result.trials["state"] == "complete"]
+    if result.model:  # the best kind's trials: its parameters are the ones asked about
+        done = done[done["model"] == result.model]
     done = done[[in_space({k: row[k] for k in space}, space) for row in done.to_dict("records")]]
     for row in done.to_dict("records"):
         values = {k: row[k] for k in space}
@@ -490,12 +559,15 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
                 "metric": result.metric,
                 "defaults_trial": 0,
                 "cv_repeats": result.cv_repeats,
+                "searched": ",".join(result.searched or [params.train.model]),
             }
         )
         for row in result.trials.to_dict("records"):
             best = row["score"] == result.best_score
+            kind = row.get("model", params.train.model)
             with tracking.start_run(mlflow, run_name=f"trial-{row['number']}", nested=True):
-                mlflow.log_params({k: row[k] for k in result.best_params})
+                names = params.tune.space.get(kind) or result.best_params
+                mlflow.log_params({"model": kind} | {k: row[k] for k in names})
                 if row["state"] == "complete":
                     mlflow.log_metric(result.metric, row["score"])
                 mlflow.set_tag("state", row["state"])
@@ -503,6 +575,7 @@ def log_to_mlflow(result: TuneResult, params: Params) -> str:
                 mlflow.set_tag("defaults", str(bool(row["defaults"])).lower())
         mlflow.set_tag("best_is_defaults", str(result.best_is_defaults).lower())
         mlflow.log_metric(f"best_{result.metric}", result.best_score)
+        mlflow.log_params({"best.model": result.model or params.train.model})
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
         return str(parent.info.run_id)
 
@@ -529,14 +602,15 @@ def run(params: Params) -> None:
     )
     run_id = log_to_mlflow(result, params)
     higher = metric_for(params.data.task, params.tune)[1]
-    space = params.tune.space[params.train.model]
+    space = params.tune.space[result.model]
     io.write_csv(result.trials, paths.TUNE_TRIALS)
     io.write_csv(history(result, higher), paths.TUNE_HISTORY)
     io.write_csv(importance(result, space, higher), paths.TUNE_IMPORTANCE)
     io.write_json(
         {
             "source": f"tune:{params.tune.method}",
-            "model": params.train.model,
+            "model": result.model,  # the best trial's kind: train trains this one
+            "searched": list(result.searched),  # train.model first
             "metric": result.metric,
             "score": result.best_score,
             "best_is_defaults": result.best_is_defaults,
