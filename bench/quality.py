@@ -348,6 +348,15 @@ def tuned_vs_flaml(row: dict[str, Any]) -> tuple[bool, bool] | None:
     return primary, primary and tuned["log_loss"] <= peer["log_loss"] + MARGIN["log_loss"]
 
 
+def _best(tuned: dict[str, Any]) -> str:
+    """ "yes" when no candidate beat trial 0; else "no", with the kind when tune.models' won."""
+    if tuned.get("best_is_defaults"):
+        return "yes"
+    best = tuned.get("best_params") or {}
+    searched = best.get("searched") or [best.get("model")]
+    return f"no ({best['model']})" if best.get("model") != searched[0] else "no"
+
+
 def render_tuned(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     rows = [r for r in results if r.get("tuned") and r.get("flaml")]
     if not rows:
@@ -360,7 +369,8 @@ def render_tuned(results: list[dict[str, Any]], args: argparse.Namespace) -> lis
         "params.yaml's `tune` section as shipped: random search whose trial 0 is the "
         "configured defaults, 3 folds, ROC AUC for classification, RMSE for regression), "
         "`dvc repro gate` again; FLAML as above. **best = defaults**: no candidate beat trial 0 "
-        "in CV; **tuned before**: the tuned model of the run this report replaced. "
+        "in CV (a kind in parentheses: `tune.models` added it and it won the CV); "
+        "**tuned before**: the tuned model of the run this report replaced. "
         "**As good as** = the held-out primary metric (ROC AUC binary, accuracy multiclass, "
         "R² regression) not worse than FLAML's by more than 0.005; the stricter count also "
         "asks for log loss not worse by more than 0.01.",
@@ -382,7 +392,7 @@ def render_tuned(results: list[dict[str, Any]], args: argparse.Namespace) -> lis
             f"{_fmt(tuned[key])} | {_fmt(peer[key])} | {tuned[key] - peer[key]:+.4f} | "
             f"{_fmt(tuned.get('log_loss'))} | {_fmt(peer.get('log_loss'))} | "
             f"{r['tuned']['trials']} | "
-            f"{'yes' if r['tuned'].get('best_is_defaults') else 'no'} | "
+            f"{_best(r['tuned'])} | "
             f"{_fmt(((r.get('tuned_previous') or {}).get('metrics') or {}).get(key))} | "
             f"{r['tuned']['repro_s']:.0f} | {shown} |"
         )
