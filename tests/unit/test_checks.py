@@ -44,8 +44,14 @@ def test_a_slice_below_the_floor_and_a_wide_gap_are_named(demo_slices: dict[str,
     assert result["failed"]
     below = {n for n, e in demo_slices["slices"].items() if e["roc_auc"] < 0.85}
     assert below and set(result["metrics"]["roc_auc"]["below_floor"]) == below
-    assert any(p.startswith("slice entertainment: roc_auc") for p in result["problems"])
-    assert any(p.startswith("roc_auc gap") and "jewelry" in p for p in result["problems"])
+    assert {p.split(":")[0] for p in result["problems"] if p.startswith("slice ")} == {
+        f"slice {n}" for n in below
+    }
+    values = {n: e["roc_auc"] for n, e in demo_slices["slices"].items() if e["rows"] >= 200}
+    best, worst = max(values, key=values.__getitem__), min(values, key=values.__getitem__)
+    assert values[best] - values[worst] > 0.1  # the demo's gap: wider than asked
+    (gap,) = [p for p in result["problems"] if p.startswith("roc_auc gap")]
+    assert f"between slices {best} ({values[best]:.4f}) and {worst} ({values[worst]:.4f})" in gap
 
 
 def test_lower_is_better_metrics_have_a_ceiling(demo_slices: dict[str, Any]) -> None:
