@@ -364,3 +364,26 @@ def test_on_dask_only_kinds_that_train_on_a_cluster_are_searched(tiny: Params) -
     assert kinds(tiny.train, tune) == ["hist_gradient_boosting", "linear", "lightgbm"]
     lightgbm = tiny.train.model_copy(update={"model": "lightgbm"})
     assert kinds(lightgbm, tune, DaskParams(enabled=True)) == ["lightgbm"]
+
+
+def test_the_best_values_keep_their_types_across_kinds(
+    feats: pd.DataFrame, tiny: Params, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A column one kind leaves empty is float in the trials table (NaN): the winner's values
+    come back typed by its section (max_leaf_nodes 15, not 15.0)."""
+    from mlops_template.stages import tune
+
+    def scored(*args: Any) -> tuple[float, float]:
+        cand = args[4]
+        return (0.9 if cand.get("max_leaf_nodes") == 15 else 0.6), 0.0
+
+    monkeypatch.setattr(tune, "_timed", scored)
+    space = {
+        "hist_gradient_boosting": {"max_leaf_nodes": {"choices": [15, 63]}},
+        "linear": {"C": {"low": 0.01, "high": 10.0, "log": True}},
+    }
+    result = _tune(feats, tiny, method="random", n_trials=6, space=space, models=["linear"])
+    assert result.trials["max_leaf_nodes"].dtype == "float64"  # NaN on the linear rows
+    assert result.model == "hist_gradient_boosting"
+    assert result.best_params == {"max_leaf_nodes": 15}
+    assert type(result.best_params["max_leaf_nodes"]) is int

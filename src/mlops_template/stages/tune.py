@@ -398,9 +398,10 @@ def tune(
     model = str(trials.loc[best, "model"])
     best_params = {k: trials.loc[best, k] for k in spaces[model]}
     best_params = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_params.items()}
-    for name, value in best_params.items():  # a column shared with a float-valued kind
-        if spaces[model][name].integer and isinstance(value, float):
-            best_params[name] = int(value)
+    # typed by the kind's section (a column that other kinds leave NaN is float: 31.0 -> 31)
+    section = getattr(train, model)
+    typed = type(section).model_validate(section.model_dump() | best_params)
+    best_params = {k: getattr(typed, k) for k in best_params}
     if bool(trials.loc[best, "defaults"]):
         log.info("tune: no candidate beat the defaults (trial 0); keeping them")
     elif model != train.model:
