@@ -154,8 +154,8 @@ def _categorical_tree_writer(estimator: Any) -> Any:
     original values: the values on the side a missing value does *not* take are listed, every
     other value (missing, or never seen in training) falls through to the missing side, as
     scikit-learn's predictor routes them. The chain's nodes share their target subtree;
-    onnxruntime fuses such chains into one set-membership test (LightGBM's categorical splits
-    reach ONNX the same way)."""
+    onnxruntime fuses such chains into one set-membership test (microsoft/onnxruntime#21222;
+    LightGBM's categorical splits reach ONNX the same way, through onnxmltools)."""
     from skl2onnx.common import tree_ensemble
 
     mask = estimator.is_categorical_
