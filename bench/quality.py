@@ -139,7 +139,9 @@ def fitted_scores(
 
 def flaml_scores(
     python: Path, project: Path, target: str, task: str, seconds: int, classes: list[Any] | None
-) -> dict[str, float] | None:
+) -> tuple[dict[str, float] | None, str]:
+    """FLAML's held-out metrics and the learner it chose (quality_peer.py prints
+    "<learner> in <seconds> s" last)."""
     out = project / "flaml.npy"
     argv = [
         str(python),
@@ -156,7 +158,8 @@ def flaml_scores(
     )
     if done.returncode != 0:
         print(f"flaml failed: {done.stderr[-1500:]}", flush=True)
-        return None
+        return None, ""
+    learner = done.stdout.strip().splitlines()[-1].split(" in ")[0]
     output = np.load(out)
     y = pd.read_parquet(project / "data/features/test.parquet")[target].to_numpy()
     if task != "regression":
@@ -165,7 +168,7 @@ def flaml_scores(
         output = output[:, [by_name.index(str(c)) for c in classes]]
         if task == "binary":
             output = output[:, 1]
-    return score(task, y, output, classes)
+    return score(task, y, output, classes), learner
 
 
 def run_table(
@@ -202,10 +205,10 @@ def run_table(
             old_model_module(args.before), BeforeParams(before_params), task, train, test, target
         )
         _, after_s = fitted_scores(model_now, after_params, task, train, test, target)
-        peer_scores = (
+        peer_scores, peer_learner = (
             flaml_scores(peer, project, target, task, args.flaml_seconds, classes)
             if name in args.flaml_tables
-            else None
+            else (None, "")
         )
         tuned = run_tuned(project, args.tune_seconds, args.tune_set) if args.tune_seconds else None
         log = (project / "bench.log").read_text()
@@ -224,6 +227,7 @@ def run_table(
             "prior": simple["prior"]["metrics"],
             "reference": simple["reference"].get("metrics"),
             "flaml": peer_scores,
+            "flaml_learner": peer_learner,
             "tuned": tuned,
             "fit_s": {"before": before_s, "after": after_s},
             "repro_s": wall,
@@ -348,6 +352,11 @@ def tuned_vs_flaml(row: dict[str, Any]) -> tuple[bool, bool] | None:
     return primary, primary and tuned["log_loss"] <= peer["log_loss"] + MARGIN["log_loss"]
 
 
+def _learner(row: dict[str, Any]) -> str:
+    """ " (lgbm)": the learner FLAML chose, when the run recorded it."""
+    return f" ({row['flaml_learner']})" if row.get("flaml_learner") else ""
+
+
 def _best(tuned: dict[str, Any]) -> str:
     """ "yes" when no candidate beat trial 0; else "no", with the kind when tune.models' won."""
     if tuned.get("best_is_defaults"):
@@ -389,7 +398,8 @@ def render_tuned(results: list[dict[str, Any]], args: argparse.Namespace) -> lis
         shown = " / ".join("yes" if v else "no" for v in verdict)
         lines.append(
             f"| {r['name']} | {r['task']} | {key} | {_fmt(r['ours'].get(key))} | "
-            f"{_fmt(tuned[key])} | {_fmt(peer[key])} | {tuned[key] - peer[key]:+.4f} | "
+            f"{_fmt(tuned[key])} | {_fmt(peer[key])}{_learner(r)} | "
+            f"{tuned[key] - peer[key]:+.4f} | "
             f"{_fmt(tuned.get('log_loss'))} | {_fmt(peer.get('log_loss'))} | "
             f"{r['tuned']['trials']} | "
             f"{_best(r['tuned'])} | "
