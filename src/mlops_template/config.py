@@ -154,11 +154,13 @@ class _TrainParams(Section):
         section: BaseModel = getattr(self, self.model)
         return section.model_dump()
 
-    def with_overrides(self, overrides: dict[str, Any]) -> TrainParams:
-        """These params with the chosen model's section overridden (tuned values), validated."""
-        section = getattr(self, self.model)
+    def with_overrides(self, overrides: dict[str, Any], model: str = "") -> TrainParams:
+        """These params with the chosen model's section overridden (tuned values), validated;
+        with ``model``, that kind becomes the chosen one first (a kind tune.models searched)."""
+        chosen = self.model_copy(update={"model": model}) if model else self
+        section = getattr(chosen, chosen.model)
         new_section = type(section).model_validate(section.model_dump() | overrides)
-        return self.model_copy(update={self.model: new_section})
+        return chosen.model_copy(update={chosen.model: new_section})
 
 
 if TYPE_CHECKING:

@@ -397,7 +397,7 @@ def tuned_params(params: Params) -> tuple[Params, str]:
             f"{params.train.model!r}; run `mlops stage tune` again"
         )
     model = best.get("model", params.train.model)  # the best kind tune.models let it try
-    train_params = params.train.model_copy(update={"model": model}).with_overrides(best["params"])
+    train_params = params.train.with_overrides(best["params"], model)
     source = str(best["source"])
     if model != params.train.model:
         source += f" (a {model} model: it beat {params.train.model} in tune's CV)"

@@ -73,15 +73,28 @@ def kinds(train: TrainParams, tune: TuneParams, dask: DaskParams | None = None) 
     return out
 
 
+def _space(train: TrainParams, tune: TuneParams, model: str) -> dict[str, Any]:
+    """``tune.space.<model>``; empty is a config error naming it."""
+    space = tune.space.get(model) or {}
+    if not space:
+        chosen = "the chosen train.model" if model == train.model else "tune.models"
+        raise ConfigError(f"tune.space.{model}: empty search space for {chosen}")
+    return space
+
+
+def spaces(
+    train: TrainParams, tune: TuneParams, dask: DaskParams | None = None
+) -> dict[str, dict[str, Any]]:
+    """The search space of each model kind searched (:func:`kinds`, in that order)."""
+    return {model: _space(train, tune, model) for model in kinds(train, tune, dask)}
+
+
 def check(params: Params) -> None:
     """Fail before any work: empty space, unknown hyper-parameter, invalid bounds, for each
     model kind searched."""
     tune = params.tune
-    for model in kinds(params.train, tune, params.dask):
-        space = tune.space.get(model)
-        if not space:
-            chosen = "the chosen train.model" if model == params.train.model else "tune.models"
-            raise ConfigError(f"tune.space.{model}: empty search space for {chosen}")
+    for model in kinds(params.train, tune, params.dask):  # each kind checked whole, in turn
+        space = _space(params.train, tune, model)
         section = getattr(params.train, model)
         for name, dim in space.items():
             if name not in type(section).model_fields:
@@ -130,8 +143,7 @@ def cv_score(
     )
 
     values = {k: v for k, v in overrides.items() if k != "model"}
-    params = train.model_copy(update={"model": overrides.get("model", train.model)})
-    params = params.with_overrides(values)
+    params = train.with_overrides(values, overrides.get("model", ""))
     refit = refits_after_stopping(params)
     roles = column_roles(X)
     splitter = cv_splitter(task, folds, seed, repeats)
@@ -289,13 +301,8 @@ def tune(
 ) -> TuneResult:
     """Search ``params.space`` of ``train.model`` and of the kinds ``params.models`` adds,
     with k-fold CV on ``features`` (training split only)."""
-    searched = kinds(train, params, dask)
-    spaces: dict[str, dict[str, Any]] = {}
-    for model in searched:
-        spaces[model] = params.space.get(model) or {}
-        if not spaces[model]:
-            chosen = "the chosen train.model" if model == train.model else "tune.models"
-            raise ConfigError(f"tune.space.{model}: empty search space for {chosen}")
+    searched_spaces = spaces(train, params, dask)
+    searched = list(searched_spaces)
     metric, higher = metric_for(task, params)
     X, y = features.drop(columns=[target]), features[target]
     if len(X) > params.max_rows:
@@ -312,7 +319,7 @@ def tune(
             repeats,
         )
     # trial 0: train's configured model as it stands; then each other kind's own defaults
-    starts = [{"model": m, **defaults(train, spaces[m], m)} for m in searched]
+    starts = [{"model": m, **defaults(train, searched_spaces[m], m)} for m in searched]
     runner = _Runner(params, dask or DaskParams())
     deadline = time.monotonic() + (params.timeout_seconds or float("inf"))
     rows: list[dict[str, Any]] = []
@@ -366,7 +373,7 @@ def tune(
     try:
         if params.method in ("grid", "random"):
             # Trial 0: the defaults, alone in the first batch (a search always has them).
-            drawn = _candidates(params, spaces, max(0, params.n_trials - len(starts)))
+            drawn = _candidates(params, searched_spaces, max(0, params.n_trials - len(starts)))
             cands = itertools.islice(itertools.chain(starts, drawn), params.n_trials)
             # Independent candidates: hand the workers several per worker at once, so a slow
             # trial does not leave the other workers idle; the deadline is checked between
@@ -378,7 +385,7 @@ def tune(
         else:
             _optuna(
                 params,
-                spaces,
+                searched_spaces,
                 higher,
                 evaluate,
                 runner.workers,
@@ -396,11 +403,10 @@ def tune(
     # defaults) strictly to replace them.
     best = trials["score"].idxmax() if higher else trials["score"].idxmin()
     model = str(trials.loc[best, "model"])
-    best_params = {k: trials.loc[best, k] for k in spaces[model]}
+    best_params = {k: trials.loc[best, k] for k in searched_spaces[model]}
     best_params = {k: (v.item() if hasattr(v, "item") else v) for k, v in best_params.items()}
     # typed by the kind's section (a column that other kinds leave NaN is float: 31.0 -> 31)
-    section = getattr(train, model)
-    typed = type(section).model_validate(section.model_dump() | best_params)
+    typed = getattr(train.with_overrides(best_params, model), model)
     best_params = {k: getattr(typed, k) for k in best_params}
     if bool(trials.loc[best, "defaults"]):
         log.info("tune: no candidate beat the defaults (trial 0); keeping them")
